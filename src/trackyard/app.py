@@ -1,0 +1,72 @@
+"""The ASGI application, assembled in one place.
+
+Collection routes (everything an SDK calls) sit behind CORS, open to any origin since
+write keys are public in browsers; health probes do not need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Router
+
+from trackyard.config import Settings
+from trackyard.ingest.collector import Collector
+from trackyard.routes import health
+from trackyard.routes.segment import SegmentAPI
+from trackyard.store.sqlite import SQLiteStore
+
+#: Preflights are cached a day, so browsers send one OPTIONS per origin, not per event.
+CORS_MAX_AGE = 86_400
+
+
+def collection_app(collector: Collector) -> CORSMiddleware:
+    router = Router(routes=SegmentAPI(collector).routes())
+    # allow_origin_regex (not "*") makes Starlette echo the Origin, which credentials mode needs.
+    return CORSMiddleware(
+        router,
+        allow_origin_regex=".*",
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        allow_credentials=True,
+        max_age=CORS_MAX_AGE,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body = msgspec.json.encode(
+        {"success": False, "code": "not_found" if exc.status_code == 404 else "method_not_allowed",
+         "message": f"{request.method} {request.url.path}: {exc.detail}. See docs/api.md for the routes."}
+    )
+    return Response(body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
+
+
+def create_app(settings: Settings) -> Starlette:
+    store = SQLiteStore(settings)
+    collector = Collector(store, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    return Starlette(
+        routes=[*health.routes(collector), Mount("", app=collection_app(collector))],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """The factory uvicorn's worker processes call; settings arrive as ``TRACKYARD_*`` variables."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,66 @@
+"""Server settings: one frozen object, built from CLI options or ``TRACKYARD_*`` variables.
+
+Worker processes are started by uvicorn from an import string, so the settings travel to
+them through the environment (:meth:`Settings.to_env` / :meth:`Settings.from_env`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Final, Literal
+
+Durability = Literal["full", "process"]
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8088
+DEFAULT_DATA_DIR: Final = "./trackyard-data"
+
+#: Segment's documented limits (reference segment.md 1.5), in bytes of decoded JSON.
+#: "KB" is 1,024 bytes, as in analytics-python's ``MAX_MSG_SIZE = 32 << 10``.
+MAX_EVENT_BYTES: Final = 32 * 1024
+MAX_REQUEST_BYTES: Final = 500 * 1024
+MAX_BATCH_EVENTS: Final = 2500
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    #: ``full``: fsync before every acknowledgement (survives power loss).
+    #: ``process``: acknowledge once SQLite's WAL has the commit (survives a process crash only).
+    durability: Durability = "full"
+    #: How long a messageId is remembered per source; duplicates inside it are stored once.
+    dedup_window_seconds: int = 24 * 3600
+    #: Events waiting for the writer beyond which requests get 429 instead of queueing.
+    max_pending_events: int = 50_000
+    #: Largest number of events one group commit writes.
+    max_commit_events: int = 5_000
+    max_event_bytes: int = MAX_EVENT_BYTES
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_batch_events: int = MAX_BATCH_EVENTS
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "trackyard.db"
+
+    def to_env(self) -> dict[str, str]:
+        return {f"TRACKYARD_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"TRACKYARD_{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.name == "data_dir":
+                values[f.name] = Path(raw)
+            elif f.name == "durability":
+                if raw not in ("full", "process"):
+                    raise ValueError(f"TRACKYARD_DURABILITY must be 'full' or 'process', not {raw!r}")
+                values[f.name] = raw
+            else:
+                values[f.name] = int(raw)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,56 @@
+"""Write keys: where a request carries one, and which source it names."""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode
+
+from trackyard.errors import IngestError
+from trackyard.store.base import Source, Store
+
+
+def basic_username(authorization: str | None) -> str | None:
+    """The username of ``Authorization: Basic base64(user:password)``; the colon is optional."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not credentials:
+        return None
+    try:
+        decoded = b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0] or None
+
+
+def unauthorized(message: str) -> IngestError:
+    return IngestError(401, "invalid_write_key", message)
+
+
+class SourceCache:
+    """The sources by write key, reloaded whenever the store says they changed."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._version = -1
+        self._by_key: dict[str, Source] = {}
+
+    def resolve(self, write_key: str | None) -> Source:
+        """The enabled source ``write_key`` names, or a 401 that says what is wrong."""
+        if not write_key:
+            raise unauthorized(
+                "No write key. Send it as the 'writeKey' field of the body or as "
+                "'Authorization: Basic base64(<writeKey>:)'."
+            )
+        version = self._store.sources_version()
+        if version != self._version:
+            self._by_key = {s.write_key: s for s in self._store.sources()}
+            self._version = version
+        source = self._by_key.get(write_key)
+        if source is None:
+            raise unauthorized("Unknown write key. Check the key, or create a source: trackyard sources add NAME.")
+        if not source.enabled:
+            raise unauthorized(
+                f"The source {source.name!r} is disabled. Enable it with: trackyard sources enable {source.name}."
+            )
+        return source

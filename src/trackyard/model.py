@@ -1,0 +1,76 @@
+"""The canonical event: a Segment Spec message, plus where trackyard received it.
+
+Every wire format is decoded into this one shape before it is stored. Field order is
+fixed so that stored JSON reads the same whatever the client sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+EVENT_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+
+#: The Spec's fields in the order trackyard writes them; any other field the client
+#: sent (``channel``, ``category``, ``_metadata`` ...) follows them unchanged.
+CANONICAL_FIELDS: Final = (
+    "type",
+    "messageId",
+    "userId",
+    "anonymousId",
+    "event",
+    "name",
+    "properties",
+    "traits",
+    "groupId",
+    "previousId",
+    "context",
+    "integrations",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+    "version",
+    "source",
+)
+
+#: The Tracking API version trackyard stamps on events that carry none (Segment sends 2).
+API_VERSION: Final = 2
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ordered(event: dict[str, Any]) -> dict[str, Any]:
+    """Return ``event`` with the canonical fields first, in canonical order."""
+    out = {key: event[key] for key in CANONICAL_FIELDS if key in event}
+    if len(out) != len(event):
+        for key, value in event.items():
+            if key not in out:
+                out[key] = value
+    return out
+
+
+def parse_timestamp(value: str) -> int:
+    """Parse an ISO-8601 timestamp of any precision and offset into epoch microseconds.
+
+    A value without an offset is taken as UTC, as Segment does. Raises ``ValueError``.
+    """
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("not an ISO-8601 string")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_timestamp(micros: int) -> str:
+    """Format epoch microseconds as Segment does: UTC, milliseconds, ``Z``."""
+    seconds, micro = divmod(micros, 1_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micro // 1000:03d}Z"
+
+
+def now_micros() -> int:
+    delta = datetime.now(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,0 +1,226 @@
+"""Segment's HTTP Tracking API: ``/v1/{identify,track,...}``, batches, pixel, settings, metrics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from trackyard.errors import CallError, IngestError
+from trackyard.ingest.auth import basic_username
+from trackyard.ingest.body import read_body
+from trackyard.ingest.collector import Collector
+from trackyard.model import now_micros
+from trackyard.store.base import EventRecord, RejectRecord, Source
+from trackyard.wire import segment as wire
+
+SUCCESS = b'{"success": true}'
+# The smallest transparent GIF: what Segment's pixel API answers, always.
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+_SHORT_FORMS = {"i": "identify", "t": "track", "p": "page", "s": "screen", "g": "group", "a": "alias"}
+_BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(error: IngestError) -> Response:
+    """Segment-style error body: analytics-python needs both ``code`` and ``message``."""
+    headers = None
+    if error.retry_after is not None:
+        seconds = str(error.retry_after)
+        headers = {"Retry-After": seconds, "X-RateLimit-Reset": seconds}
+    body = msgspec.json.encode({"success": False, "code": error.code, "message": error.message})
+    return json_response(body, error.status, headers)
+
+
+def _receipt(request: Request, route: str, write_key: str, source: Source) -> wire.Receipt:
+    return wire.Receipt(
+        route=route,
+        received_at_us=now_micros(),
+        client_ip=request.client.host if request.client else None,
+        write_key=write_key,
+        source_tag={"id": source.id, "name": source.name, "format": wire.FORMAT, "route": route},
+    )
+
+
+def _record(source: Source, receipt: wire.Receipt, message_id: str, kind: str, event: dict[str, Any]) -> EventRecord:
+    return EventRecord(source.id, message_id, kind, receipt.received_at_us // 1000, wire.encode(event))
+
+
+def _reject(receipt: wire.Receipt, source: Source, error: CallError, index: int | None, body: bytes) -> RejectRecord:
+    return RejectRecord(
+        source.id, receipt.received_at_us // 1000, receipt.route, error.code, error.message, index, body
+    )
+
+
+class SegmentAPI:
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.settings = collector.settings
+
+    def routes(self) -> list[Route]:
+        routes = [Route(f"/v1/{name}", self._handler(self.single, name), methods=["POST"]) for name in wire_types()]
+        routes += [
+            Route(f"/v1/{short}", self._handler(self.single, kind), methods=["POST"])
+            for short, kind in _SHORT_FORMS.items()
+        ]
+        routes += [Route(path, self._handler(self.batch, None), methods=["POST"]) for path in _BATCH_PATHS]
+        routes += [
+            Route("/v1/m", self.metrics, methods=["POST"]),
+            Route("/v1/pixel/{call}", self.pixel, methods=["GET"]),
+            Route("/v1/projects/{write_key}/settings", self.cdn_settings, methods=["GET"]),
+        ]
+        return routes
+
+    def _handler(
+        self, method: Callable[[Request, str | None], Awaitable[Response]], kind: str | None
+    ) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await method(request, kind)
+            except IngestError as error:
+                return error_response(error)
+
+        return endpoint
+
+    async def _body(self, request: Request, limit: int, what: str) -> bytes:
+        return await read_body(request.stream(), request.headers.get("content-encoding"), limit, what)
+
+    async def single(self, request: Request, kind: str | None) -> Response:
+        body = await self._body(request, self.settings.max_event_bytes, "event")
+        item = wire.decode_json(body)
+        body_key = item.get("writeKey") if isinstance(item, dict) else None
+        write_key = basic_username(request.headers.get("authorization")) or (
+            body_key if isinstance(body_key, str) else None
+        )
+        source = self.collector.authorize(write_key, 1)
+        assert write_key is not None
+        receipt = _receipt(request, request.url.path, write_key, source)
+        try:
+            message_id, kind, event = wire.normalize(item, kind, receipt)
+        except CallError as error:
+            await self.collector.commit((), (_reject(receipt, source, error, None, body),))
+            raise IngestError(400, error.code, error.message) from None
+        await self.collector.commit((_record(source, receipt, message_id, kind, event),), ())
+        return json_response(SUCCESS)
+
+    async def batch(self, request: Request, kind: str | None) -> Response:
+        settings = self.settings
+        body = await self._body(request, settings.max_request_bytes, "request")
+        envelope = wire.decode_envelope(body)
+        write_key = basic_username(request.headers.get("authorization")) or envelope.writeKey
+        if len(envelope.batch) > settings.max_batch_events:
+            raise IngestError(
+                400,
+                "batch_too_large",
+                f"The batch has {len(envelope.batch):,} events; the limit is {settings.max_batch_events:,}."
+                " Split it into smaller batches.",
+            )
+        source = self.collector.authorize(write_key, len(envelope.batch))
+        assert write_key is not None
+        receipt = _receipt(request, request.url.path, write_key, source)
+        receipt.sent_at = envelope.sentAt
+        receipt.context = envelope.context
+        receipt.integrations = envelope.integrations
+        events: list[EventRecord] = []
+        rejects: list[RejectRecord] = []
+        rejected: list[dict[str, Any]] = []
+        for index, raw in enumerate(envelope.batch):
+            try:
+                if len(raw) > settings.max_event_bytes:
+                    raise CallError(
+                        "event_too_large", f"The event is larger than {settings.max_event_bytes:,} bytes of JSON."
+                    )
+                message_id, call, event = wire.normalize(wire.decode_item(raw), None, receipt)
+            except CallError as error:
+                rejects.append(_reject(receipt, source, error, index, bytes(raw)))
+                rejected.append({"index": index, "code": error.code, "message": error.message})
+                continue
+            events.append(_record(source, receipt, message_id, call, event))
+        await self.collector.commit(events, rejects)
+        if not rejected:
+            return json_response(SUCCESS)
+        return json_response(msgspec.json.encode({"success": True, "rejected": rejected}))
+
+    async def metrics(self, request: Request) -> Response:
+        # analytics.js telemetry: read and drop, so the browser never retries it.
+        async for _ in request.stream():
+            pass
+        return json_response(SUCCESS)
+
+    async def pixel(self, request: Request) -> Response:
+        """``GET /v1/pixel/{call}?data=<base64 JSON>``: always a GIF, as Segment answers."""
+        kind = request.path_params["call"]
+        try:
+            item = _pixel_event(request)
+            write_key = item.get("writeKey")
+            source = self.collector.authorize(write_key if isinstance(write_key, str) else None, 1)
+            receipt = _receipt(request, "/v1/pixel", str(write_key), source)
+            try:
+                message_id, kind, event = wire.normalize(item, kind, receipt)
+            except CallError as error:
+                await self.collector.commit((), (_reject(receipt, source, error, None, wire.encode(item)),))
+            else:
+                await self.collector.commit((_record(source, receipt, message_id, kind, event),), ())
+        except IngestError:
+            pass
+        return Response(PIXEL_GIF, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+    async def cdn_settings(self, request: Request) -> Response:
+        """The settings analytics.js loads from its CDN, pointing it at this server."""
+        write_key = request.path_params["write_key"]
+        try:
+            self.collector.sources.resolve(write_key)
+        except IngestError as error:
+            return error_response(IngestError(404, error.code, error.message))
+        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        settings = {
+            "integrations": {
+                "Segment.io": {"apiKey": write_key, "apiHost": f"{host}/v1", "protocol": request.url.scheme}
+            },
+            "metrics": {"sampleRate": 0},
+            "plan": {"track": {"__default": {"enabled": True}}, "identify": {"__default": {"enabled": True}}},
+            "enabledMiddleware": {},
+            "middlewareSettings": {},
+            "remotePlugins": [],
+        }
+        return json_response(msgspec.json.encode(settings))
+
+
+def wire_types() -> list[str]:
+    return ["identify", "track", "page", "screen", "group", "alias"]
+
+
+def _pixel_event(request: Request) -> dict[str, Any]:
+    data = request.query_params.get("data")
+    if data is None:
+        # The flattened form: ?userId=u&properties.subject=hi&writeKey=k
+        item: dict[str, Any] = {}
+        for key, value in request.query_params.items():
+            target = item
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                target = target.setdefault(parent, {})
+                if not isinstance(target, dict):
+                    raise IngestError(400, "invalid_pixel", f"{key} conflicts with another parameter.")
+            target[leaf] = value
+        return item
+    try:
+        decoded = base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_" if "-" in data or "_" in data else None)
+    except (binascii.Error, ValueError):
+        raise IngestError(400, "invalid_pixel", "data is not base64.") from None
+    item = wire.decode_json(decoded)
+    if not isinstance(item, dict):
+        raise IngestError(400, "invalid_pixel", "data must encode a JSON object.")
+    return item

@@ -1,0 +1,333 @@
+"""The embedded store: one SQLite database (WAL) under the data dir.
+
+All writes go through one writer thread per process (as in Datasette). Requests hand it
+their events and wait; it takes everything that is waiting, writes it in one
+transaction and commits once, so concurrent requests share one fsync (group commit).
+Worker processes each have a writer; SQLite's write lock (``BEGIN IMMEDIATE``) orders
+them, which also makes the dedup check and the insert atomic across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+import string
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trackyard.config import Durability, Settings
+from trackyard.errors import Overloaded, StoreUnavailable
+from trackyard.store._dedup import DedupIndex
+from trackyard.store.base import (
+    AppendResult,
+    EventRecord,
+    RejectRecord,
+    Source,
+    StoredEvent,
+    StoredReject,
+)
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    write_key TEXT NOT NULL UNIQUE,
+    secret_hash TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    rate_limit REAL,
+    created_at TEXT NOT NULL
+);
+-- AUTOINCREMENT: a seq is never reused, so a consumer's cursor never skips an event.
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    route TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    item_index INTEGER,
+    body BLOB NOT NULL
+);
+"""
+
+_WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
+_SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at"
+
+
+def generate_write_key() -> str:
+    """32 random letters and digits, the shape of a Segment write key."""
+    return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))
+
+
+def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode FULL fsyncs the log on every commit; NORMAL only at checkpoints,
+    # which survives a process crash but not a power loss.
+    conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _source(row: tuple[int, str, str, int, float | None, str]) -> Source:
+    return Source(
+        id=row[0], name=row[1], write_key=row[2], enabled=bool(row[3]), rate_limit=row[4], created_at=row[5]
+    )
+
+
+class _Job:
+    __slots__ = ("events", "future", "rejects", "size")
+
+    def __init__(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> None:
+        self.events = events
+        self.rejects = rejects
+        self.size = len(events) + len(rejects)
+        self.future: Future[AppendResult] = Future()
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes to the database in this process."""
+
+    def __init__(self, conn: sqlite3.Connection, settings: Settings) -> None:
+        super().__init__(name="trackyard-writer", daemon=True)
+        self._conn = conn
+        self._dedup = DedupIndex(settings.dedup_window_seconds)
+        self._max_pending = settings.max_pending_events
+        self._max_commit = settings.max_commit_events
+        self._jobs: deque[_Job] = deque()
+        self._pending = 0
+        self._stopping = False
+        self._cv = threading.Condition()
+
+    def submit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> Future[AppendResult]:
+        job = _Job(events, rejects)
+        with self._cv:
+            if self._stopping:
+                raise StoreUnavailable("the store is shutting down")
+            # A job larger than the bound still goes through when nothing else waits.
+            if self._pending and self._pending + job.size > self._max_pending:
+                raise Overloaded(f"{self._pending} events are waiting to be written")
+            self._jobs.append(job)
+            self._pending += job.size
+            self._cv.notify()
+        return job.future
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self.join()
+
+    def run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stopping:
+                    self._cv.wait()
+                if not self._jobs:
+                    return
+                jobs = [self._jobs.popleft()]
+                size = jobs[0].size
+                while self._jobs and size + self._jobs[0].size <= self._max_commit:
+                    job = self._jobs.popleft()
+                    jobs.append(job)
+                    size += job.size
+            try:
+                results = self._commit(jobs)
+            except Exception as exc:  # every failure is reported to the waiting requests
+                error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                for job in jobs:
+                    job.future.set_exception(error)
+            else:
+                for job, result in zip(jobs, results, strict=True):
+                    job.future.set_result(result)
+            with self._cv:
+                self._pending -= size
+
+    def _commit(self, jobs: list[_Job]) -> list[AppendResult]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            new_keys = self._dedup.new_keys(conn, [e for job in jobs for e in job.events])
+            results = []
+            rows = []
+            for job in jobs:
+                stored = 0
+                for event in job.events:
+                    if (event.source_id, event.message_id) in new_keys:
+                        new_keys.discard((event.source_id, event.message_id))
+                        rows.append(
+                            (event.source_id, event.type, event.message_id, event.received_at_ms, event.body)
+                        )
+                        stored += 1
+                results.append(AppendResult(stored=stored, duplicates=len(job.events) - stored))
+            conn.executemany(
+                "INSERT INTO events (source_id, type, message_id, received_at, body) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._dedup.remember(conn, [(row[0], row[2]) for row in rows])
+            conn.executemany(
+                "INSERT INTO rejects (source_id, received_at, route, code, message, item_index, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.source_id, r.received_at_ms, r.route, r.code, r.message, r.index, r.body)
+                    for job in jobs
+                    for r in job.rejects
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+
+class SQLiteStore:
+    """The default backend. ``open(..., writer=False)`` gives a reader for the CLI."""
+
+    def __init__(self, settings: Settings, *, writer: bool = True) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = _connect(settings.database_path, settings.durability)
+        self._migrate()
+        self._version_path = settings.data_dir / "sources.version"
+        if not self._version_path.exists():
+            self._version_path.write_bytes((0).to_bytes(8, "little"))
+        self._version_fd = os.open(self._version_path, os.O_RDWR)
+        self._writer: _Writer | None = None
+        if writer:
+            self._writer = _Writer(_connect(settings.database_path, settings.durability), settings)
+            self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        os.close(self._version_fd)
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version < _SCHEMA_VERSION:
+                self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;")
+
+    # -- the log -----------------------------------------------------------------
+
+    async def append(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
+        if self._writer is None:
+            raise StoreUnavailable("this store was opened read-only")
+        return await asyncio.wrap_future(self._writer.submit(events, rejects))
+
+    async def ping(self) -> None:
+        await self.append((), ())
+
+    def read_events(
+        self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
+    ) -> list[StoredEvent]:
+        sql = "SELECT seq, source_id, type, body FROM events WHERE seq > ?"
+        params: list[object] = [after]
+        if source_id is not None:
+            sql += " AND source_id = ?"
+            params.append(source_id)
+        if type is not None:
+            sql += " AND type = ?"
+            params.append(type)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [StoredEvent(seq=r[0], source_id=r[1], type=r[2], body=r[3]) for r in rows]
+
+    def read_rejects(self, after: int = 0, limit: int = 1000, source_id: int | None = None) -> list[StoredReject]:
+        sql = "SELECT seq, source_id, received_at, route, code, message, item_index, body FROM rejects WHERE seq > ?"
+        params: list[object] = [after]
+        if source_id is not None:
+            sql += " AND source_id = ?"
+            params.append(source_id)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [StoredReject(*row) for row in rows]
+
+    def count_events(self) -> int:
+        with self._lock:
+            (count,) = self._conn.execute("SELECT count(*) FROM events").fetchone()
+        return int(count)
+
+    # -- sources -----------------------------------------------------------------
+
+    def sources(self) -> list[Source]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY id").fetchall()
+        return [_source(row) for row in rows]
+
+    def source_by_name(self, name: str) -> Source | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _source(row)
+
+    def sources_version(self) -> int:
+        # One pread of 8 bytes: cheap enough to ask on every request.
+        return int.from_bytes(os.pread(self._version_fd, 8, 0), "little")
+
+    def add_source(self, name: str, write_key: str | None = None, rate_limit: float | None = None) -> Source:
+        key = write_key or generate_write_key()
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._change_sources(
+            "INSERT INTO sources (name, write_key, rate_limit, created_at) VALUES (?, ?, ?, ?)",
+            (name, key, rate_limit, created),
+        )
+        source = self.source_by_name(name)
+        assert source is not None
+        return source
+
+    def rotate_source(self, name: str, write_key: str | None = None) -> Source:
+        self._change_sources(
+            "UPDATE sources SET write_key = ? WHERE name = ?", (write_key or generate_write_key(), name)
+        )
+        return self._existing(name)
+
+    def set_source_enabled(self, name: str, enabled: bool) -> Source:
+        self._change_sources("UPDATE sources SET enabled = ? WHERE name = ?", (int(enabled), name))
+        return self._existing(name)
+
+    def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source:
+        self._change_sources("UPDATE sources SET rate_limit = ? WHERE name = ?", (rate_limit, name))
+        return self._existing(name)
+
+    def _existing(self, name: str) -> Source:
+        source = self.source_by_name(name)
+        if source is None:
+            raise KeyError(name)
+        return source
+
+    def _change_sources(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        # Servers compare this counter on every request and reload their sources when it moves.
+        version = self.sources_version() + 1
+        os.pwrite(self._version_fd, version.to_bytes(8, "little"), 0)
