@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackyard.config import Settings
 from trackyard.ingest.collector import Collector
@@ -27,24 +28,49 @@ from trackyard.store.sqlite import SQLiteStore
 CORS_MAX_AGE = 86_400
 
 
-def collection_app(collector: Collector) -> CORSMiddleware:
+class _AnyOrigin:
+    """Starlette's CORS middleware speaks only to requests with an ``Origin``; this puts
+    ``Access-Control-Allow-Origin: *`` on the others too, so every answer carries it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_origin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"access-control-allow-origin", b"*")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_origin)
+
+
+def collection_app(collector: Collector) -> ASGIApp:
     router = Router(routes=SegmentAPI(collector).routes())
     # allow_origin_regex (not "*") makes Starlette echo the Origin, which credentials mode needs.
-    return CORSMiddleware(
-        router,
-        allow_origin_regex=".*",
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
-        allow_credentials=True,
-        max_age=CORS_MAX_AGE,
+    return _AnyOrigin(
+        CORSMiddleware(
+            router,
+            allow_origin_regex=".*",
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            allow_credentials=True,
+            max_age=CORS_MAX_AGE,
+        )
     )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     body = msgspec.json.encode(
-        {"success": False, "code": "not_found" if exc.status_code == 404 else "method_not_allowed",
-         "message": f"{request.method} {request.url.path}: {exc.detail}. See docs/api.md for the routes."}
+        {
+            "success": False,
+            "code": "not_found" if exc.status_code == 404 else "method_not_allowed",
+            "message": f"{request.method} {request.url.path}: {exc.detail}. See docs/api.md for the routes.",
+        }
     )
     return Response(body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
 

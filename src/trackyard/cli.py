@@ -6,6 +6,8 @@ and a test keeps the two in step.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import socket
 import sys
@@ -62,25 +64,65 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default=DEFAULT_HOST, show_default=True, envvar="TRACKYARD_HOST", show_envvar=True,
-              help="Address to listen on. Use 0.0.0.0 to accept connections from other machines.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
-              envvar="TRACKYARD_PORT", show_envvar=True, help="TCP port; 0 picks a free one (printed at start).")
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    envvar="TRACKYARD_HOST",
+    show_envvar=True,
+    help="Address to listen on. Use 0.0.0.0 to accept connections from other machines.",
+)
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="TRACKYARD_PORT",
+    show_envvar=True,
+    help="TCP port; 0 picks a free one (printed at start).",
+)
 @data_dir_option
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), envvar="TRACKYARD_WORKERS",
-              show_envvar=True, help="Worker processes. They share the port and the store; 1 per core is a good start.")
-@click.option("--durability", type=click.Choice(["full", "process"]), default="full", show_default=True,
-              envvar="TRACKYARD_DURABILITY", show_envvar=True,
-              help="full: fsync before acknowledging (survives power loss). process: acknowledge once the write "
-                   "is in SQLite's log (survives a crash of trackyard, not of the machine); faster.")
-@click.option("--dedup-window", default=24 * 3600, show_default=True, type=click.IntRange(3600, None),
-              envvar="TRACKYARD_DEDUP_WINDOW", show_envvar=True, metavar="SECONDS",
-              help="How long a messageId is remembered per source. Duplicates inside it are stored once.")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-              default="info", show_default=True, envvar="TRACKYARD_LOG_LEVEL", show_envvar=True,
-              help="Server log verbosity.")
-def serve(host: str, port: int, data_dir: Path, workers: int, durability: str, dedup_window: int,
-          log_level: str) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    envvar="TRACKYARD_WORKERS",
+    show_envvar=True,
+    help="Worker processes. They share the port and the store; 1 per core is a good start.",
+)
+@click.option(
+    "--durability",
+    type=click.Choice(["full", "process"]),
+    default="full",
+    show_default=True,
+    envvar="TRACKYARD_DURABILITY",
+    show_envvar=True,
+    help="full: fsync before acknowledging (survives power loss). process: acknowledge once the write "
+    "is in SQLite's log (survives a crash of trackyard, not of the machine); faster.",
+)
+@click.option(
+    "--dedup-window",
+    default=24 * 3600,
+    show_default=True,
+    type=click.IntRange(3600, None),
+    envvar="TRACKYARD_DEDUP_WINDOW",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="How long a messageId is remembered per source. Duplicates inside it are stored once.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    envvar="TRACKYARD_LOG_LEVEL",
+    show_envvar=True,
+    help="Server log verbosity.",
+)
+def serve(
+    host: str, port: int, data_dir: Path, workers: int, durability: str, dedup_window: int, log_level: str
+) -> None:
     """Run the collector.
 
     Creates the store under --data-dir if needed, and a source named "default" when there
@@ -90,8 +132,13 @@ def serve(host: str, port: int, data_dir: Path, workers: int, durability: str, d
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    settings = Settings(data_dir=data_dir, durability=durability,  # type: ignore[arg-type]
-                        dedup_window_seconds=dedup_window)
+    # Settings without an option (limits, queue bounds) come from TRACKYARD_* variables.
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        data_dir=data_dir,
+        durability=durability,  # type: ignore[arg-type]
+        dedup_window_seconds=dedup_window,
+    )
     store = SQLiteStore(settings, writer=False)
     first = None if store.sources() else store.add_source("default")
     store.close()
@@ -103,12 +150,22 @@ def serve(host: str, port: int, data_dir: Path, workers: int, durability: str, d
         _print_first_source(url, first.write_key)
     os.environ.update(settings.to_env())
     config = uvicorn.Config(
-        "trackyard.app:create_app_from_env", factory=True, workers=workers, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_level=log_level, timeout_graceful_shutdown=30,
+        "trackyard.app:create_app_from_env",
+        factory=True,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
         server_header=False,
     )
-    click.echo(f"trackyard {__version__} listening on {url} (data: {data_dir}, workers: {workers}, "
-               f"durability: {durability})", err=False)
+    click.echo(
+        f"trackyard {__version__} listening on {url} (data: {data_dir}, workers: {workers}, "
+        f"durability: {durability})",
+        err=False,
+    )
     sys.stdout.flush()
     if workers > 1:
         Multiprocess(config, sockets=[sock]).run()
@@ -123,7 +180,9 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.bind(address)
     except OSError as exc:
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port.") from None
+        raise click.ClickException(
+            f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port."
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -146,8 +205,12 @@ def sources() -> None:
 @sources.command("add")
 @click.argument("name")
 @click.option("--write-key", help="Use this key instead of a generated one (for migrating existing clients).")
-@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), metavar="EVENTS_PER_SECOND",
-              help="Answer 429 with Retry-After when the source sends more than this (per worker process).")
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="EVENTS_PER_SECOND",
+    help="Answer 429 with Retry-After when the source sends more than this (per worker process).",
+)
 @data_dir_option
 def sources_add(name: str, write_key: str | None, rate_limit: float | None, data_dir: Path) -> None:
     """Create a source and print its write key."""
@@ -157,7 +220,9 @@ def sources_add(name: str, write_key: str | None, rate_limit: float | None, data
     try:
         source = store.add_source(name, write_key, rate_limit)
     except sqlite3.IntegrityError:
-        raise click.ClickException(f"A source named {name!r}, or one with that write key, exists already.") from None
+        raise click.ClickException(
+            f"A source named {name!r}, or one with that write key, exists already."
+        ) from None
     finally:
         store.close()
     click.echo(source.write_key)
@@ -173,13 +238,28 @@ def sources_list(as_json: bool, data_dir: Path) -> None:
     store.close()
     if as_json:
         for s in rows:
-            click.echo(msgspec.json.encode({"id": s.id, "name": s.name, "write_key": s.write_key, "enabled": s.enabled,
-                                            "rate_limit": s.rate_limit, "created_at": s.created_at}))
+            click.echo(
+                msgspec.json.encode(
+                    {
+                        "id": s.id,
+                        "name": s.name,
+                        "write_key": s.write_key,
+                        "enabled": s.enabled,
+                        "rate_limit": s.rate_limit,
+                        "created_at": s.created_at,
+                    }
+                )
+            )
         return
     table = Table("name", "write key", "enabled", "rate limit (events/s)", "created")
     for s in rows:
-        table.add_row(s.name, s.write_key, "yes" if s.enabled else "no",
-                      "-" if s.rate_limit is None else f"{s.rate_limit:g}", s.created_at)
+        table.add_row(
+            s.name,
+            s.write_key,
+            "yes" if s.enabled else "no",
+            "-" if s.rate_limit is None else f"{s.rate_limit:g}",
+            s.created_at,
+        )
     Console().print(table)
 
 
@@ -241,13 +321,30 @@ def _source_filter(store: SQLiteStore, name: str | None) -> int | None:
 @main.command()
 @data_dir_option
 @click.option("--source", "source_name", metavar="NAME", help="Only this source's events.")
-@click.option("--type", "event_type", type=click.Choice(sorted(EVENT_TYPES)), help="Only events of this type.")
-@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many events.  [default: all]")
-@click.option("--after", default=0, type=click.IntRange(min=0), metavar="SEQ",
-              help="Start after this position in the log (the seq of the last event you read).")
-@click.option("--json", "as_json", is_flag=True, help="Print canonical JSON, one event a line (for jq and scripts).")
-def events(data_dir: Path, source_name: str | None, event_type: str | None, limit: int | None, after: int,
-           as_json: bool) -> None:
+@click.option(
+    "--type", "event_type", type=click.Choice(sorted(EVENT_TYPES)), help="Only events of this type."
+)
+@click.option(
+    "--limit", default=None, type=click.IntRange(min=1), help="At most this many events.  [default: all]"
+)
+@click.option(
+    "--after",
+    default=0,
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="Start after this position in the log (the seq of the last event you read).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print canonical JSON, one event a line (for jq and scripts)."
+)
+def events(
+    data_dir: Path,
+    source_name: str | None,
+    event_type: str | None,
+    limit: int | None,
+    after: int,
+    as_json: bool,
+) -> None:
     """Print stored events, oldest first, in the canonical shape (the Segment Spec).
 
     Safe to run while the server is running.
@@ -255,10 +352,14 @@ def events(data_dir: Path, source_name: str | None, event_type: str | None, limi
     store = _open(data_dir)
     source_id = _source_filter(store, source_name)
     out = sys.stdout.buffer
-    table = None if as_json else Table("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
+    table = (
+        None if as_json else Table("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
+    )
     remaining = limit
     while remaining is None or remaining > 0:
-        page = store.read_events(after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type)
+        page = store.read_events(
+            after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
+        )
         if not page:
             break
         for row in page:
@@ -266,8 +367,14 @@ def events(data_dir: Path, source_name: str | None, event_type: str | None, limi
                 out.write(row.body + b"\n")
             else:
                 e = msgspec.json.decode(row.body)
-                table.add_row(str(row.seq), e["type"], e["messageId"], e.get("userId") or e.get("anonymousId"),
-                              e.get("event") or e.get("name") or "", e["receivedAt"])
+                table.add_row(
+                    str(row.seq),
+                    e["type"],
+                    e["messageId"],
+                    e.get("userId") or e.get("anonymousId"),
+                    e.get("event") or e.get("name") or "",
+                    e["receivedAt"],
+                )
         after = page[-1].seq
         if remaining is not None:
             remaining -= len(page)
@@ -279,7 +386,9 @@ def events(data_dir: Path, source_name: str | None, event_type: str | None, limi
 @main.command()
 @data_dir_option
 @click.option("--source", "source_name", metavar="NAME", help="Only this source's rejects.")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@click.option(
+    "--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="At most this many."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line, with the refused payload.")
 def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) -> None:
     """Print events and requests that were refused, oldest first, with the reason.
@@ -294,13 +403,22 @@ def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) 
     for r in rows:
         if as_json:
             payload: Any = r.body.decode("utf-8", "replace")
-            try:
+            with contextlib.suppress(msgspec.DecodeError):
                 payload = msgspec.json.decode(r.body)
-            except msgspec.DecodeError:
-                pass
-            click.echo(msgspec.json.encode({"seq": r.seq, "source_id": r.source_id, "received_at_ms": r.received_at_ms,
-                                            "route": r.route, "index": r.index, "code": r.code, "message": r.message,
-                                            "payload": payload}))
+            click.echo(
+                msgspec.json.encode(
+                    {
+                        "seq": r.seq,
+                        "source_id": r.source_id,
+                        "received_at_ms": r.received_at_ms,
+                        "route": r.route,
+                        "index": r.index,
+                        "code": r.code,
+                        "message": r.message,
+                        "payload": payload,
+                    }
+                )
+            )
         else:
             table.add_row(str(r.seq), r.route, "-" if r.index is None else str(r.index), r.code, r.message)
     if not as_json:

@@ -42,7 +42,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 def ordered(event: dict[str, Any]) -> dict[str, Any]:
     """Return ``event`` with the canonical fields first, in canonical order."""
-    out = {key: event[key] for key in CANONICAL_FIELDS if key in event}
+    out: dict[str, Any] = {key: event[key] for key in CANONICAL_FIELDS if key in event}
     if len(out) != len(event):
         for key, value in event.items():
             if key not in out:

@@ -48,9 +48,12 @@ class SourceCache:
             self._version = version
         source = self._by_key.get(write_key)
         if source is None:
-            raise unauthorized("Unknown write key. Check the key, or create a source: trackyard sources add NAME.")
+            raise unauthorized(
+                "Unknown write key. Check the key, or create a source: trackyard sources add NAME."
+            )
         if not source.enabled:
             raise unauthorized(
-                f"The source {source.name!r} is disabled. Enable it with: trackyard sources enable {source.name}."
+                f"The source {source.name!r} is disabled. "
+                f"Enable it with: trackyard sources enable {source.name}."
             )
         return source

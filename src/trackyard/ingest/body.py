@@ -24,7 +24,9 @@ def too_large(limit: int, what: str) -> IngestError:
     )
 
 
-async def read_body(chunks: AsyncIterator[bytes], content_encoding: str | None, limit: int, what: str) -> bytes:
+async def read_body(
+    chunks: AsyncIterator[bytes], content_encoding: str | None, limit: int, what: str
+) -> bytes:
     """Return the decoded body, or raise a 400 ``IngestError`` once it exceeds ``limit`` bytes."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("identity", ""):

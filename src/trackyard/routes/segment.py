@@ -54,11 +54,15 @@ def _receipt(request: Request, route: str, write_key: str, source: Source) -> wi
     )
 
 
-def _record(source: Source, receipt: wire.Receipt, message_id: str, kind: str, event: dict[str, Any]) -> EventRecord:
+def _record(
+    source: Source, receipt: wire.Receipt, message_id: str, kind: str, event: dict[str, Any]
+) -> EventRecord:
     return EventRecord(source.id, message_id, kind, receipt.received_at_us // 1000, wire.encode(event))
 
 
-def _reject(receipt: wire.Receipt, source: Source, error: CallError, index: int | None, body: bytes) -> RejectRecord:
+def _reject(
+    receipt: wire.Receipt, source: Source, error: CallError, index: int | None, body: bytes
+) -> RejectRecord:
     return RejectRecord(
         source.id, receipt.received_at_us // 1000, receipt.route, error.code, error.message, index, body
     )
@@ -70,7 +74,9 @@ class SegmentAPI:
         self.settings = collector.settings
 
     def routes(self) -> list[Route]:
-        routes = [Route(f"/v1/{name}", self._handler(self.single, name), methods=["POST"]) for name in wire_types()]
+        routes = [
+            Route(f"/v1/{name}", self._handler(self.single, name), methods=["POST"]) for name in wire_types()
+        ]
         routes += [
             Route(f"/v1/{short}", self._handler(self.single, kind), methods=["POST"])
             for short, kind in _SHORT_FORMS.items()
@@ -140,7 +146,8 @@ class SegmentAPI:
             try:
                 if len(raw) > settings.max_event_bytes:
                     raise CallError(
-                        "event_too_large", f"The event is larger than {settings.max_event_bytes:,} bytes of JSON."
+                        "event_too_large",
+                        f"The event is larger than {settings.max_event_bytes:,} bytes of JSON.",
                     )
                 message_id, call, event = wire.normalize(wire.decode_item(raw), None, receipt)
             except CallError as error:
@@ -217,7 +224,9 @@ def _pixel_event(request: Request) -> dict[str, Any]:
             target[leaf] = value
         return item
     try:
-        decoded = base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_" if "-" in data or "_" in data else None)
+        decoded = base64.b64decode(
+            data + "=" * (-len(data) % 4), altchars=b"-_" if "-" in data or "_" in data else None
+        )
     except (binascii.Error, ValueError):
         raise IngestError(400, "invalid_pixel", "data is not base64.") from None
     item = wire.decode_json(decoded)

@@ -29,7 +29,9 @@ class DedupIndex:
         """Drop expired buckets and return the names of the live ones."""
         names = [
             row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'dedup_%'")
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'dedup_%'"
+            )
         ]
         live = []
         for name in names:
@@ -40,7 +42,9 @@ class DedupIndex:
                 live.append(name)
         return live
 
-    def new_keys(self, conn: sqlite3.Connection, events: Sequence[EventRecord]) -> set[tuple[int, str]]:
+    def new_keys(
+        self, conn: sqlite3.Connection, events: Sequence[EventRecord], now: float | None = None
+    ) -> set[tuple[int, str]]:
         """The keys among ``events`` not seen inside the window (inside a write transaction)."""
         keys = {(e.source_id, e.message_id) for e in events}
         if not keys:
@@ -48,7 +52,7 @@ class DedupIndex:
         by_source: dict[int, list[str]] = {}
         for source_id, message_id in keys:
             by_source.setdefault(source_id, []).append(message_id)
-        for table in self._live_tables(conn, time.time()):
+        for table in self._live_tables(conn, time.time() if now is None else now):
             for source_id, ids in by_source.items():
                 for start in range(0, len(ids), _CHUNK):
                     chunk = ids[start : start + _CHUNK]
@@ -61,11 +65,13 @@ class DedupIndex:
                         keys.discard((source_id, message_id))
         return keys
 
-    def remember(self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]) -> None:
+    def remember(
+        self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str]], now: float | None = None
+    ) -> None:
         rows = list(keys)
         if not rows:
             return
-        table = f"{_PREFIX}{int(time.time()) // self.bucket_seconds}"
+        table = f"{_PREFIX}{int(time.time() if now is None else now) // self.bucket_seconds}"
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (source_id INTEGER NOT NULL, message_id TEXT NOT NULL,"
             " PRIMARY KEY (source_id, message_id)) WITHOUT ROWID"

@@ -226,7 +226,9 @@ class SQLiteStore:
         with self._lock:
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
             if version < _SCHEMA_VERSION:
-                self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;")
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
+                )
 
     # -- the log -----------------------------------------------------------------
 
@@ -255,8 +257,13 @@ class SQLiteStore:
             rows = self._conn.execute(sql, params).fetchall()
         return [StoredEvent(seq=r[0], source_id=r[1], type=r[2], body=r[3]) for r in rows]
 
-    def read_rejects(self, after: int = 0, limit: int = 1000, source_id: int | None = None) -> list[StoredReject]:
-        sql = "SELECT seq, source_id, received_at, route, code, message, item_index, body FROM rejects WHERE seq > ?"
+    def read_rejects(
+        self, after: int = 0, limit: int = 1000, source_id: int | None = None
+    ) -> list[StoredReject]:
+        sql = (
+            "SELECT seq, source_id, received_at, route, code, message, item_index, body"
+            " FROM rejects WHERE seq > ?"
+        )
         params: list[object] = [after]
         if source_id is not None:
             sql += " AND source_id = ?"
@@ -281,7 +288,9 @@ class SQLiteStore:
 
     def source_by_name(self, name: str) -> Source | None:
         with self._lock:
-            row = self._conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)).fetchone()
+            row = self._conn.execute(
+                f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)
+            ).fetchone()
         return None if row is None else _source(row)
 
     def sources_version(self) -> int:

@@ -138,7 +138,8 @@ def _timestamp(value: Any, key: str) -> int:
         return parse_timestamp(value)
     except (ValueError, TypeError, OverflowError):
         raise CallError(
-            "invalid_timestamp", f"{key} must be an ISO-8601 date-time string, such as 2024-05-01T12:00:00.000Z."
+            "invalid_timestamp",
+            f"{key} must be an ISO-8601 date-time string, such as 2024-05-01T12:00:00.000Z.",
         ) from None
 
 
@@ -193,7 +194,9 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
     elif not isinstance(message_id, str):
         raise CallError("message_id_not_string", f"messageId must be a string, not {_json_type(message_id)}.")
     elif len(message_id) > MAX_MESSAGE_ID_LENGTH:
-        raise CallError("message_id_too_long", f"messageId is longer than {MAX_MESSAGE_ID_LENGTH} characters.")
+        raise CallError(
+            "message_id_too_long", f"messageId is longer than {MAX_MESSAGE_ID_LENGTH} characters."
+        )
 
     _stamp_times(event, receipt)
     _merge_envelope(event, receipt)

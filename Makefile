@@ -1,0 +1,49 @@
+# Developer and CI entry points. CI runs `make test` (through .ci/run) on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Stamps record what is installed, so a second `make` does not reinstall.
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+
+.PHONY: serve test lint typecheck pytest test-deps docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV): pyproject.toml requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -e . -r requirements-dev.txt
+	touch $(RUNTIME) $@
+
+## serve: install and run the server on http://127.0.0.1:8088 with its store in ./trackyard-data
+serve: $(RUNTIME)
+	$(BIN)/trackyard serve
+
+## test: lint, type-check and run the whole test suite (what CI runs)
+test: lint typecheck pytest
+
+lint: $(DEV)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(DEV)
+	$(BIN)/mypy
+
+## test-deps: Debian chromium, the pinned npm SDKs and the browser bundle the SDK tests drive
+test-deps:
+	bash scripts/install-test-deps
+
+pytest: $(DEV) test-deps
+	$(BIN)/pytest
+
+## docs: regenerate docs/cli.md from the CLI's own --help
+docs: $(DEV)
+	$(BIN)/python scripts/cli_docs.py > docs/cli.md
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/js/node_modules tests/js/dist
