@@ -34,9 +34,10 @@ def cli(*args: str) -> str:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra = extra
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.write_key = ""
         self.url = ""
         self.process: subprocess.Popen[str] | None = None
@@ -45,9 +46,23 @@ class Server:
     def start(self) -> Server:
         log = self.log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "trackyard", "serve", "--port", "0", "--data-dir", str(self.data_dir),
-             "--log-level", "warning", *self.extra],
-            stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "trackyard",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(self.data_dir),
+                "--log-level",
+                "warning",
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=self.env,
         )
         assert self.process.stdout is not None
         for line in self.process.stdout:
@@ -94,8 +109,10 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(data_dir: Path, *extra: str, source: str = "test") -> Server:
-    server = Server(data_dir, *extra)
+def start_server(
+    data_dir: Path, *extra: str, source: str = "test", env: dict[str, str] | None = None
+) -> Server:
+    server = Server(data_dir, *extra, env=env)
     server.write_key = cli("sources", "add", source, "--data-dir", str(data_dir)).strip()
     return server.start()
 

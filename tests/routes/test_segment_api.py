@@ -16,9 +16,18 @@ import pytest
 from tests.conftest import Server, cli
 
 SINGLE_ROUTES = [
-    ("identify", "identify"), ("track", "track"), ("page", "page"), ("screen", "screen"),
-    ("group", "group"), ("alias", "alias"),
-    ("i", "identify"), ("t", "track"), ("p", "page"), ("s", "screen"), ("g", "group"), ("a", "alias"),
+    ("identify", "identify"),
+    ("track", "track"),
+    ("page", "page"),
+    ("screen", "screen"),
+    ("group", "group"),
+    ("alias", "alias"),
+    ("i", "identify"),
+    ("t", "track"),
+    ("p", "page"),
+    ("s", "screen"),
+    ("g", "group"),
+    ("a", "alias"),
 ]
 
 
@@ -39,8 +48,13 @@ def call(kind: str, user: str, **extra: Any) -> dict[str, Any]:
 
 def post(server: Server, path: str, body: Any, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{server.url}{path}", content=content, auth=(server.write_key, "") if auth else None,
-                      timeout=30, **kwargs)
+    return httpx.post(
+        f"{server.url}{path}",
+        content=content,
+        auth=(server.write_key, "") if auth else None,
+        timeout=30,
+        **kwargs,
+    )
 
 
 def mine(server: Server, user: str) -> list[dict[str, Any]]:
@@ -146,13 +160,20 @@ def test_gzip_and_chunked_bodies(shared_server: Server) -> None:
     user = uid()
     batch = json.dumps({"batch": [{**call("track", user), "type": "track"}] * 3}).encode()
     # Three events with no messageId: three events, each given its own id.
-    assert post(shared_server, "/v1/batch", gzip.compress(batch), headers={"Content-Encoding": "gzip"}).status_code == 200
+    assert (
+        post(
+            shared_server, "/v1/batch", gzip.compress(batch), headers={"Content-Encoding": "gzip"}
+        ).status_code
+        == 200
+    )
 
     def chunks() -> Iterator[bytes]:
         body = json.dumps(call("track", user, event="Chunked")).encode()
         yield from (body[i : i + 7] for i in range(0, len(body), 7))
 
-    response = httpx.post(f"{shared_server.url}/v1/track", content=chunks(), auth=(shared_server.write_key, ""))
+    response = httpx.post(
+        f"{shared_server.url}/v1/track", content=chunks(), auth=(shared_server.write_key, "")
+    )
     assert response.status_code == 200
     events = mine(shared_server, user)
     assert len(events) == 4 and len({e["messageId"] for e in events}) == 4
@@ -202,7 +223,9 @@ def test_gzip_limits_apply_to_the_decoded_json(shared_server: Server) -> None:
 def _batch_of_size(size: int, user: str) -> bytes:
     item = {**call("track", user), "type": "track"}
     items = [item] * 20
-    base = json.dumps({"batch": items, "sentAt": "2024-01-01T00:00:00Z", "pad": ""}, separators=(",", ":")).encode()
+    base = json.dumps(
+        {"batch": items, "sentAt": "2024-01-01T00:00:00Z", "pad": ""}, separators=(",", ":")
+    ).encode()
     return base.replace(b'"pad":""', b'"pad":"' + b"x" * (size - len(base)) + b'"')
 
 
@@ -295,7 +318,9 @@ def test_a_batch_stores_the_valid_and_lists_the_invalid(shared_server: Server) -
     body = response.json()
     assert body["success"] is True
     assert [(r["index"], r["code"]) for r in body["rejected"]] == [
-        (1, "event_not_defined"), (2, "invalid_type"), (4, "invalid_event")
+        (1, "event_not_defined"),
+        (2, "invalid_type"),
+        (4, "invalid_event"),
     ]
     assert [e["type"] for e in mine(shared_server, user)] == ["track", "identify"]
     rejects = {r["index"]: r for r in shared_server.rejects() if r["route"] == "/v1/batch"}
@@ -333,7 +358,9 @@ def test_skew_correction_uses_the_batch_sent_at_and_any_offset(shared_server: Se
     user = uid()
     batch = {
         "sentAt": "2020-01-01T02:00:10.5+02:00",
-        "batch": [{"type": "track", "userId": user, "event": "E", "timestamp": "2020-01-01T00:00:00.000000Z"}],
+        "batch": [
+            {"type": "track", "userId": user, "event": "E", "timestamp": "2020-01-01T00:00:00.000000Z"}
+        ],
     }
     post(shared_server, "/v1/batch", batch)
     (event,) = mine(shared_server, user)
@@ -385,9 +412,17 @@ def test_context_ip_for_client_side_calls_only(shared_server: Server) -> None:
 
 def test_unknown_fields_are_kept(shared_server: Server) -> None:
     user = uid()
-    post(shared_server, "/v1/page", call("page", user, channel="browser", _metadata={"bundled": []}, category="Docs"))
+    post(
+        shared_server,
+        "/v1/page",
+        call("page", user, channel="browser", _metadata={"bundled": []}, category="Docs"),
+    )
     (event,) = mine(shared_server, user)
-    assert event["channel"] == "browser" and event["_metadata"] == {"bundled": []} and event["category"] == "Docs"
+    assert (
+        event["channel"] == "browser"
+        and event["_metadata"] == {"bundled": []}
+        and event["category"] == "Docs"
+    )
 
 
 # -- dedup ---------------------------------------------------------------------------
@@ -454,8 +489,12 @@ def test_every_collection_answer_carries_allow_origin(shared_server: Server) -> 
     with_origin = post(shared_server, "/v1/t", call("track", "u"), headers={"Origin": "https://a.example"})
     assert with_origin.headers["access-control-allow-origin"] == "https://a.example"
     assert with_origin.headers["access-control-allow-credentials"] == "true"
-    refused = post(shared_server, "/v1/t", call("track", "u"), auth=False, headers={"Origin": "https://a.example"})
-    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://a.example"
+    refused = post(
+        shared_server, "/v1/t", call("track", "u"), auth=False, headers={"Origin": "https://a.example"}
+    )
+    assert (
+        refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://a.example"
+    )
     assert post(shared_server, "/v1/t", call("track", "u")).headers["access-control-allow-origin"] == "*"
 
 
@@ -464,26 +503,32 @@ def test_every_collection_answer_carries_allow_origin(shared_server: Server) -> 
 
 def test_pixel_stores_the_event_and_always_answers_a_gif(shared_server: Server) -> None:
     user = uid()
-    data = base64.b64encode(json.dumps({"writeKey": shared_server.write_key, "userId": user,
-                                        "event": "Opened Email"}).encode()).decode()
+    data = base64.b64encode(
+        json.dumps({"writeKey": shared_server.write_key, "userId": user, "event": "Opened Email"}).encode()
+    ).decode()
     response = httpx.get(f"{shared_server.url}/v1/pixel/track", params={"data": data})
     assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
     assert response.content.startswith(b"GIF89a")
-    flat = httpx.get(f"{shared_server.url}/v1/pixel/page",
-                     params={"writeKey": shared_server.write_key, "userId": user, "properties.subject": "Hi"})
+    flat = httpx.get(
+        f"{shared_server.url}/v1/pixel/page",
+        params={"writeKey": shared_server.write_key, "userId": user, "properties.subject": "Hi"},
+    )
     assert flat.status_code == 200
     bad = httpx.get(f"{shared_server.url}/v1/pixel/track", params={"data": "%%%"})
     assert bad.status_code == 200 and bad.content.startswith(b"GIF89a")
     events = mine(shared_server, user)
     assert [(e["type"], e.get("event"), e["source"]["route"]) for e in events] == [
-        ("track", "Opened Email", "/v1/pixel"), ("page", None, "/v1/pixel")
+        ("track", "Opened Email", "/v1/pixel"),
+        ("page", None, "/v1/pixel"),
     ]
     assert events[1]["properties"] == {"subject": "Hi"}
 
 
 def test_browser_metrics_are_answered_200(shared_server: Server) -> None:
     body = {"series": [{"type": "Counter", "metric": "analytics_js.invoke", "value": 1, "tags": {}}]}
-    response = httpx.post(f"{shared_server.url}/v1/m", content=json.dumps(body), headers={"Content-Type": "text/plain"})
+    response = httpx.post(
+        f"{shared_server.url}/v1/m", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 200 and response.json() == {"success": True}
 
 

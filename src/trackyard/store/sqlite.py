@@ -113,6 +113,9 @@ class _Writer(threading.Thread):
         self._pending = 0
         self._stopping = False
         self._cv = threading.Condition()
+        #: Transactions committed and events written by this writer, for tests and benchmarks.
+        self.commits = 0
+        self.written = 0
 
     def submit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> Future[AppendResult]:
         job = _Job(events, rejects)
@@ -126,6 +129,10 @@ class _Writer(threading.Thread):
             self._pending += job.size
             self._cv.notify()
         return job.future
+
+    @property
+    def pending(self) -> int:
+        return self._pending
 
     def stop(self) -> None:
         with self._cv:
@@ -190,6 +197,8 @@ class _Writer(threading.Thread):
                 ],
             )
             conn.execute("COMMIT")
+            self.commits += 1
+            self.written += len(rows)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -273,6 +282,13 @@ class SQLiteStore:
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [StoredReject(*row) for row in rows]
+
+    def stats(self) -> dict[str, int]:
+        """This process's writer: transactions committed, events written, events waiting."""
+        writer = self._writer
+        if writer is None:
+            return {"commits": 0, "written": 0, "pending": 0}
+        return {"commits": writer.commits, "written": writer.written, "pending": writer.pending}
 
     def count_events(self) -> int:
         with self._lock:
