@@ -21,7 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from trackyard.config import Settings
 from trackyard.ingest.collector import Collector
 from trackyard.routes import health
+from trackyard.routes.bloomreach import BloomreachAPI
+from trackyard.routes.koala import KoalaAPI
 from trackyard.routes.segment import SegmentAPI
+from trackyard.routes.vitally import VitallyAPI
 from trackyard.store.sqlite import SQLiteStore
 
 #: Preflights are cached a day, so browsers send one OPTIONS per origin, not per event.
@@ -49,7 +52,13 @@ class _AnyOrigin:
 
 
 def collection_app(collector: Collector) -> ASGIApp:
-    router = Router(routes=SegmentAPI(collector).routes())
+    routes = [
+        *SegmentAPI(collector).routes(),
+        *KoalaAPI(collector).routes(),
+        *BloomreachAPI(collector).routes(),
+        *VitallyAPI(collector).routes(),
+    ]
+    router = Router(routes=routes)
     # allow_origin_regex (not "*") makes Starlette echo the Origin, which credentials mode needs.
     return _AnyOrigin(
         CORSMiddleware(

@@ -23,6 +23,7 @@ from trackyard import __version__
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.model import EVENT_TYPES
 from trackyard.send import send
+from trackyard.store.secrets import generate_secret
 from trackyard.store.sqlite import SQLiteStore
 
 _console = Console(stderr=True)
@@ -282,6 +283,17 @@ def _change(data_dir: Path, name: str, action: str, *args: Any) -> None:
 def sources_rotate(name: str, write_key: str | None, data_dir: Path) -> None:
     """Replace a source's write key and print the new one. The old key stops working at once."""
     _change(data_dir, name, "rotate_source", write_key)
+
+
+@sources.command("secret")
+@click.argument("name")
+@click.option("--secret", help="The new secret; generated when not given.")
+@data_dir_option
+def sources_secret(name: str, secret: str | None, data_dir: Path) -> None:
+    """Set a new source secret and print it. The old one stops working at once."""
+    chosen = secret or generate_secret()
+    _change(data_dir, name, "set_source_secret", chosen)
+    click.echo(chosen)
 
 
 @sources.command("disable")

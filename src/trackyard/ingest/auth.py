@@ -7,6 +7,7 @@ from base64 import b64decode
 
 from trackyard.errors import IngestError
 from trackyard.store.base import Source, Store
+from trackyard.store.secrets import verify_secret
 
 
 def basic_username(authorization: str | None) -> str | None:
@@ -25,6 +26,27 @@ def basic_username(authorization: str | None) -> str | None:
 
 def unauthorized(message: str) -> IngestError:
     return IngestError(401, "invalid_write_key", message)
+
+
+class SecretChecker:
+    """Verifies source secrets, remembering the ones that matched (PBKDF2 is slow on purpose)."""
+
+    def __init__(self) -> None:
+        self._verified: dict[tuple[int, str], str] = {}
+
+    def check(self, source: Source, secret: str) -> bool:
+        stored = source.secret_hash
+        if stored is None:
+            return False
+        key = (source.id, secret)
+        if self._verified.get(key) == stored:
+            return True
+        if not verify_secret(secret, stored):
+            return False
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key] = stored
+        return True
 
 
 class SourceCache:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
-from trackyard.ingest.auth import SourceCache
+from trackyard.ingest.auth import SecretChecker, SourceCache
 from trackyard.ingest.limits import RateLimiter
 from trackyard.store.base import AppendResult, EventRecord, RejectRecord, Source, Store
 
@@ -23,6 +23,7 @@ class Collector:
         self.store = store
         self.settings = settings
         self.sources = SourceCache(store)
+        self.secrets = SecretChecker()
         self.limiter = RateLimiter()
 
     def authorize(self, write_key: str | None, events: int) -> Source:

@@ -21,6 +21,8 @@ class Source:
     #: Events per second this source may send; ``None`` means no limit.
     rate_limit: float | None
     created_at: str
+    #: ``pbkdf2_sha256$iterations$salt$hash`` of the source secret (Bloomreach private auth).
+    secret_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

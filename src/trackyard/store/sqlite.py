@@ -32,6 +32,7 @@ from trackyard.store.base import (
     StoredEvent,
     StoredReject,
 )
+from trackyard.store.secrets import hash_secret
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 """
 
 _WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
-_SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at"
+_SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 
 
 def generate_write_key() -> str:
@@ -84,9 +85,15 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     return conn
 
 
-def _source(row: tuple[int, str, str, int, float | None, str]) -> Source:
+def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> Source:
     return Source(
-        id=row[0], name=row[1], write_key=row[2], enabled=bool(row[3]), rate_limit=row[4], created_at=row[5]
+        id=row[0],
+        name=row[1],
+        write_key=row[2],
+        enabled=bool(row[3]),
+        rate_limit=row[4],
+        created_at=row[5],
+        secret_hash=row[6],
     )
 
 
@@ -313,12 +320,19 @@ class SQLiteStore:
         # One pread of 8 bytes: cheap enough to ask on every request.
         return int.from_bytes(os.pread(self._version_fd, 8, 0), "little")
 
-    def add_source(self, name: str, write_key: str | None = None, rate_limit: float | None = None) -> Source:
+    def add_source(
+        self,
+        name: str,
+        write_key: str | None = None,
+        rate_limit: float | None = None,
+        secret: str | None = None,
+    ) -> Source:
         key = write_key or generate_write_key()
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._change_sources(
-            "INSERT INTO sources (name, write_key, rate_limit, created_at) VALUES (?, ?, ?, ?)",
-            (name, key, rate_limit, created),
+            "INSERT INTO sources (name, write_key, rate_limit, created_at, secret_hash)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, key, rate_limit, created, None if secret is None else hash_secret(secret)),
         )
         source = self.source_by_name(name)
         assert source is not None
@@ -332,6 +346,10 @@ class SQLiteStore:
 
     def set_source_enabled(self, name: str, enabled: bool) -> Source:
         self._change_sources("UPDATE sources SET enabled = ? WHERE name = ?", (int(enabled), name))
+        return self._existing(name)
+
+    def set_source_secret(self, name: str, secret: str) -> Source:
+        self._change_sources("UPDATE sources SET secret_hash = ? WHERE name = ?", (hash_secret(secret), name))
         return self._existing(name)
 
     def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source:
