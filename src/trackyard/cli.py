@@ -382,10 +382,10 @@ def events(
                 table.add_row(
                     str(row.seq),
                     e["type"],
-                    e["messageId"],
+                    e.get("messageId", ""),
                     e.get("userId") or e.get("anonymousId"),
                     e.get("event") or e.get("name") or "",
-                    e["receivedAt"],
+                    e.get("receivedAt", ""),
                 )
         after = page[-1].seq
         if remaining is not None:
