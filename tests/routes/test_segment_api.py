@@ -83,6 +83,32 @@ def test_every_single_route_stores_its_type(shared_server: Server, path: str, ki
     assert event["source"] == {"id": 1, "name": "test", "format": "segment", "route": f"/v1/{path}"}
 
 
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/b", "/v1/import"])
+def test_every_batch_route_stores_the_batch(shared_server: Server, path: str) -> None:
+    user = uid()
+    items = [{"type": "identify", "userId": user}, {"type": "track", "userId": user, "event": "E"}]
+    response = post(shared_server, path, {"batch": items, "sentAt": "2024-01-01T00:00:00Z"})
+    assert response.content == b'{"success": true}'
+    events = mine(shared_server, user)
+    assert [(e["type"], e["source"]["route"]) for e in events] == [("identify", path), ("track", path)]
+    # Browser and mobile routes are client-side: the caller's address is recorded.
+    assert all(("ip" in e.get("context", {})) == (path != "/v1/batch") for e in events)
+
+
+def test_rudderstack_beacon_route_takes_the_key_from_the_query(shared_server: Server) -> None:
+    user = uid()
+    body = json.dumps({"batch": [{"type": "page", "anonymousId": user, "name": "Home"}], "sentAt": None})
+    response = httpx.post(
+        f"{shared_server.url}/beacon/v1/batch",
+        params={"writeKey": shared_server.write_key},
+        content=body,
+        headers={"Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200
+    (event,) = [e for e in shared_server.events() if e.get("anonymousId") == user]
+    assert event["source"]["route"] == "/beacon/v1/batch" and event["name"] == "Home"
+
+
 def test_the_path_sets_the_type(shared_server: Server) -> None:
     user = uid()
     assert post(shared_server, "/v1/identify", {"type": "track", "userId": user}).status_code == 200

@@ -25,7 +25,9 @@ SUCCESS = b'{"success": true}'
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 _SHORT_FORMS = {"i": "identify", "t": "track", "p": "page", "s": "screen", "g": "group", "a": "alias"}
-_BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import")
+# /beacon/v1/batch is RudderStack JS's sendBeacon route; beacons cannot set headers, so the
+# key comes as ?writeKey=.
+_BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -125,7 +127,11 @@ class SegmentAPI:
         settings = self.settings
         body = await self._body(request, settings.max_request_bytes, "request")
         envelope = wire.decode_envelope(body)
-        write_key = basic_username(request.headers.get("authorization")) or envelope.writeKey
+        write_key = (
+            basic_username(request.headers.get("authorization"))
+            or envelope.writeKey
+            or request.query_params.get("writeKey")
+        )
         if len(envelope.batch) > settings.max_batch_events:
             raise IngestError(
                 400,

@@ -22,7 +22,18 @@ MAX_MESSAGE_ID_LENGTH: Final = 100
 
 #: Routes that browsers and apps call directly, whose events get ``context.ip``.
 CLIENT_SIDE_ROUTES: Final = frozenset(
-    {"/v1/t", "/v1/i", "/v1/p", "/v1/s", "/v1/g", "/v1/a", "/v1/b", "/v1/import", "/v1/pixel"}
+    {
+        "/v1/t",
+        "/v1/i",
+        "/v1/p",
+        "/v1/s",
+        "/v1/g",
+        "/v1/a",
+        "/v1/b",
+        "/v1/import",
+        "/v1/pixel",
+        "/beacon/v1/batch",
+    }
 )
 
 
