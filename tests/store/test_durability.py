@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -63,3 +64,23 @@ def test_a_saturated_writer_answers_429_with_retry_after(tmp_path: Path) -> None
         server.stop()
     assert sorted(a.status_code for a in answers) == [200, 429, 429]
     assert len(server.events()) == 1
+
+
+def test_two_workers_share_the_store_and_dedup_across_processes(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--workers", "2")
+    try:
+        # Every message is sent twice at once, so the copies often land on different workers.
+        messages = [{"userId": "u", "event": "E", "messageId": f"m-{i}"} for i in range(60)]
+
+        def send(message: dict[str, str]) -> int:
+            return httpx.post(
+                f"{server.url}/v1/track", json=message, auth=(server.write_key, ""), timeout=30
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(pool.map(send, messages + messages))
+        assert statuses == [200] * 120
+        stored = server.events()
+        assert sorted(e["messageId"] for e in stored) == sorted(m["messageId"] for m in messages)
+    finally:
+        assert server.stop() == 0
