@@ -11,7 +11,10 @@ from trackyard.cli import main
 
 
 def _walk(command: click.Command, path: list[str], parent: click.Context | None) -> list[str]:
-    ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
+    # The command's own context_settings (e.g. -h as well as --help), as when run for real;
+    # children inherit them through the parent context.
+    settings = {**command.context_settings, "terminal_width": 100, "max_content_width": 100}
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **settings)
     out = [f"{'#' * min(len(path) + 1, 4)} `{' '.join(path)}`", "", "```text", ctx.get_help(), "```", ""]
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
