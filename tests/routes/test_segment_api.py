@@ -266,14 +266,10 @@ def test_request_limit_is_500_kib_exactly(shared_server: Server) -> None:
 
 def test_an_oversized_event_in_a_batch_is_rejected_alone(shared_server: Server) -> None:
     user = uid()
-    ok = json.loads(exact_json(32 * 1024, user))
-    big = json.loads(exact_json(32 * 1024 + 1, user))
-    body = b'{"batch":[' + json.dumps({**ok, "type": "track"}, separators=(",", ":")).encode()[:-1]
     # Keep each item's own bytes exact: the "type" key is added inside the padded object.
     ok_bytes = exact_json(32 * 1024 - len(',"type":"track"'), user)[:-1] + b',"type":"track"}'
     big_bytes = exact_json(32 * 1024 + 1 - len(',"type":"track"'), user)[:-1] + b',"type":"track"}'
     assert len(ok_bytes) == 32 * 1024 and len(big_bytes) == 32 * 1024 + 1
-    del ok, big, body
     response = post(shared_server, "/v1/batch", b'{"batch":[' + ok_bytes + b"," + big_bytes + b"]}")
     assert response.status_code == 200
     assert response.json()["rejected"] == [

@@ -59,15 +59,10 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredReject:
-    seq: int
-    source_id: int
-    received_at_ms: int
-    route: str
-    code: str
-    message: str
-    index: int | None
-    body: bytes
+class StoredReject(RejectRecord):
+    """A reject as read back, with its position in the rejects log."""
+
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from trackyard.config import Durability, Settings
 from trackyard.errors import Overloaded, StoreUnavailable
@@ -259,7 +260,26 @@ class SQLiteStore:
     def read_events(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
-        sql = "SELECT seq, source_id, type, body FROM events WHERE seq > ?"
+        rows = self._read("SELECT seq, source_id, type, body FROM events", after, limit, source_id, type)
+        return [StoredEvent(seq=r[0], source_id=r[1], type=r[2], body=r[3]) for r in rows]
+
+    def read_rejects(
+        self, after: int = 0, limit: int = 1000, source_id: int | None = None
+    ) -> list[StoredReject]:
+        rows = self._read(
+            # Columns in StoredReject's field order: the record's, then seq.
+            "SELECT source_id, received_at, route, code, message, item_index, body, seq FROM rejects",
+            after,
+            limit,
+            source_id,
+        )
+        return [StoredReject(*row) for row in rows]
+
+    def _read(
+        self, select: str, after: int, limit: int, source_id: int | None, type: str | None = None
+    ) -> list[Any]:
+        """A page of a log table after the cursor ``after``, oldest first."""
+        sql = f"{select} WHERE seq > ?"
         params: list[object] = [after]
         if source_id is not None:
             sql += " AND source_id = ?"
@@ -270,25 +290,7 @@ class SQLiteStore:
         sql += " ORDER BY seq LIMIT ?"
         params.append(limit)
         with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
-        return [StoredEvent(seq=r[0], source_id=r[1], type=r[2], body=r[3]) for r in rows]
-
-    def read_rejects(
-        self, after: int = 0, limit: int = 1000, source_id: int | None = None
-    ) -> list[StoredReject]:
-        sql = (
-            "SELECT seq, source_id, received_at, route, code, message, item_index, body"
-            " FROM rejects WHERE seq > ?"
-        )
-        params: list[object] = [after]
-        if source_id is not None:
-            sql += " AND source_id = ?"
-            params.append(source_id)
-        sql += " ORDER BY seq LIMIT ?"
-        params.append(limit)
-        with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
-        return [StoredReject(*row) for row in rows]
+            return self._conn.execute(sql, params).fetchall()
 
     def stats(self) -> dict[str, int]:
         """This process's writer: transactions committed, events written, events waiting."""
