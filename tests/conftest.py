@@ -26,6 +26,15 @@ from trackyard.cli import main
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
+def require(ok: bool, reason: str) -> None:
+    """Skip on a developer machine that lacks a test dependency; under CI it is a failure."""
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
 def cli(*args: str) -> str:
     """Run a ``trackyard`` command in-process and return its standard output."""
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)

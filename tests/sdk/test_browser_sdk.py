@@ -9,7 +9,6 @@ Dependencies: scripts/install-test-deps (Debian chromium, npm ci, npm run build)
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import require
 
 pytestmark = pytest.mark.browser
 
@@ -71,15 +72,6 @@ DRIVE_SDK = """async ({ serverUrl, writeKey, deliveryStrategy, runId }) => {
   })
   return Promise.race([hung, drive()])
 }"""
-
-
-def require(ok: bool, reason: str) -> None:
-    """Skip on a developer machine that lacks the deps; under CI a missing dep is a failure."""
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

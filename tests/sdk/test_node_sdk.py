@@ -7,7 +7,6 @@ trackyard stored every one of them intact. Dependencies: scripts/install-test-de
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -17,20 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
+
 pytestmark = pytest.mark.node
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCRIPT = JS_DIR / "node_send.mjs"
 NODE = shutil.which("node")
-
-
-def require(ok: bool, reason: str) -> None:
-    """Skip on a developer machine that lacks the JS deps; under CI a missing dep is a failure."""
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
 
 
 def run_node_send(server: Any, **overrides: Any) -> dict[str, Any]:
