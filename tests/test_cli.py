@@ -19,6 +19,7 @@ from tests.conftest import Server, cli
 from trackyard.cli import main
 from trackyard.config import Settings
 from trackyard.store.base import EventRecord
+from trackyard.store.secrets import verify_secret
 from trackyard.store.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,3 +160,21 @@ def test_send_reports_refusals_and_bad_input(server: Server) -> None:
     assert refused.exit_code == 1 and refused.output.startswith("401 ")
     bad = runner.invoke(main, ["send", "--write-key", "k", "track", "E", "--properties", "[1]"])
     assert bad.exit_code == 2 and "must be a JSON object" in bad.output
+
+
+def test_sources_add_sets_a_secret_and_prints_a_generated_one_to_stderr(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["sources", "add", "web", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    key = result.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", key)
+    secret = re.search(r"secret: (\S+)", result.stderr)
+    assert secret
+    store = SQLiteStore(Settings(data_dir=tmp_path), writer=False)
+    (source,) = store.sources()
+    store.close()
+    assert verify_secret(secret.group(1), source.secret_hash)
+    assert secret.group(1) not in (source.secret_hash or "")
+    chosen = CliRunner().invoke(
+        main, ["sources", "add", "app", "--secret", "s3cret", "--data-dir", str(tmp_path)]
+    )
+    assert chosen.exit_code == 0 and "secret" not in chosen.stderr

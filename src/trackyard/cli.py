@@ -212,14 +212,26 @@ def sources() -> None:
     metavar="EVENTS_PER_SECOND",
     help="Answer 429 with Retry-After when the source sends more than this (per worker process).",
 )
+@click.option(
+    "--secret",
+    help="The source secret for private (Basic) auth, as Bloomreach's API keys use; generated when not "
+    "given. Stored only as a hash.",
+)
 @data_dir_option
-def sources_add(name: str, write_key: str | None, rate_limit: float | None, data_dir: Path) -> None:
-    """Create a source and print its write key."""
+def sources_add(
+    name: str, write_key: str | None, rate_limit: float | None, secret: str | None, data_dir: Path
+) -> None:
+    """Create a source and print its write key.
+
+    The write key goes to standard output alone, so KEY=$(trackyard sources add web) works.
+    A generated source secret (only needed for private auth) is printed once, to standard error.
+    """
     import sqlite3
 
     store = _open(data_dir, create=True)
+    chosen = secret or generate_secret()
     try:
-        source = store.add_source(name, write_key, rate_limit)
+        source = store.add_source(name, write_key, rate_limit, chosen)
     except sqlite3.IntegrityError:
         raise click.ClickException(
             f"A source named {name!r}, or one with that write key, exists already."
@@ -227,6 +239,8 @@ def sources_add(name: str, write_key: str | None, rate_limit: float | None, data
     finally:
         store.close()
     click.echo(source.write_key)
+    if secret is None:
+        click.echo(f"secret: {chosen}  (shown once; for private auth such as Bloomreach's Basic)", err=True)
 
 
 @sources.command("list")
