@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.wire.test_segment import json_scalars, json_values, objects
+from tests.strategies import json_objects, json_scalars, json_values
 from trackyard.errors import CallError
 from trackyard.model import format_timestamp, parse_timestamp
 from trackyard.wire import bloomreach as wire
@@ -48,7 +48,9 @@ def customer_ids(draw: st.DrawFn, required: bool) -> Any:
 @st.composite
 def commands(draw: st.DrawFn) -> dict[str, Any]:
     name = draw(st.sampled_from(sorted(wire.STORED_COMMANDS)))
-    data: dict[str, Any] = {key: value for key, value in draw(objects).items() if key not in KNOWN_DATA_KEYS}
+    data: dict[str, Any] = {
+        key: value for key, value in draw(json_objects).items() if key not in KNOWN_DATA_KEYS
+    }
     if name != wire.CLICKS or draw(st.booleans()):
         data["customer_ids"] = draw(customer_ids(required=name != wire.CLICKS))
     if name == wire.EVENTS:
@@ -56,7 +58,7 @@ def commands(draw: st.DrawFn) -> dict[str, Any]:
     if name == wire.CLICKS:
         data["url"] = draw(st.text(min_size=1, max_size=30))
     if draw(st.booleans()):
-        data["properties"] = draw(st.none() | objects)
+        data["properties"] = draw(st.none() | json_objects)
     if draw(st.booleans()):
         data["timestamp"] = draw(times)
     if draw(st.booleans()):

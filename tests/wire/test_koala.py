@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import json_objects, json_values
 from trackyard.errors import CallError
 from trackyard.wire import koala as wire
 
@@ -31,19 +32,6 @@ def decode(message: Any, level: wire.Level = "profile") -> list[dict[str, Any]]:
 
 # -- strategies: valid Koala requests, including unknown fields, nulls and odd timestamps --------
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
-json_objects = st.dictionaries(st.text(max_size=6), json_values, max_size=3)
 ids = st.text(min_size=1, max_size=12)
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import json_objects, json_values
 from trackyard.model import CANONICAL_FIELDS, EVENT_TYPES
 from trackyard.wire import vitally as wire
 
@@ -28,19 +29,6 @@ KNOWN_KEYS = {
     "name",
 }
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8)
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
-json_objects = st.dictionaries(st.text(max_size=6), json_values, max_size=4)
 ids = st.text(min_size=1, max_size=12) | st.integers(-(2**63), 2**63 - 1)
 absent = st.none() | st.just("")
 timestamps = st.sampled_from(

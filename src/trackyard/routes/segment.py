@@ -19,6 +19,7 @@ from trackyard.ingest.collector import Collector
 from trackyard.model import now_micros
 from trackyard.store.base import EventRecord, RejectRecord, Source
 from trackyard.wire import segment as wire
+from trackyard.wire._json import decode_item, decode_json
 
 SUCCESS = b'{"success": true}'
 # The smallest transparent GIF: what Segment's pixel API answers, always.
@@ -107,7 +108,7 @@ class SegmentAPI:
 
     async def single(self, request: Request, kind: str | None) -> Response:
         body = await self._body(request, self.settings.max_event_bytes, "event")
-        item = wire.decode_json(body)
+        item = decode_json(body)
         body_key = item.get("writeKey") if isinstance(item, dict) else None
         write_key = basic_username(request.headers.get("authorization")) or (
             body_key if isinstance(body_key, str) else None
@@ -155,7 +156,7 @@ class SegmentAPI:
                         "event_too_large",
                         f"The event is larger than {settings.max_event_bytes:,} bytes of JSON.",
                     )
-                message_id, call, event = wire.normalize(wire.decode_item(raw), None, receipt)
+                message_id, call, event = wire.normalize(decode_item(raw), None, receipt)
             except CallError as error:
                 rejects.append(_reject(receipt, source, error, index, bytes(raw)))
                 rejected.append({"index": index, "code": error.code, "message": error.message})
@@ -235,7 +236,7 @@ def _pixel_event(request: Request) -> dict[str, Any]:
         )
     except (binascii.Error, ValueError):
         raise IngestError(400, "invalid_pixel", "data is not base64.") from None
-    item = wire.decode_json(decoded)
+    item = decode_json(decoded)
     if not isinstance(item, dict):
         raise IngestError(400, "invalid_pixel", "data must encode a JSON object.")
     return item

@@ -23,7 +23,7 @@ from trackyard.ingest.collector import Collector
 from trackyard.model import now_micros
 from trackyard.store.base import EventRecord, RejectRecord, Source
 from trackyard.wire import vitally as wire
-from trackyard.wire.segment import decode_item, decode_json
+from trackyard.wire._json import decode_item, decode_json
 
 PREFIX = "/analytics/v1"
 SUCCESS = b'{"message":"Success."}'

@@ -22,9 +22,7 @@ import msgspec
 
 from trackyard.errors import CallError
 from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
-
-# One wording of JSON types in every vendor's messages; to be lifted into a shared module.
-from trackyard.wire.segment import _json_type
+from trackyard.wire._json import json_type
 
 FORMAT: Final = "koala"
 PROFILE_ROUTE: Final = "/web/projects/{key}/batch"
@@ -110,7 +108,7 @@ def decode(body: bytes, level: Level, receipt: Receipt) -> list[tuple[str, str, 
     except msgspec.DecodeError as exc:
         raise CallError("invalid_json", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(request, dict):
-        raise CallError("invalid_request", f"The body must be a JSON object, not {_json_type(request)}.")
+        raise CallError("invalid_request", f"The body must be a JSON object, not {json_type(request)}.")
 
     leftovers = dict(request)
     identity, context = _request_identity(leftovers, level)
@@ -121,7 +119,7 @@ def decode(body: bytes, level: Level, receipt: Receipt) -> list[tuple[str, str, 
         if value is None or value == []:
             continue  # null and [] carry nothing: they stay in the leftovers, verbatim
         if not isinstance(value, list):
-            raise CallError("invalid_type", f"{list_name} must be an array, not {_json_type(value)}.")
+            raise CallError("invalid_type", f"{list_name} must be an array, not {json_type(value)}.")
         if level == "profile" and len(value) > MAX_PROFILE_ENTRIES:
             raise CallError(
                 "too_many_entries",
@@ -150,7 +148,7 @@ def _request_identity(leftovers: dict[str, Any], level: Level) -> tuple[dict[str
         if value is None or value == "":
             continue
         if not isinstance(value, str):
-            raise CallError("invalid_type", f"{key} must be a string, not {_json_type(value)}.")
+            raise CallError("invalid_type", f"{key} must be a string, not {json_type(value)}.")
         found[key] = leftovers.pop(key)
     if not found:
         raise CallError("missing_identity", f"Missing required field: {second} or {first}.")
@@ -182,7 +180,7 @@ def _entry_event(
 ) -> tuple[str, str, dict[str, Any]]:
     where = f"{list_name}[{index}]"
     if not isinstance(entry, dict):
-        raise CallError("invalid_type", f"{where} must be an object, not {_json_type(entry)}.")
+        raise CallError("invalid_type", f"{where} must be an object, not {json_type(entry)}.")
     koala_type, kind = types
     if entry.get("type") != koala_type:
         raise CallError("invalid_type", f'{where}.type must be "{koala_type}", not {entry.get("type")!r}.')
@@ -191,13 +189,13 @@ def _entry_event(
     leftovers = dict(entry)
     del leftovers["type"]
     mapped: dict[str, Any] = {}
-    for key, (field, json_type) in _ENTRY_FIELDS[koala_type].items():
+    for key, (field, expected_type) in _ENTRY_FIELDS[koala_type].items():
         value = leftovers.get(key)
         if value is None:
             continue  # absent, or null: a null stays in the leftovers, verbatim
-        if not isinstance(value, json_type):
-            expected = "a string" if json_type is str else "an object"
-            raise CallError("invalid_type", f"{where}.{key} must be {expected}, not {_json_type(value)}.")
+        if not isinstance(value, expected_type):
+            expected = "a string" if expected_type is str else "an object"
+            raise CallError("invalid_type", f"{where}.{key} must be {expected}, not {json_type(value)}.")
         mapped[field] = leftovers.pop(key)
     if kind == "track" and not mapped.get("event"):
         raise CallError("missing_event", f"{where} needs an event name in 'event'.")
@@ -206,7 +204,7 @@ def _entry_event(
     if sent_at is not None:
         if not isinstance(sent_at, str):
             raise CallError(
-                "invalid_timestamp", f"{where}.sent_at must be a string, not {_json_type(sent_at)}."
+                "invalid_timestamp", f"{where}.sent_at must be a string, not {json_type(sent_at)}."
             )
         try:
             timestamp = format_timestamp(parse_timestamp(sent_at))
@@ -223,7 +221,7 @@ def _entry_event(
     if message_id is not None and message_id != "":
         if not isinstance(message_id, str):
             raise CallError(
-                "invalid_type", f"{where}.message_id must be a string, not {_json_type(message_id)}."
+                "invalid_type", f"{where}.message_id must be a string, not {json_type(message_id)}."
             )
         mapped["messageId"] = leftovers.pop("message_id")
     return _event(kind, mapped, shared, list_name, leftovers)

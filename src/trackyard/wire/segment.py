@@ -16,6 +16,7 @@ import msgspec
 
 from trackyard.errors import CallError, IngestError
 from trackyard.model import API_VERSION, EVENT_TYPES, format_timestamp, ordered, parse_timestamp
+from trackyard.wire._json import invalid_json, json_type
 
 FORMAT: Final = "segment"
 MAX_MESSAGE_ID_LENGTH: Final = 100
@@ -49,7 +50,6 @@ class Envelope(msgspec.Struct):
 
 
 _envelope_decoder = msgspec.json.Decoder(Envelope)
-_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
@@ -71,13 +71,6 @@ class Receipt:
         return format_timestamp(self.received_at_us)
 
 
-def decode_json(body: bytes) -> Any:
-    try:
-        return _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise invalid_json(exc) from None
-
-
 def decode_envelope(body: bytes) -> Envelope:
     try:
         return _envelope_decoder.decode(body)
@@ -85,17 +78,6 @@ def decode_envelope(body: bytes) -> Envelope:
         raise IngestError(400, "invalid_batch", f"The batch is malformed: {exc}.") from None
     except msgspec.DecodeError as exc:
         raise invalid_json(exc) from None
-
-
-def decode_item(raw: msgspec.Raw) -> Any:
-    try:
-        return _decoder.decode(raw)
-    except msgspec.DecodeError as exc:  # pragma: no cover - the envelope decode already checked it
-        raise CallError("invalid_json", str(exc)) from None
-
-
-def invalid_json(exc: Exception) -> IngestError:
-    return IngestError(400, "invalid_json", f"The body is not valid JSON: {exc}.")
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -113,7 +95,7 @@ def _id(event: dict[str, Any], key: str) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         event[key] = str(value)
         return event[key]  # type: ignore[no-any-return]
-    raise CallError("id_not_string", f"{key} must be a string, not {_json_type(value)}.")
+    raise CallError("id_not_string", f"{key} must be a string, not {json_type(value)}.")
 
 
 def _object(event: dict[str, Any], key: str, code: str) -> None:
@@ -121,7 +103,7 @@ def _object(event: dict[str, Any], key: str, code: str) -> None:
     if value is None:
         del event[key]
     elif not isinstance(value, dict):
-        raise CallError(code, f"{key} must be an object, not {_json_type(value)}.")
+        raise CallError(code, f"{key} must be an object, not {json_type(value)}.")
 
 
 def _string(event: dict[str, Any], key: str, code: str) -> None:
@@ -129,19 +111,7 @@ def _string(event: dict[str, Any], key: str, code: str) -> None:
     if value is None:
         del event[key]
     elif not isinstance(value, str):
-        raise CallError(code, f"{key} must be a string, not {_json_type(value)}.")
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string" if isinstance(value, str) else "null"
+        raise CallError(code, f"{key} must be a string, not {json_type(value)}.")
 
 
 def _timestamp(value: Any, key: str) -> int:
@@ -161,7 +131,7 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
     names its own. Returns ``(messageId, type, event)``; raises ``CallError``.
     """
     if not isinstance(item, dict):
-        raise CallError("invalid_event", f"Each event must be a JSON object, not {_json_type(item)}.")
+        raise CallError("invalid_event", f"Each event must be a JSON object, not {json_type(item)}.")
     event: dict[str, Any] = item
     kind = call_type or event.get("type")
     if kind not in EVENT_TYPES:
@@ -191,7 +161,7 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
         if name is None or name == "":
             raise CallError("event_not_defined", "A track call needs an event name in 'event'.")
         if not isinstance(name, str):
-            raise CallError("event_not_string", f"event must be a string, not {_json_type(name)}.")
+            raise CallError("event_not_string", f"event must be a string, not {json_type(name)}.")
     _string(event, "name", "name_not_string")
     _string(event, "category", "category_not_string")
     _object(event, "properties", "properties_not_object")
@@ -203,7 +173,7 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
     if message_id is None or message_id == "":
         message_id = event["messageId"] = str(uuid.uuid4())
     elif not isinstance(message_id, str):
-        raise CallError("message_id_not_string", f"messageId must be a string, not {_json_type(message_id)}.")
+        raise CallError("message_id_not_string", f"messageId must be a string, not {json_type(message_id)}.")
     elif len(message_id) > MAX_MESSAGE_ID_LENGTH:
         raise CallError(
             "message_id_too_long", f"messageId is longer than {MAX_MESSAGE_ID_LENGTH} characters."

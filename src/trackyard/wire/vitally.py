@@ -21,10 +21,7 @@ import msgspec
 
 from trackyard.errors import CallError, IngestError
 from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
-
-# Shared with Segment's format; _json_type is private there until it moves to a shared module.
-from trackyard.wire.segment import _json_type as json_type
-from trackyard.wire.segment import decode_json, invalid_json
+from trackyard.wire._json import decode_json, invalid_json, json_type
 
 FORMAT: Final = "vitally"
 MAX_BATCH_MESSAGES: Final = 100
