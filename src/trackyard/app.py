@@ -15,14 +15,16 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Router
+from starlette.routing import Match, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackyard.config import Settings
 from trackyard.ingest.collector import Collector
 from trackyard.routes import health
+from trackyard.routes.admin import AdminAPI
 from trackyard.routes.bloomreach import BloomreachAPI
 from trackyard.routes.koala import KoalaAPI
+from trackyard.routes.profiles import ProfilesAPI
 from trackyard.routes.segment import SegmentAPI
 from trackyard.routes.vitally import VitallyAPI
 from trackyard.store.sqlite import SQLiteStore
@@ -31,16 +33,33 @@ from trackyard.store.sqlite import SQLiteStore
 CORS_MAX_AGE = 86_400
 
 
-class _AnyOrigin:
-    """Starlette's CORS middleware speaks only to requests with an ``Origin``; this puts
-    ``Access-Control-Allow-Origin: *`` on the others too, so every answer carries it."""
+class _CollectionCORS:
+    """CORS for the collection routes only, open to every origin.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    Paths that are not collection routes (the admin API, unknown paths) pass through with
+    no CORS headers at all, so a browser on another origin cannot read them. Starlette's
+    middleware speaks only to requests with an ``Origin``; the others get
+    ``Access-Control-Allow-Origin: *`` here, so every collection answer carries it.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        # allow_origin_regex (not "*") makes Starlette echo the Origin, which credentials mode needs.
+        self.cors = CORSMiddleware(
+            router,
+            allow_origin_regex=".*",
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            allow_credentials=True,
+            max_age=CORS_MAX_AGE,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or all(r.matches(scope)[0] == Match.NONE for r in self.router.routes):
+            await self.router(scope, receive, send)
+            return
+        if any(name == b"origin" for name, _ in scope["headers"]):
+            await self.cors(scope, receive, send)
             return
 
         async def send_with_origin(message: Message) -> None:
@@ -48,7 +67,7 @@ class _AnyOrigin:
                 message["headers"] = [*message.get("headers", []), (b"access-control-allow-origin", b"*")]
             await send(message)
 
-        await self.app(scope, receive, send_with_origin)
+        await self.router(scope, receive, send_with_origin)
 
 
 def collection_app(collector: Collector) -> ASGIApp:
@@ -58,18 +77,7 @@ def collection_app(collector: Collector) -> ASGIApp:
         *BloomreachAPI(collector).routes(),
         *VitallyAPI(collector).routes(),
     ]
-    router = Router(routes=routes)
-    # allow_origin_regex (not "*") makes Starlette echo the Origin, which credentials mode needs.
-    return _AnyOrigin(
-        CORSMiddleware(
-            router,
-            allow_origin_regex=".*",
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-            allow_credentials=True,
-            max_age=CORS_MAX_AGE,
-        )
-    )
+    return _CollectionCORS(Router(routes=routes))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -96,7 +104,13 @@ def create_app(settings: Settings) -> Starlette:
             store.close()
 
     return Starlette(
-        routes=[*health.routes(collector), Mount("", app=collection_app(collector))],
+        routes=[
+            *health.routes(collector),
+            # The admin API is outside the CORS mount: browsers on other origins cannot read it.
+            *AdminAPI(collector).routes(),
+            *ProfilesAPI(collector).routes(),
+            Mount("", app=collection_app(collector)),
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -113,6 +113,12 @@ def main() -> None:
     help="How long a messageId is remembered per source. Duplicates inside it are stored once.",
 )
 @click.option(
+    "--admin-token",
+    envvar="TRACKYARD_ADMIN_TOKEN",
+    show_envvar=True,
+    help="Bearer token that unlocks the read and admin API (profiles, accounts). Without it that API is off.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -122,7 +128,14 @@ def main() -> None:
     help="Server log verbosity.",
 )
 def serve(
-    host: str, port: int, data_dir: Path, workers: int, durability: str, dedup_window: int, log_level: str
+    host: str,
+    port: int,
+    data_dir: Path,
+    workers: int,
+    durability: str,
+    dedup_window: int,
+    admin_token: str | None,
+    log_level: str,
 ) -> None:
     """Run the collector.
 
@@ -139,6 +152,7 @@ def serve(
         data_dir=data_dir,
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
+        admin_token=admin_token or None,
     )
     store = SQLiteStore(settings, writer=False)
     first = None if store.sources() else store.add_source("default")

@@ -39,13 +39,19 @@ class Settings:
     max_event_bytes: int = MAX_EVENT_BYTES
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS
+    #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
+    admin_token: str | None = None
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "trackyard.db"
 
     def to_env(self) -> dict[str, str]:
-        return {f"TRACKYARD_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+        return {
+            f"TRACKYARD_{f.name.upper()}": str(getattr(self, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -57,6 +63,8 @@ class Settings:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
+            elif f.name == "admin_token":
+                values[f.name] = raw or None
             elif f.name == "durability":
                 if raw not in ("full", "process"):
                     raise ValueError(f"TRACKYARD_DURABILITY must be 'full' or 'process', not {raw!r}")
