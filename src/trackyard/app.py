@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackyard.config import Settings
 from trackyard.ingest.collector import Collector
+from trackyard.profiles import start_consumer
 from trackyard.routes import health
 from trackyard.routes.admin import AdminAPI
 from trackyard.routes.bloomreach import BloomreachAPI
@@ -98,9 +99,12 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop_profiles = start_consumer(settings)
         try:
             yield
         finally:
+            if stop_profiles is not None:
+                stop_profiles()
             store.close()
 
     return Starlette(

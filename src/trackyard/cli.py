@@ -22,6 +22,7 @@ from rich.table import Table
 from trackyard import __version__
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.model import EVENT_TYPES
+from trackyard.profiles.cli import accounts, profiles
 from trackyard.send import send
 from trackyard.store.secrets import generate_secret
 from trackyard.store.sqlite import SQLiteStore
@@ -466,3 +467,5 @@ def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) 
 
 
 main.add_command(send)
+main.add_command(profiles)
+main.add_command(accounts)
