@@ -19,7 +19,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from trackyard import __version__
+from trackyard import __version__, server
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.model import EVENT_TYPES
 from trackyard.profiles.cli import accounts, profiles
@@ -144,9 +144,6 @@ def serve(
     is none, printing its write key. Stops gracefully on SIGTERM or Ctrl-C: requests in
     flight finish and their events are committed first.
     """
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     # Settings without an option (limits, queue bounds) come from TRACKYARD_* variables.
     settings = dataclasses.replace(
         Settings.from_env(),
@@ -159,49 +156,26 @@ def serve(
     first = None if store.sources() else store.add_source("default")
     store.close()
     sock = _listen(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    url = f"http://{shown_host}:{bound_port}"
+    url = server.url_of(sock)
     if first is not None:
         _print_first_source(url, first.write_key)
     os.environ.update(settings.to_env())
-    config = uvicorn.Config(
-        "trackyard.app:create_app_from_env",
-        factory=True,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-        server_header=False,
-    )
     click.echo(
         f"trackyard {__version__} listening on {url} (data: {data_dir}, workers: {workers}, "
         f"durability: {durability})",
         err=False,
     )
     sys.stdout.flush()
-    if workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
-    else:
-        uvicorn.Server(config).run(sockets=[sock])
+    server.run("trackyard.app:create_app_from_env", sock, workers=workers, log_level=log_level, factory=True)
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(address)
+        return server.listen(host, port)
     except OSError as exc:
         raise click.ClickException(
             f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port."
         ) from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _print_first_source(url: str, write_key: str) -> None:

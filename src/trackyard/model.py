@@ -7,6 +7,7 @@ fixed so that stored JSON reads the same whatever the client sent.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 EVENT_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "alias"})
@@ -50,6 +51,9 @@ def ordered(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Cached: the events of one request mostly share their sentAt and receivedAt, and SDKs
+# stamp many events with the same millisecond. Errors are not cached and still raise.
+@lru_cache(maxsize=4096)
 def parse_timestamp(value: str) -> int:
     """Parse an ISO-8601 timestamp of any precision and offset into epoch microseconds.
 
@@ -64,6 +68,7 @@ def parse_timestamp(value: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@lru_cache(maxsize=4096)
 def format_timestamp(micros: int) -> str:
     """Format epoch microseconds as Segment does: UTC, milliseconds, ``Z``."""
     seconds, micro = divmod(micros, 1_000_000)

@@ -20,13 +20,26 @@ _PREFIX = "dedup_"
 _CHUNK = 500
 
 
+#: How often the list of bucket tables is re-read (other worker processes create and drop them).
+_RELIST_SECONDS = 30.0
+
+
 class DedupIndex:
     def __init__(self, window_seconds: int) -> None:
         self.window = max(window_seconds, 60)
         self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
+        self._tables: list[str] = []
+        self._listed_at = float("-inf")
 
     def _live_tables(self, conn: sqlite3.Connection, now: float) -> list[str]:
-        """Drop expired buckets and return the names of the live ones."""
+        """The live bucket tables, re-listed (and expired ones dropped) every few seconds.
+
+        Also re-listed while the current bucket's table is not known yet: another worker
+        process may have just created it, and its keys must be seen at once.
+        """
+        current = f"{_PREFIX}{int(now) // self.bucket_seconds}"
+        if now - self._listed_at < _RELIST_SECONDS and current in self._tables:
+            return self._tables
         names = [
             row[0]
             for row in conn.execute(
@@ -40,6 +53,7 @@ class DedupIndex:
                 conn.execute(f"DROP TABLE {name}")
             else:
                 live.append(name)
+        self._tables, self._listed_at = live, now
         return live
 
     def new_keys(
@@ -52,7 +66,25 @@ class DedupIndex:
         by_source: dict[int, list[str]] = {}
         for source_id, message_id in keys:
             by_source.setdefault(source_id, []).append(message_id)
-        for table in self._live_tables(conn, time.time() if now is None else now):
+        moment = time.time() if now is None else now
+        try:
+            self._discard_seen(conn, self._live_tables(conn, moment), by_source, keys)
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            # Another worker process dropped an expired bucket since the list was read.
+            self._listed_at = float("-inf")
+            self._discard_seen(conn, self._live_tables(conn, moment), by_source, keys)
+        return keys
+
+    def _discard_seen(
+        self,
+        conn: sqlite3.Connection,
+        tables: list[str],
+        by_source: dict[int, list[str]],
+        keys: set[tuple[int, str]],
+    ) -> None:
+        for table in tables:
             for source_id, ids in by_source.items():
                 for start in range(0, len(ids), _CHUNK):
                     chunk = ids[start : start + _CHUNK]
@@ -63,7 +95,6 @@ class DedupIndex:
                     )
                     for (message_id,) in rows:
                         keys.discard((source_id, message_id))
-        return keys
 
     def remember(
         self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str]], now: float | None = None
@@ -77,3 +108,5 @@ class DedupIndex:
             " PRIMARY KEY (source_id, message_id)) WITHOUT ROWID"
         )
         conn.executemany(f"INSERT OR IGNORE INTO {table} (source_id, message_id) VALUES (?, ?)", rows)
+        if table not in self._tables:
+            self._tables.append(table)

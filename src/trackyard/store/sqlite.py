@@ -46,12 +46,13 @@ CREATE TABLE IF NOT EXISTS sources (
     rate_limit REAL,
     created_at TEXT NOT NULL
 );
--- AUTOINCREMENT: a seq is never reused, so a consumer's cursor never skips an event.
+-- seq is the rowid: events are only ever appended (never deleted), so a seq is never
+-- reused and a consumer's cursor never skips an event.
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     source_id INTEGER NOT NULL,
-    type TEXT NOT NULL,
     message_id TEXT NOT NULL,
+    type TEXT NOT NULL,
     received_at INTEGER NOT NULL,
     body BLOB NOT NULL
 );
@@ -179,22 +180,21 @@ class _Writer(threading.Thread):
         try:
             new_keys = self._dedup.new_keys(conn, [e for job in jobs for e in job.events])
             results = []
-            rows = []
+            rows: list[EventRecord] = []
             for job in jobs:
                 stored = 0
                 for event in job.events:
-                    if (event.source_id, event.message_id) in new_keys:
-                        new_keys.discard((event.source_id, event.message_id))
-                        rows.append(
-                            (event.source_id, event.type, event.message_id, event.received_at_ms, event.body)
-                        )
+                    key = (event.source_id, event.message_id)
+                    if key in new_keys:
+                        new_keys.discard(key)
+                        rows.append(event)
                         stored += 1
                 results.append(AppendResult(stored=stored, duplicates=len(job.events) - stored))
             conn.executemany(
-                "INSERT INTO events (source_id, type, message_id, received_at, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (source_id, message_id, type, received_at, body) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
-            self._dedup.remember(conn, [(row[0], row[2]) for row in rows])
+            self._dedup.remember(conn, [(row.source_id, row.message_id) for row in rows])
             conn.executemany(
                 "INSERT INTO rejects (source_id, received_at, route, code, message, item_index, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,104 @@
+"""The collection routes (everything an SDK calls), their CORS, and the fast path to them.
+
+CORS is open to every origin, since write keys are public in browsers, but only on
+collection routes: the admin API and unknown paths get no CORS headers, so a browser on
+another origin cannot read them.
+
+The fast path: a POST to a collection route with a fixed path (``/v1/track``,
+``/v1/batch``, ``/analytics/v1/batch``, ...) goes straight to its endpoint. That skips
+Starlette's middleware layers and the route-by-route regex matching, which on a
+single-event request cost more than the event itself. Everything else goes the normal way.
+"""
+
+from __future__ import annotations
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.routing import Match, Route, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trackyard.ingest.collector import Collector
+from trackyard.routes.bloomreach import BloomreachAPI
+from trackyard.routes.koala import KoalaAPI
+from trackyard.routes.segment import SegmentAPI
+from trackyard.routes.vitally import VitallyAPI
+
+#: Preflights are cached a day, so browsers send one OPTIONS per origin, not per event.
+CORS_MAX_AGE = 86_400
+
+
+def collection_router(collector: Collector) -> Router:
+    routes = [
+        *SegmentAPI(collector).routes(),
+        *KoalaAPI(collector).routes(),
+        *BloomreachAPI(collector).routes(),
+        *VitallyAPI(collector).routes(),
+    ]
+    return Router(routes=routes)
+
+
+def _cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """What Starlette's CORS middleware adds to a simple response, as configured below."""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            return [
+                (b"access-control-allow-origin", value),
+                (b"access-control-allow-credentials", b"true"),
+                (b"vary", b"Origin"),
+            ]
+    return [(b"access-control-allow-origin", b"*")]
+
+
+class CollectionCORS:
+    """CORS for the collection routes only (see the module docstring)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        # allow_origin_regex (not "*") makes Starlette echo the Origin, which credentials mode needs.
+        self.cors = CORSMiddleware(
+            router,
+            allow_origin_regex=".*",
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            allow_credentials=True,
+            max_age=CORS_MAX_AGE,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or all(r.matches(scope)[0] == Match.NONE for r in self.router.routes):
+            await self.router(scope, receive, send)
+            return
+        if any(name == b"origin" for name, _ in scope["headers"]):
+            await self.cors(scope, receive, send)
+            return
+
+        async def send_with_origin(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_cors_headers(scope)]
+            await send(message)
+
+        await self.router(scope, receive, send_with_origin)
+
+
+class FastCollect:
+    """The outermost app: fixed-path collection POSTs go straight to their endpoint."""
+
+    def __init__(self, app: ASGIApp, router: Router) -> None:
+        self.app = app
+        self.endpoints = {
+            route.path: route.endpoint
+            for route in router.routes
+            if isinstance(route, Route)
+            and route.methods
+            and "POST" in route.methods
+            and "{" not in route.path
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        response = await endpoint(Request(scope, receive))
+        response.raw_headers.extend(_cors_headers(scope))
+        await response(scope, receive, send)
