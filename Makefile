@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: serve test lint typecheck pytest test-deps docs clean
+.PHONY: serve test lint typecheck pytest test-deps docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,8 @@ serve: $(RUNTIME)
 test: lint typecheck pytest
 
 lint: $(DEV)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: $(DEV)
 	$(BIN)/mypy
@@ -40,6 +40,11 @@ test-deps:
 
 pytest: $(DEV) test-deps
 	$(BIN)/pytest
+
+## bench: trackyard against this machine's ceilings (wrk on loopback); writes bench/results/*.json
+bench: $(DEV)
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/run.py
 
 ## docs: regenerate docs/cli.md from the CLI's own --help
 docs: $(DEV)

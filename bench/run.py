@@ -68,7 +68,10 @@ def _track(slot: str = "{{ID}}") -> dict[str, Any]:
         "event": "Product Viewed",
         "messageId": slot,
         "properties": {"product_id": "sku-1042", "price": 129.5, "currency": "EUR", "path": "/products/1042"},
-        "context": {"library": {"name": "bench", "version": "1.0"}, "page": {"url": "https://shop.example/p/1042"}},
+        "context": {
+            "library": {"name": "bench", "version": "1.0"},
+            "page": {"url": "https://shop.example/p/1042"},
+        },
         "timestamp": "2026-01-01T12:00:00.000Z",
     }
 
@@ -76,13 +79,16 @@ def _track(slot: str = "{{ID}}") -> dict[str, Any]:
 def scenarios(tmp: Path) -> list[Scenario]:
     basic = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
     js = {"Content-Type": "application/json", "Authorization": basic}
-    batch = {"batch": [{**_track(), "type": "track"} for _ in range(100)], "sentAt": "2026-01-01T12:00:01.000Z"}
+    batch = {
+        "batch": [{**_track(), "type": "track"} for _ in range(100)],
+        "sentAt": "2026-01-01T12:00:01.000Z",
+    }
     # gzip bodies cannot be stamped per request: build enough distinct ones for the run.
     gz_file = tmp / "batch.gz.bodies"
     with gz_file.open("wb") as out:
+        parts = json.dumps(batch).split("{{ID}}")
         for n in range(6000):
-            text = json.dumps(batch).replace("{{ID}}", f"gz-{n}-")
-            stamped = re.sub(r"gz-\d+-", lambda m, c=iter(range(10**6)): f"{m.group(0)}{next(c)}", text)
+            stamped = "".join(f"{part}gz-{n}-{i}" for i, part in enumerate(parts[:-1])) + parts[-1]
             body = gzip.compress(stamped.encode(), compresslevel=6)
             out.write(f"{len(body)}\n".encode() + body)
     commands = [
@@ -99,32 +105,69 @@ def scenarios(tmp: Path) -> list[Scenario]:
         for _ in range(50)
     ]
     vitally = [
-        {"type": "track", "userId": "user-{{ID}}", "event": "Opened App", "messageId": "{{ID}}",
-         "timestamp": "2026-01-01T12:00:00.000Z", "properties": {"screen": "home", "build": 812}}
+        {
+            "type": "track",
+            "userId": "user-{{ID}}",
+            "event": "Opened App",
+            "messageId": "{{ID}}",
+            "timestamp": "2026-01-01T12:00:00.000Z",
+            "properties": {"screen": "home", "build": 812},
+        }
         for _ in range(100)
     ]
     koala = {
         "profile_id": "5b0a3c1e-{{ID}}",
         "email": "ann@example.com",
         "events": [
-            {"type": "track", "event": "Viewed Pricing", "message_id": "{{ID}}", "sent_at": "2026-01-01T12:00:00Z",
-             "properties": {"plan": "pro"}}
+            {
+                "type": "track",
+                "event": "Viewed Pricing",
+                "message_id": "{{ID}}",
+                "sent_at": "2026-01-01T12:00:00Z",
+                "properties": {"plan": "pro"},
+            }
             for _ in range(30)
         ],
     }
     return [
         Scenario("segment track", "POST", "/v1/track", js, json.dumps(_track()), 1, connections=32),
         Scenario("segment batch 100", "POST", "/v1/batch", js, json.dumps(batch), 100, connections=16),
-        Scenario("segment batch 100 gzip", "POST", "/v1/batch", {**js, "Content-Encoding": "gzip"},
-                 f"BODIES {gz_file}", 100, connections=16),
-        Scenario("bloomreach batch 50", "POST", f"/track/v2/projects/{KEY}/batch",
-                 {"Content-Type": "application/json", "Authorization": f"Token {KEY}"},
-                 json.dumps({"commands": commands}), 50, connections=16),
-        Scenario("vitally batch 100", "POST", "/analytics/v1/batch",
-                 {"Content-Type": "application/json", "Authorization": f"Basic {KEY}"}, json.dumps(vitally), 100,
-                 connections=16),
-        Scenario("koala batch 30", "POST", f"/web/projects/{KEY}/batch", {"Content-Type": "application/json"},
-                 json.dumps(koala), 30, connections=16),
+        Scenario(
+            "segment batch 100 gzip",
+            "POST",
+            "/v1/batch",
+            {**js, "Content-Encoding": "gzip"},
+            f"BODIES {gz_file}",
+            100,
+            connections=16,
+        ),
+        Scenario(
+            "bloomreach batch 50",
+            "POST",
+            f"/track/v2/projects/{KEY}/batch",
+            {"Content-Type": "application/json", "Authorization": f"Token {KEY}"},
+            json.dumps({"commands": commands}),
+            50,
+            connections=16,
+        ),
+        Scenario(
+            "vitally batch 100",
+            "POST",
+            "/analytics/v1/batch",
+            {"Content-Type": "application/json", "Authorization": f"Basic {KEY}"},
+            json.dumps(vitally),
+            100,
+            connections=16,
+        ),
+        Scenario(
+            "koala batch 30",
+            "POST",
+            f"/web/projects/{KEY}/batch",
+            {"Content-Type": "application/json"},
+            json.dumps(koala),
+            30,
+            connections=16,
+        ),
     ]
 
 
@@ -132,8 +175,14 @@ class Process:
     """A server subprocess that prints its URL once it listens; its RSS is sampled while it runs."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, **(env or {})}, cwd=REPO)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+        )
         assert self.proc.stdout is not None
         self.url = ""
         for line in self.proc.stdout:
@@ -176,16 +225,33 @@ class Process:
             self.proc.wait()
 
 
-def wrk(url: str, scenario: Scenario, tmp: Path, seconds: int, run_id: str, delay_ms: float = 0) -> dict[str, Any]:
+def wrk(
+    url: str, scenario: Scenario, tmp: Path, seconds: int, run_id: str, delay_ms: float = 0
+) -> dict[str, Any]:
     slug = re.sub(r"\W+", "-", scenario.name)
     spec = tmp / f"{slug}.spec"
     head = "\n".join([scenario.method, scenario.path, *[f"{k}: {v}" for k, v in scenario.headers.items()]])
     spec.write_text(f"{head}\n\n{scenario.body}")
     env = {**os.environ, "BENCH_DELAY_MS": str(delay_ms)}
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{scenario.connections}", f"-d{seconds}s", "--latency", "-s", str(BENCH / "load.lua"),
-         url, "--", str(spec), run_id],
-        capture_output=True, text=True, env=env, timeout=seconds + 60, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{scenario.connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(BENCH / "load.lua"),
+            url,
+            "--",
+            str(spec),
+            run_id,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=seconds + 60,
+        check=True,
     ).stdout
 
     def latency(pct: str) -> float:
@@ -198,21 +264,41 @@ def wrk(url: str, scenario: Scenario, tmp: Path, seconds: int, run_id: str, dela
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = re.search(r"(\d+) requests in", out)
-    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "requests": int(total.group(1)) if total else 0}
+    return {
+        "rps": rps,
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "requests": int(total.group(1)) if total else 0,
+    }
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "kernel": platform.release(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run (default 10)")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes, same for all (default 1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server worker processes, same for all (default 1)"
+    )
     parser.add_argument("--only", help="run only scenarios whose name contains this text")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -222,14 +308,41 @@ def main() -> int:
     run_id = f"r{int(time.time())}"
     data = tmp / "data"
     py = sys.executable
-    subprocess.run([py, "-m", "trackyard", "sources", "add", "bench", "--write-key", KEY, "--secret", SECRET,
-                    "--data-dir", str(data)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            py,
+            "-m",
+            "trackyard",
+            "sources",
+            "add",
+            "bench",
+            "--write-key",
+            KEY,
+            "--secret",
+            SECRET,
+            "--data-dir",
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+    )
     chosen = [s for s in scenarios(tmp) if not args.only or args.only in s.name]
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
     targets = {
-        "trackyard": [py, "-m", "trackyard", "serve", "--port", "0", "--data-dir", str(data), "--log-level",
-                      "warning", *workers],
+        "trackyard": [
+            py,
+            "-m",
+            "trackyard",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data),
+            "--log-level",
+            "warning",
+            *workers,
+        ],
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
@@ -240,21 +353,80 @@ def main() -> int:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
                 m = wrk(server.url, scenario, tmp, args.seconds, f"{run_id}-{target}")
-                results.append(Result(scenario.name, target, m["rps"], m["rps"] * scenario.events, m["p50"], m["p99"],
-                                      m["non_2xx"], {"requests": m["requests"]}))
+                results.append(
+                    Result(
+                        scenario.name,
+                        target,
+                        m["rps"],
+                        m["rps"] * scenario.events,
+                        m["p50"],
+                        m["p99"],
+                        m["non_2xx"],
+                        {"requests": m["requests"]},
+                    )
+                )
                 if target == "trackyard" and scenario.name == "segment track":
                     # Latency at half the measured rate: wrk paces each connection.
                     rate = m["rps"] / 2
-                    paced = Scenario(scenario.name + " @ half rate", scenario.method, scenario.path,
-                                     scenario.headers, scenario.body, 1, connections=16)
-                    p = wrk(server.url, paced, tmp, args.seconds, f"{run_id}-paced", delay_ms=16 * 1000 / rate)
-                    results.append(Result(paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"]))
+                    paced = Scenario(
+                        scenario.name + " @ half rate",
+                        scenario.method,
+                        scenario.path,
+                        scenario.headers,
+                        scenario.body,
+                        1,
+                        connections=16,
+                    )
+                    p = wrk(
+                        server.url, paced, tmp, args.seconds, f"{run_id}-paced", delay_ms=16 * 1000 / rate
+                    )
+                    results.append(
+                        Result(paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"])
+                    )
+            batch = next((sc for sc in chosen if sc.name == "segment batch 100"), None)
+            if target == "trackyard" and batch is not None:
+                # Overload: far more concurrent batches than the server can take. It must
+                # shed load (429 with Retry-After) with bounded memory, not queue forever.
+                flood = Scenario(
+                    "overload: batch 100 x 512 conns",
+                    batch.method,
+                    batch.path,
+                    batch.headers,
+                    batch.body,
+                    100,
+                    connections=512,
+                )
+                o = wrk(server.url, flood, tmp, args.seconds, f"{run_id}-flood")
+                ok_rps = o["rps"] - o["non_2xx"] / args.seconds
+                results.append(
+                    Result(
+                        flood.name,
+                        target,
+                        o["rps"],
+                        ok_rps * 100,
+                        o["p50"],
+                        o["p99"],
+                        o["non_2xx"],
+                        {"rss_mb_after": round(server.peak_rss_kb / 1024, 1)},
+                    )
+                )
             peak[target] = server.peak_rss_kb
         finally:
             server.stop()
-    stored = int(subprocess.run([py, "-c", "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute("
-                                 "'select count(*) from events').fetchone()[0])", str(data / "trackyard.db")],
-                                capture_output=True, text=True, check=True).stdout)
+    stored = int(
+        subprocess.run(
+            [
+                py,
+                "-c",
+                "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute("
+                "'select count(*) from events').fetchone()[0])",
+                str(data / "trackyard.db"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     report = build_report(results, peak, stored, args)
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -264,38 +436,72 @@ def main() -> int:
     return 0
 
 
-def build_report(results: list[Result], peak: dict[str, int], stored: int, args: argparse.Namespace) -> dict[str, Any]:
+def build_report(
+    results: list[Result], peak: dict[str, int], stored: int, args: argparse.Namespace
+) -> dict[str, Any]:
     by = {(r.scenario, r.target): r for r in results}
     rows = []
     for r in results:
         if r.target != "trackyard":
             continue
         bare, decode = by.get((r.scenario, "bare")), by.get((r.scenario, "decode"))
-        rows.append({**asdict(r),
-                     "vs_bare": r.requests_per_s / bare.requests_per_s if bare else None,
-                     "vs_decode": r.requests_per_s / decode.requests_per_s if decode else None,
-                     "bare_rps": bare.requests_per_s if bare else None,
-                     "decode_rps": decode.requests_per_s if decode else None})
-    return {"machine": machine(), "workers": args.workers, "seconds": args.seconds, "rows": rows,
-            "ceilings": [asdict(r) for r in results if r.target != "trackyard"],
-            "peak_rss_mb": {k: round(v / 1024, 1) for k, v in peak.items()}, "events_stored": stored}
+        rows.append(
+            {
+                **asdict(r),
+                "vs_bare": r.requests_per_s / bare.requests_per_s if bare else None,
+                "vs_decode": r.requests_per_s / decode.requests_per_s if decode else None,
+                "bare_rps": bare.requests_per_s if bare else None,
+                "decode_rps": decode.requests_per_s if decode else None,
+            }
+        )
+    return {
+        "machine": machine(),
+        "workers": args.workers,
+        "seconds": args.seconds,
+        "rows": rows,
+        "ceilings": [asdict(r) for r in results if r.target != "trackyard"],
+        "peak_rss_mb": {k: round(v / 1024, 1) for k, v in peak.items()},
+        "events_stored": stored,
+    }
 
 
 def print_table(report: dict[str, Any]) -> None:
     m = report["machine"]
     table = Table(title=f"trackyard vs ceilings: {m['cores']} cores, {m['cpu']}, workers={report['workers']}")
-    for col in ("scenario", "req/s", "events/s", "p50 ms", "p99 ms", "non-2xx", "bare req/s", "vs bare",
-                "decode req/s", "vs decode"):
+    for col in (
+        "scenario",
+        "req/s",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "bare req/s",
+        "vs bare",
+        "decode req/s",
+        "vs decode",
+    ):
         table.add_column(col, justify="left" if col == "scenario" else "right")
     for r in report["rows"]:
+
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.0%}"
 
-        table.add_row(r["scenario"], f"{r['requests_per_s']:,.0f}", f"{r['events_per_s']:,.0f}", f"{r['p50_ms']:.1f}",
-                      f"{r['p99_ms']:.1f}", str(r["non_2xx"]), f"{r['bare_rps'] or 0:,.0f}", pct(r["vs_bare"]),
-                      f"{r['decode_rps'] or 0:,.0f}", pct(r["vs_decode"]))
+        table.add_row(
+            r["scenario"],
+            f"{r['requests_per_s']:,.0f}",
+            f"{r['events_per_s']:,.0f}",
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            str(r["non_2xx"]),
+            f"{r['bare_rps'] or 0:,.0f}",
+            pct(r["vs_bare"]),
+            f"{r['decode_rps'] or 0:,.0f}",
+            pct(r["vs_decode"]),
+        )
     out_console.print(table)
-    out_console.print(f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}")
+    out_console.print(
+        f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
+    )
 
 
 if __name__ == "__main__":
