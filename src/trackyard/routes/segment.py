@@ -115,7 +115,7 @@ class SegmentAPI:
         )
         source = self.collector.authorize(write_key, 1)
         assert write_key is not None
-        receipt = _receipt(request, request.url.path, write_key, source)
+        receipt = _receipt(request, request.scope["path"], write_key, source)
         try:
             message_id, kind, event = wire.normalize(item, kind, receipt)
         except CallError as error:
@@ -142,7 +142,7 @@ class SegmentAPI:
             )
         source = self.collector.authorize(write_key, len(envelope.batch))
         assert write_key is not None
-        receipt = _receipt(request, request.url.path, write_key, source)
+        receipt = _receipt(request, request.scope["path"], write_key, source)
         receipt.sent_at = envelope.sentAt
         receipt.context = envelope.context
         receipt.integrations = envelope.integrations
