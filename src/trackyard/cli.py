@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from trackyard import __version__, server
-from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
+from trackyard.cli_options import data_dir_option
+from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.model import EVENT_TYPES
 from trackyard.profiles.cli import accounts, profiles
 from trackyard.send import send
@@ -28,16 +29,6 @@ from trackyard.store.secrets import generate_secret
 from trackyard.store.sqlite import SQLiteStore
 
 _console = Console(stderr=True)
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    envvar="TRACKYARD_DATA_DIR",
-    show_envvar=True,
-    help="Directory holding the embedded store (trackyard.db).",
-)
 
 
 def _open(data_dir: Path, *, create: bool = False) -> SQLiteStore:

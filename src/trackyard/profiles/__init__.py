@@ -12,4 +12,6 @@ def start_consumer(settings: Settings) -> Callable[[], None] | None:
 
     Called from the app's lifespan. ``None`` when this process does not run a consumer.
     """
-    return None
+    from trackyard.profiles.consumer import start
+
+    return start(settings)

@@ -96,6 +96,10 @@ class Store(Protocol):
         """Events with ``seq > after``, oldest first: the cursor consumers follow."""
         ...
 
+    def head_seq(self) -> int:
+        """The seq of the newest event in the log, 0 when it is empty."""
+        ...
+
     def read_rejects(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None
     ) -> list[StoredReject]: ...

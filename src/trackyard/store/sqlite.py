@@ -267,6 +267,11 @@ class SQLiteStore:
         rows = self._read("SELECT seq, source_id, type, body FROM events", after, limit, source_id, type)
         return [StoredEvent(seq=r[0], source_id=r[1], type=r[2], body=r[3]) for r in rows]
 
+    def head_seq(self) -> int:
+        with self._lock:
+            (head,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        return int(head)
+
     def read_rejects(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None
     ) -> list[StoredReject]:

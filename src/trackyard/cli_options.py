@@ -1,0 +1,19 @@
+"""Options several command groups share (``trackyard`` itself and ``trackyard profiles``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trackyard.config import DEFAULT_DATA_DIR
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    envvar="TRACKYARD_DATA_DIR",
+    show_envvar=True,
+    help="Directory holding the embedded store (trackyard.db, and profiles.db for profiles).",
+)

@@ -1,0 +1,295 @@
+"""The identity graph and trait rules: apply a batch of log events to the profiles.
+
+Everything here is deterministic in log order, so replaying the log from the start gives
+the same profiles, whatever the batch sizes were (the property test checks this):
+
+- Each event's ids are taken most decisive first (``priority``). The first id that has a
+  profile decides which profile the event is about; ids nobody holds yet join it.
+- Two profiles an event links are merged unless they hold different values of a unique
+  id type (``unique_id_types``); the older profile (the lower id) survives.
+- A unique id that would give a profile a second value of its type is not linked.
+- A soft id claimed by two profiles with different unique ids moves to the newer one
+  (``soft_id_owner = newer``, Bloomreach) or to the latest claimant (``latest``);
+  events already attributed stay where they are.
+- Traits: per trait, last write wins by event time (Bloomreach ``update_timestamp``), ties
+  by log seq; every write is kept in the trait's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from trackyard.profiles.facts import ACCOUNT, PERSON, FactReader, Facts, make_key, split_key
+from trackyard.profiles.settings import ProfileSettings
+from trackyard.profiles.storage import (
+    Changes,
+    Identity,
+    MergeRecord,
+    ProfileState,
+    ProfileWriter,
+    Progress,
+    TraitWrite,
+)
+from trackyard.store.base import StoredEvent
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class ProfileBuilder:
+    """Applies log events to a :class:`ProfileWriter`, one transaction per batch."""
+
+    def __init__(self, writer: ProfileWriter, settings: ProfileSettings) -> None:
+        self.writer = writer
+        self.settings = settings
+        self.reader = FactReader(settings)
+
+    def apply(self, events: Sequence[StoredEvent]) -> Progress:
+        """Apply ``events`` (in log order) after the committed cursor; return the new progress.
+
+        Events at or before the cursor are skipped, so applying a batch twice is harmless.
+        """
+        progress = self.writer.begin()
+        try:
+            fresh = [stored for stored in events if stored.seq > progress.cursor]
+            if not fresh:
+                self.writer.rollback()
+                return progress
+            batch = _Batch(self, progress)
+            for stored in fresh:
+                batch.apply(stored)
+            changes = batch.changes()
+            self.writer.commit(changes)
+        except BaseException:
+            self.writer.rollback()
+            raise
+        return changes.progress
+
+
+class _Batch:
+    """The working set of one transaction: the profiles and ids its events touch."""
+
+    def __init__(self, builder: ProfileBuilder, progress: Progress) -> None:
+        self.writer = builder.writer
+        self.reader = builder.reader
+        self.settings = builder.settings
+        self.unique_types = frozenset(builder.settings.unique_id_types)
+        self.cursor = progress.cursor
+        self.processed = progress.processed
+        self.next_id = progress.next_id
+        self.owners: dict[str, int] = {}
+        self.profiles: dict[int, ProfileState] = {}
+        self.dirty: set[int] = set()
+        self.identities: dict[str, Identity] = {}
+        self.events: list[tuple[int, int]] = []
+        self.history: list[TraitWrite] = []
+        self.merges: list[MergeRecord] = []
+        self.joined: set[tuple[int, int]] = set()
+        self.pending: list[Facts] = []
+
+    # -- loading ---------------------------------------------------------------------
+
+    def apply(self, stored: StoredEvent) -> None:
+        self.cursor = stored.seq
+        self.processed += 1
+        try:
+            event = _decode(stored.body)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        self.pending.append(self.reader.read(stored.seq, event))
+
+    def _drain(self) -> None:
+        """Load every id and profile the batch's events name (one query each), then apply them."""
+        pending, self.pending = self.pending, []
+        keys: set[str] = set()
+        for facts in pending:
+            keys |= facts.keys()
+        found = self.writer.owners(keys)
+        self.owners.update(found)
+        self.profiles.update(self.writer.load(set(found.values())))
+        for facts in pending:
+            self._event(facts)
+
+    def changes(self) -> Changes:
+        self._drain()
+        return Changes(
+            progress=Progress(cursor=self.cursor, processed=self.processed, next_id=self.next_id),
+            identities=[
+                Identity(i.key, self._find(i.profile_id), i.first_seen, i.seq)
+                for i in self.identities.values()
+            ],
+            profiles=[self._settled(self.profiles[pid]) for pid in sorted(self.dirty)],
+            events=sorted({(self._find(pid), seq) for pid, seq in self.events}),
+            history=[
+                TraitWrite(self._find(w.profile_id), w.name, w.ts, w.seq, w.value, w.applied)
+                for w in self.history
+            ],
+            merges=self.merges,
+        )
+
+    def _settled(self, state: ProfileState) -> ProfileState:
+        if state.merged_into is not None:
+            state.merged_into = self._find(state.merged_into)
+        return state
+
+    # -- one event -------------------------------------------------------------------
+
+    def _event(self, facts: Facts) -> None:
+        person_keys = facts.person
+        if facts.previous is not None:
+            person_keys = self.reader.sort_keys({*person_keys, self._previous_key(facts.previous)})
+        person = self._resolve(PERSON, person_keys, facts)
+        subject = self._resolve(ACCOUNT, facts.subject, facts) if facts.subject else None
+        refs = [pid for keys in facts.refs if (pid := self._resolve(ACCOUNT, keys, facts)) is not None]
+        # Resolving the accounts may have merged the person's profile into another: settle it.
+        person = None if person is None else self._find(person)
+        if person is not None and facts.traits:
+            self._traits(person, facts.traits, facts.trait_ts, facts.seq)
+        if subject is not None and facts.subject_traits:
+            self._traits(subject, facts.subject_traits, facts.ts, facts.seq)
+        if facts.join:
+            if subject is not None:
+                if person is not None:
+                    self._join(person, subject, facts)
+                for ref in refs:
+                    self._join(subject, ref, facts)
+            elif person is not None:
+                for ref in refs:
+                    self._join(person, ref, facts)
+        if person is not None:
+            for key in facts.unlink:
+                account = self._owner(key)
+                if account is not None and self.writer.leave(person, account):
+                    self.joined.discard((person, account))
+        for pid in {p for p in (person, subject, *refs) if p is not None}:
+            self._seen(self._find(pid), facts)
+
+    def _previous_key(self, previous: str) -> str:
+        user = make_key(PERSON, "user_id", previous)
+        return user if self._owner(user) is not None else make_key(PERSON, "anonymous_id", previous)
+
+    def _seen(self, pid: int, facts: Facts) -> None:
+        state = self.profiles[pid]
+        state.first_seen = facts.ts if state.first_seen is None else min(state.first_seen, facts.ts)
+        state.last_seen = facts.ts if state.last_seen is None else max(state.last_seen, facts.ts)
+        state.event_count += 1
+        self.dirty.add(pid)
+        self.events.append((pid, facts.seq))
+
+    def _join(self, member: int, account: int, facts: Facts) -> None:
+        if (member, account) not in self.joined:
+            self.joined.add((member, account))
+            self.writer.join(member, account, facts.ts, facts.seq)
+
+    # -- the identity graph ----------------------------------------------------------
+
+    def _find(self, pid: int) -> int:
+        state = self.profiles[pid]
+        while state.merged_into is not None:
+            state = self.profiles[state.merged_into]
+        return state.id
+
+    def _owner(self, key: str) -> int | None:
+        if (identity := self.identities.get(key)) is not None:
+            return self._find(identity.profile_id)
+        pid = self.owners.get(key)
+        return None if pid is None else self._find(pid)
+
+    def _resolve(self, kind: str, keys: list[str], facts: Facts) -> int | None:
+        """The profile ``keys`` (most decisive first) belong to, after merges and moves."""
+        target: int | None = None
+        claimed: dict[str, str] = {}  # unique values this event gives the target
+        new_keys: list[str] = []
+        contested: list[tuple[str, int]] = []
+        for key in keys:
+            _, id_type, value = split_key(key)
+            unique = id_type in self.unique_types
+            owner = self._owner(key)
+            if owner is not None and owner == target:
+                continue
+            if owner is None:
+                if not unique or self._fits(target, claimed, {id_type: value}):
+                    new_keys.append(key)
+                    if unique:
+                        claimed[id_type] = value
+                continue
+            if self._fits(target, claimed, self.profiles[owner].unique):
+                target = owner if target is None else self._merge(target, owner, key, facts)
+            elif not unique:
+                contested.append((key, owner))
+            # A unique id held by a profile with other unique ids is never linked.
+        if target is None:
+            if not new_keys and not contested:
+                return None
+            target = self._create(kind, facts)
+        state = self.profiles[target]
+        state.unique.update(claimed)
+        self.dirty.add(target)
+        for key in new_keys:
+            self._assign(key, target, facts)
+        for key, owner in contested:
+            owner = self._find(owner)
+            if owner != target and (self.settings.soft_id_owner == "latest" or target > owner):
+                self._assign(key, target, facts)
+                self._record("move", target, owner, key, facts)
+        return target
+
+    def _assign(self, key: str, target: int, facts: Facts) -> None:
+        """Give ``key`` to ``target``; an id keeps the time and seq it was first seen at."""
+        known = self.identities.get(key)
+        first_seen, seq = (facts.ts, facts.seq) if known is None else (known.first_seen, known.seq)
+        self.identities[key] = Identity(key, target, first_seen, seq)
+
+    def _fits(self, target: int | None, claimed: dict[str, str], unique: dict[str, str]) -> bool:
+        """Whether ``unique`` can join ``target`` plus ``claimed`` without a second value of a type."""
+        held = claimed if target is None else {**self.profiles[target].unique, **claimed}
+        return all(held.get(id_type, value) == value for id_type, value in unique.items())
+
+    def _create(self, kind: str, facts: Facts) -> int:
+        pid = self.next_id
+        self.next_id += 1
+        self.profiles[pid] = ProfileState(id=pid, kind=kind, created_seq=facts.seq)
+        self.dirty.add(pid)
+        return pid
+
+    def _merge(self, a: int, b: int, via: str, facts: Facts) -> int:
+        survivor, loser = min(a, b), max(a, b)
+        keep, gone = self.profiles[survivor], self.profiles[loser]
+        gone.merged_into = survivor
+        keep.unique.update(gone.unique)
+        for name, (value, ts, seq) in gone.traits.items():
+            current = keep.traits.get(name)
+            if current is None or (ts, seq) > (current[1], current[2]):
+                keep.traits[name] = [value, ts, seq]
+        if gone.first_seen is not None:
+            keep.first_seen = (
+                gone.first_seen if keep.first_seen is None else min(keep.first_seen, gone.first_seen)
+            )
+        if gone.last_seen is not None:
+            keep.last_seen = gone.last_seen if keep.last_seen is None else max(keep.last_seen, gone.last_seen)
+        keep.event_count += gone.event_count
+        self.dirty |= {survivor, loser}
+        self.writer.repoint(loser, survivor)
+        self.joined = {(self._find(m), self._find(a)) for m, a in self.joined}
+        self._record("merge", survivor, loser, via, facts)
+        return survivor
+
+    def _record(self, action: str, into: int, source: int, via: str, facts: Facts) -> None:
+        self.merges.append(MergeRecord(facts.seq, facts.ts, action, into, source, via, facts.type))
+
+    # -- traits ----------------------------------------------------------------------
+
+    def _traits(self, pid: int, traits: dict[str, Any], ts: int, seq: int) -> None:
+        state = self.profiles[pid]
+        for name, value in traits.items():
+            current = state.traits.get(name)
+            applied = current is None or (ts, seq) > (current[1], current[2])
+            if applied:
+                state.traits[name] = [value, ts, seq]
+            self.history.append(TraitWrite(pid, name, ts, seq, _encode(value), applied))
+        self.dirty.add(pid)

@@ -1,0 +1,220 @@
+"""What one canonical event says about people and accounts: its ids, traits and links.
+
+This is the only module that knows how each vendor's message lands in the canonical event
+(docs/formats/): every rule that reads ``context.externalIds``, ``context.vitally`` or
+``context.bloomreach`` is here, and the profile builder sees only :class:`Facts`.
+
+Ids are *keys*: ``kind``, ``id type`` and ``value`` joined by an ASCII unit separator,
+``p`` for people and ``a`` for accounts, so the two never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trackyard.model import parse_timestamp
+from trackyard.profiles.settings import ProfileSettings
+from trackyard.wire.bloomreach import seconds_to_micros
+
+SEP = "\x1f"
+PERSON = "p"
+ACCOUNT = "a"
+
+#: Canonical field names accepted as id types in lookups, besides the stored names.
+TYPE_ALIASES = {"userId": "user_id", "anonymousId": "anonymous_id", "groupId": "group_id"}
+#: Account id types a plain account id (``/v1/accounts/acme``) is looked up by, in order.
+ACCOUNT_LOOKUP_TYPES = (
+    "group_id",
+    "vitally_account_id",
+    "vitally_organization_id",
+    "koala_account_id",
+    "domain",
+)
+#: The account id types an unlink (``traits.company = {id, remove: true}``) may name.
+UNLINK_TYPES = ("vitally_account_id", "group_id")
+_GROUP_SUBJECT_TYPES = {"account": "vitally_account_id", "organization": "vitally_organization_id"}
+
+
+def make_key(kind: str, id_type: str, value: str) -> str:
+    return f"{kind}{SEP}{id_type}{SEP}{value}"
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    kind, id_type, value = key.split(SEP, 2)
+    return kind, id_type, value
+
+
+@dataclass(slots=True)
+class Facts:
+    """The profile-relevant content of one event, in the order the builder applies it."""
+
+    seq: int
+    ts: int
+    type: str
+    name: str | None
+    #: The person's id keys, most decisive first (``priority``).
+    person: list[str] = field(default_factory=list)
+    #: An alias call's ``previousId``: a user_id or an anonymous_id, whichever is known.
+    previous: str | None = None
+    traits: dict[str, Any] | None = None
+    trait_ts: int = 0
+    #: A group call's account (its keys), with its traits.
+    subject: list[str] = field(default_factory=list)
+    subject_traits: dict[str, Any] | None = None
+    #: Other accounts the event names, each as its list of keys.
+    refs: list[list[str]] = field(default_factory=list)
+    #: An identify joins the person to ``refs``; a group call the person to ``subject``
+    #: and ``subject`` to ``refs`` (an account inside an organization).
+    join: bool = False
+    #: Keys of accounts the person leaves (Vitally unlink, ``traits.company.remove``).
+    unlink: list[str] = field(default_factory=list)
+
+    def keys(self) -> set[str]:
+        found = {*self.person, *self.subject, *self.unlink}
+        for ref in self.refs:
+            found.update(ref)
+        if self.previous is not None:
+            found.add(make_key(PERSON, "user_id", self.previous))
+            found.add(make_key(PERSON, "anonymous_id", self.previous))
+        return found
+
+
+class FactReader:
+    """Turns canonical events into :class:`Facts` under the configured id rules."""
+
+    def __init__(self, settings: ProfileSettings) -> None:
+        self.settings = settings
+        # Listed types first, then the other unique types, then the rest alphabetically:
+        # a unique id always decides before a soft one.
+        ordered = [*settings.priority, *(t for t in settings.unique_id_types if t not in settings.priority)]
+        self._rank = {t: i for i, t in enumerate(ordered)}
+
+    def clean(self, id_type: str, value: Any) -> str | None:
+        """The value to match on, or ``None`` for a junk value (blocked, no letter or digit)."""
+        if not isinstance(value, str):
+            return None
+        text: str = value
+        if not text.strip() or text.strip().lower() in self.settings.blocked_values:
+            return None
+        if self.settings.require_alphanumeric and not any(c.isalnum() for c in text):
+            return None
+        return text.strip().lower() if id_type in self.settings.lowercase_id_types else text
+
+    def key(self, kind: str, id_type: str, value: Any) -> str | None:
+        id_type = TYPE_ALIASES.get(id_type, id_type)
+        cleaned = self.clean(id_type, value)
+        return None if cleaned is None else make_key(kind, id_type, cleaned)
+
+    def sort_keys(self, keys: set[str]) -> list[str]:
+        def rank(key: str) -> tuple[int, str]:
+            _, id_type, _ = split_key(key)
+            return self._rank.get(id_type, len(self._rank)), key
+
+        return sorted(keys, key=rank)
+
+    def read(self, seq: int, event: dict[str, Any]) -> Facts:
+        kind = event.get("type")
+        context = _dict(event.get("context"))
+        source = _dict(event.get("source"))
+        vitally_type = _dict(context.get("vitally")).get("type")
+        name = event.get("event") if kind == "track" else event.get("name")
+        facts = Facts(
+            seq=seq, ts=_micros(event), type=str(kind), name=name if isinstance(name, str) else None
+        )
+        facts.trait_ts = facts.ts
+        traits = _dict(event.get("traits"))
+        person: set[str] = set()
+        if source.get("format") != "koala":  # Koala's userId is its email, an email id below
+            self._add(person, PERSON, "user_id", event.get("userId"))
+        self._add(person, PERSON, "anonymous_id", event.get("anonymousId"))
+        accounts: dict[str, set[str]] = {}
+        for ext in context.get("externalIds") or ():
+            if not isinstance(ext, dict):
+                continue
+            collection = ext.get("collection", "users")
+            id_type = ext.get("type")
+            if not isinstance(id_type, str) or not isinstance(collection, str):
+                continue
+            if collection == "users":
+                self._add(person, PERSON, id_type, ext.get("id"))
+            elif collection in ("accounts", "organizations"):
+                self._add(accounts.setdefault(collection, set()), ACCOUNT, id_type, ext.get("id"))
+        if kind == "identify":
+            for id_type in self.settings.trait_id_types:
+                self._add(person, PERSON, id_type, traits.get(id_type))
+            company = traits.get("company")
+            if vitally_type == "unlink" or (isinstance(company, dict) and company.get("remove") is True):
+                if isinstance(company, dict):
+                    facts.unlink = [
+                        k for t in UNLINK_TYPES if (k := self.key(ACCOUNT, t, company.get("id"))) is not None
+                    ]
+                traits = {k: v for k, v in traits.items() if k != "company"}
+                if vitally_type == "unlink":
+                    traits = {}
+            facts.traits = traits or None
+            facts.trait_ts = _update_time(context, facts.ts)
+            facts.join = True
+        elif kind == "alias":
+            previous = event.get("previousId")
+            if isinstance(previous, str) and self.clean("user_id", previous) is not None:
+                facts.previous = previous
+        elif kind == "group" and vitally_type != "customobjectinstance":
+            self._group(facts, event, accounts, vitally_type, source.get("format"))
+        facts.person = self.sort_keys(person)
+        group_id = context.get("groupId")
+        if (ref := self.key(ACCOUNT, "group_id", group_id)) is not None and not any(
+            split_key(k)[2] == group_id for keys in accounts.values() for k in keys
+        ):
+            accounts.setdefault("group", set()).add(ref)
+        facts.refs = [self.sort_keys(keys) for _, keys in sorted(accounts.items()) if keys]
+        return facts
+
+    def _group(
+        self,
+        facts: Facts,
+        event: dict[str, Any],
+        accounts: dict[str, set[str]],
+        vitally_type: object,
+        source_format: object,
+    ) -> None:
+        group_id = event.get("groupId")
+        subject: set[str] = set()
+        if source_format == "koala":
+            # Koala's groupId is its account_id or domain; both are in the account's external ids.
+            subject = accounts.pop("accounts", set())
+        elif (
+            key := self.key(ACCOUNT, _GROUP_SUBJECT_TYPES.get(str(vitally_type), "group_id"), group_id)
+        ) is not None:
+            subject.add(key)
+        facts.subject = self.sort_keys(subject)
+        facts.subject_traits = _dict(event.get("traits")) or None
+        facts.join = True
+
+    def _add(self, into: set[str], kind: str, id_type: str, value: Any) -> None:
+        if (key := self.key(kind, id_type, value)) is not None:
+            into.add(key)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _micros(event: dict[str, Any]) -> int:
+    for name in ("timestamp", "receivedAt"):
+        try:
+            return parse_timestamp(event[name])
+        except (KeyError, ValueError, TypeError):
+            continue
+    return 0
+
+
+def _update_time(context: dict[str, Any], default: int) -> int:
+    """Bloomreach's ``update_timestamp``, the time trait values are compared by."""
+    data = _dict(_dict(context.get("bloomreach")).get("data"))
+    if data.get("update_timestamp") is None:
+        return default
+    try:
+        return seconds_to_micros(data["update_timestamp"], "update_timestamp")
+    except Exception:
+        return default
