@@ -273,6 +273,37 @@ def wrk(
     }
 
 
+def profile_status(data: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "trackyard", "profiles", "status", "--json", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    status: dict[str, Any] = json.loads(out)
+    return status
+
+
+def consumer_catch_up(data: Path, started: float, limit_s: float) -> dict[str, Any]:
+    """The profile consumer's lag when the load stops, and how fast it drains it afterwards."""
+    at_end = profile_status(data)
+    load_s = time.monotonic() - started
+    t0, cursor0 = time.monotonic(), at_end["cursor"]
+    status = at_end
+    while status["lag"] > 0 and time.monotonic() - t0 < limit_s:
+        time.sleep(1)
+        status = profile_status(data)
+    drain_s = time.monotonic() - t0
+    return {
+        "lag_at_end_of_load": at_end["lag"],
+        "events_applied_during_load": at_end["processed"],
+        "applied_per_s_during_load": round(at_end["processed"] / load_s),
+        "drain_per_s": round((status["cursor"] - cursor0) / drain_s) if drain_s > 0 else None,
+        "seconds_to_catch_up": round(drain_s, 1) if status["lag"] == 0 else None,
+        "lag_after_drain": status["lag"],
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -347,7 +378,9 @@ def main() -> int:
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
     peak: dict[str, int] = {}
+    profiles: dict[str, Any] = {}
     for target, command in targets.items():
+        started = time.monotonic()
         server = Process(command)
         try:
             for scenario in chosen:
@@ -410,6 +443,8 @@ def main() -> int:
                         {"rss_mb_after": round(server.peak_rss_kb / 1024, 1)},
                     )
                 )
+            if target == "trackyard":
+                profiles = consumer_catch_up(data, started, args.seconds * 12)
             peak[target] = server.peak_rss_kb
         finally:
             server.stop()
@@ -428,6 +463,7 @@ def main() -> int:
         ).stdout
     )
     report = build_report(results, peak, stored, args)
+    report["profiles"] = profiles
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -502,6 +538,7 @@ def print_table(report: dict[str, Any]) -> None:
     out_console.print(
         f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
     )
+    out_console.print(f"profile consumer: {report.get('profiles')}")
 
 
 if __name__ == "__main__":
