@@ -10,21 +10,26 @@ from trackyard.errors import CallError, IngestError
 
 _decoder = msgspec.json.Decoder()
 
+#: Everything msgspec raises on a body it cannot decode. Besides ``DecodeError`` (and its
+#: ``ValidationError``), invalid UTF-8 inside a string raises ``UnicodeDecodeError`` and
+#: very deep nesting ``RecursionError``: all of them are the client's error, never a 500.
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 
 def decode_json(body: bytes) -> Any:
     """Decode a whole body; a 400 ``invalid_json`` saying why when it is not JSON."""
     try:
         return _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise invalid_json(exc) from None
 
 
 def decode_item(raw: msgspec.Raw) -> Any:
-    """Decode one item of a batch that was already scanned as valid JSON."""
+    """Decode one item of a batch; the scan of the batch does not check its strings' UTF-8."""
     try:
         return _decoder.decode(raw)
-    except msgspec.DecodeError as exc:  # pragma: no cover - the batch decode already checked it
-        raise CallError("invalid_json", str(exc)) from None
+    except DECODE_ERRORS as exc:
+        raise CallError("invalid_json", f"The event is not valid JSON: {exc}.") from None
 
 
 def invalid_json(exc: Exception) -> IngestError:

@@ -21,6 +21,7 @@ import msgspec
 
 from trackyard.errors import CallError, IngestError
 from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
+from trackyard.wire._json import DECODE_ERRORS
 
 FORMAT: Final = "bloomreach"
 
@@ -86,7 +87,7 @@ def invalid_json() -> IngestError:
 def decode_json(body: bytes | msgspec.Raw) -> Any:
     try:
         return _decoder.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         raise invalid_json() from None
 
 
@@ -95,7 +96,7 @@ def decode_batch(body: bytes) -> list[msgspec.Raw]:
         commands = _batch_decoder.decode(body).commands
     except msgspec.ValidationError as exc:
         raise IngestError(400, "invalid_batch", f"Invalid batch: {exc}.") from None
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         raise invalid_json() from None
     if not commands:
         raise IngestError(400, "empty_batch", "At least one command is required in 'commands'.")

@@ -22,7 +22,7 @@ import msgspec
 
 from trackyard.errors import CallError
 from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
-from trackyard.wire._json import json_type
+from trackyard.wire._json import DECODE_ERRORS, json_type
 
 FORMAT: Final = "koala"
 PROFILE_ROUTE: Final = "/web/projects/{key}/batch"
@@ -105,7 +105,7 @@ def decode(body: bytes, level: Level, receipt: Receipt) -> list[tuple[str, str, 
     """
     try:
         request = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise CallError("invalid_json", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(request, dict):
         raise CallError("invalid_request", f"The body must be a JSON object, not {json_type(request)}.")

@@ -16,7 +16,7 @@ import msgspec
 
 from trackyard.errors import CallError, IngestError
 from trackyard.model import API_VERSION, EVENT_TYPES, format_timestamp, ordered, parse_timestamp
-from trackyard.wire._json import invalid_json, json_type
+from trackyard.wire._json import DECODE_ERRORS, invalid_json, json_type
 
 FORMAT: Final = "segment"
 MAX_MESSAGE_ID_LENGTH: Final = 100
@@ -76,7 +76,7 @@ def decode_envelope(body: bytes) -> Envelope:
         return _envelope_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise IngestError(400, "invalid_batch", f"The batch is malformed: {exc}.") from None
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise invalid_json(exc) from None
 
 

@@ -21,7 +21,7 @@ import msgspec
 
 from trackyard.errors import CallError, IngestError
 from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
-from trackyard.wire._json import decode_json, invalid_json, json_type
+from trackyard.wire._json import DECODE_ERRORS, decode_json, invalid_json, json_type
 
 FORMAT: Final = "vitally"
 MAX_BATCH_MESSAGES: Final = 100
@@ -66,7 +66,7 @@ def decode_batch(body: bytes) -> list[msgspec.Raw]:
             "invalid_batch",
             f"The batch body must be a JSON array of messages, not {json_type(decode_json(body))}.",
         ) from None
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise invalid_json(exc) from None
 
 
