@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from trackyard.collection import CollectionCORS, FastCollect, collection_router
 from trackyard.config import Settings
 from trackyard.ingest.collector import Collector
+from trackyard.ingest.guard import RequestGuard
 from trackyard.profiles import start_consumer
 from trackyard.routes import health
 from trackyard.routes.admin import AdminAPI
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> ASGIApp:
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    return FastCollect(app, collection)
+    return RequestGuard(FastCollect(app, collection), settings)
 
 
 def create_app_from_env() -> ASGIApp:

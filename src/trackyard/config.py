@@ -39,6 +39,14 @@ class Settings:
     max_event_bytes: int = MAX_EVENT_BYTES
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS
+    #: Requests being served at once (per worker) beyond which new ones get 429 at once,
+    #: before their bodies are read: bodies are what fills memory under overload.
+    max_in_flight_requests: int = 256
+    #: Seconds a request head (request line and headers) may take to arrive, and its size.
+    header_timeout_seconds: int = 10
+    max_head_bytes: int = 64 * 1024
+    #: Seconds a request body may take to arrive in full; past it the answer is 408.
+    body_timeout_seconds: int = 30
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
 

@@ -1,12 +1,109 @@
 """The HTTP server trackyard runs on (uvicorn with uvloop and httptools), set up in one place.
 
-The benchmark's ceiling apps run through the same functions, so they are measured on the
-very same server configuration.
+Two things are added to uvicorn here. A request head is bounded in size (431) and in the
+time it may take to arrive, so a slowloris cannot hold connections open. A graceful stop
+(SIGTERM) exits with status 0 once in-flight requests are answered and committed, where
+uvicorn would re-raise the signal. The benchmark's ceiling apps run through the same
+functions, so they are measured on the very same server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import socket
+import threading
+from collections.abc import Generator
+from functools import cache
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from trackyard.config import Settings
+
+_HEAD_TOO_LARGE = (
+    b'{"success": false, "code": "headers_too_large", "message": "The request head is too large."}'
+)
+
+
+@cache
+def _limits() -> tuple[int, int]:
+    # Read once per process, from the TRACKYARD_* variables `trackyard serve` exports.
+    settings = Settings.from_env()
+    return settings.header_timeout_seconds, settings.max_head_bytes
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a deadline and a size limit on every request head."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head()
+
+    def _start_head(self) -> None:
+        self._head_bytes = 0
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(_limits()[0], self._head_expired)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _end_head(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        in_head = self._head_timer is not None
+        super().data_received(data)
+        # Counted only while the head is still incomplete after parsing what came: a chunk
+        # that holds a whole head and the start of a large body is fine.
+        if not in_head or self._head_timer is None or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > _limits()[1]:
+            self._end_head()
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                b"content-length: "
+                + str(len(_HEAD_TOO_LARGE)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + _HEAD_TOO_LARGE
+            )
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_head()
+
+    def on_headers_complete(self) -> None:
+        self._end_head()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end_head()
+        super().connection_lost(exc)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """As uvicorn's, except that a graceful stop is a clean exit: the signal is not re-raised."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -29,7 +126,6 @@ def run(
     app: str, sock: socket.socket, *, workers: int = 1, log_level: str = "warning", factory: bool = False
 ) -> None:
     """Serve the ASGI app named by the import string ``app`` on ``sock`` until SIGTERM or SIGINT."""
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
@@ -37,7 +133,7 @@ def run(
         factory=factory,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_level=log_level,
@@ -47,4 +143,4 @@ def run(
     if workers > 1:
         Multiprocess(config, sockets=[sock]).run()
     else:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])

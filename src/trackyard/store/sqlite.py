@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import string
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -36,7 +37,7 @@ from trackyard.store.base import (
 )
 from trackyard.store.secrets import hash_secret
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -57,6 +58,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at INTEGER NOT NULL,
     body BLOB NOT NULL
 );
+-- One row rewritten by every readiness probe: a real write, not an empty commit.
+CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, probed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rejects (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     source_id INTEGER NOT NULL,
@@ -101,11 +104,14 @@ def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> So
 
 
 class _Job:
-    __slots__ = ("events", "future", "rejects", "size")
+    __slots__ = ("events", "future", "probe", "rejects", "size")
 
-    def __init__(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> None:
+    def __init__(
+        self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
+    ) -> None:
         self.events = events
         self.rejects = rejects
+        self.probe = probe
         self.size = len(events) + len(rejects)
         self.future: Future[AppendResult] = Future()
 
@@ -127,8 +133,10 @@ class _Writer(threading.Thread):
         self.commits = 0
         self.written = 0
 
-    def submit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> Future[AppendResult]:
-        job = _Job(events, rejects)
+    def submit(
+        self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
+    ) -> Future[AppendResult]:
+        job = _Job(events, rejects, probe)
         with self._cv:
             if self._stopping:
                 raise StoreUnavailable("the store is shutting down")
@@ -205,6 +213,10 @@ class _Writer(threading.Thread):
                     for r in job.rejects
                 ],
             )
+            if any(job.probe for job in jobs):
+                conn.execute(
+                    "INSERT OR REPLACE INTO health (id, probed_at) VALUES (1, ?)", (int(time.time()),)
+                )
             conn.execute("COMMIT")
             self.commits += 1
             self.written += len(rows)
@@ -259,7 +271,15 @@ class SQLiteStore:
         return await asyncio.wrap_future(self._writer.submit(events, rejects))
 
     async def ping(self) -> None:
-        await self.append((), ())
+        # A full disk often still takes a small commit (the WAL reuses its space), while every
+        # real batch fails: so the free space is checked too, against the largest request.
+        stats = os.statvfs(self.settings.data_dir)
+        free = stats.f_bavail * stats.f_frsize
+        if free < 2 * self.settings.max_request_bytes:
+            raise StoreUnavailable(f"only {free:,} bytes are free on the data dir's disk")
+        if self._writer is None:
+            raise StoreUnavailable("this store was opened read-only")
+        await asyncio.wrap_future(self._writer.submit((), (), probe=True))
 
     def read_events(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
