@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: serve test lint typecheck pytest test-deps docs bench clean
+.PHONY: serve test lint typecheck pytest test-deps docs bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ pytest: $(DEV) test-deps
 bench: $(DEV)
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py
+
+## faults: the full fault suite (SIGKILL crash loop, disk full, overload, HTTP fuzz); prints one table
+faults: $(DEV)
+	$(BIN)/python scripts/faults.py
 
 ## docs: regenerate docs/cli.md from the CLI's own --help
 docs: $(DEV)

@@ -102,11 +102,12 @@ class Server:
         args = ["events", "--data-dir", str(self.data_dir), "--json"]
         for name, value in filters.items():
             args += [f"--{name.replace('_', '-')}", str(value)]
-        return [msgspec.json.decode(line) for line in cli(*args).splitlines()]
+        # split("\n"), not splitlines(): JSON may hold U+2028 or U+0085 inside a string.
+        return [msgspec.json.decode(line) for line in cli(*args).split("\n") if line]
 
     def rejects(self) -> list[dict[str, Any]]:
         out = cli("rejects", "--data-dir", str(self.data_dir), "--json")
-        return [msgspec.json.decode(line) for line in out.splitlines()]
+        return [msgspec.json.decode(line) for line in out.split("\n") if line]
 
     def wait_for_events(self, n: int, timeout: float = 10.0, **filters: Any) -> list[dict[str, Any]]:
         """Poll until at least ``n`` events are stored (SDKs send in the background)."""

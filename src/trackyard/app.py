@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> ASGIApp:
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    return RequestGuard(FastCollect(app, collection), settings)
+    return RequestGuard(FastCollect(app, collection), settings, store.saturated)
 
 
 def create_app_from_env() -> ASGIApp:

@@ -326,6 +326,20 @@ def test_a_call_that_breaks_the_spec_is_400_and_kept_in_rejects(
     assert reject["payload"] == body
 
 
+def test_a_rejected_call_is_kept_without_its_write_key(shared_server: Server) -> None:
+    key = shared_server.write_key
+    body = b'{"writeKey" : "' + key.encode() + b'", "event": "No user", "properties": {"n": 1}}'
+    assert post(shared_server, "/v1/track", body, auth=False).status_code == 400
+    batch = {"writeKey": key, "batch": [{"type": "track", "userId": "u", "writeKey": "someone-else"}]}
+    post(shared_server, "/v1/batch", batch, auth=False)
+    single, item = shared_server.rejects()[-2:]
+    assert single["payload"] == {"writeKey": "[redacted]", "event": "No user", "properties": {"n": 1}}
+    assert item["payload"]["writeKey"] == "[redacted]"
+    db = (shared_server.data_dir / "trackyard.db").read_bytes()
+    assert key.encode() in db  # the sources table holds it, as it must
+    assert b"someone-else" not in db
+
+
 def test_a_batch_stores_the_valid_and_lists_the_invalid(shared_server: Server) -> None:
     user = uid()
     items = [

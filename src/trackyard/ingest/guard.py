@@ -3,6 +3,8 @@
 - At most ``max_in_flight_requests`` requests are served at once per worker. Beyond that a
   request gets ``429`` with ``Retry-After`` before its body is read, since buffered bodies
   are what fills memory under overload. Health probes are exempt.
+- While the writer's queue is full, a POST is refused the same way before anything is
+  read or decoded: under overload, shedding must cost as little as possible.
 - A body must arrive in full within ``body_timeout_seconds``: a client that trickles it
   gets ``408`` and does not hold the request open.
 - A client that hangs up mid-body is let go quietly. Nothing of its request was
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,8 +46,9 @@ class _BodyTimeout(Exception):
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, saturated: Callable[[], bool]) -> None:
         self.app = app
+        self.saturated = saturated
         self.max_in_flight = settings.max_in_flight_requests
         self.body_timeout = float(settings.body_timeout_seconds)
         self.in_flight = 0
@@ -53,7 +57,7 @@ class RequestGuard:
         if scope["type"] != "http" or scope["path"] in _EXEMPT:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight or (scope["method"] == "POST" and self.saturated()):
             for message in _TOO_MANY:
                 await send(message)
             return

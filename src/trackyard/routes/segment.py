@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -63,9 +64,16 @@ def _record(
     return EventRecord(source.id, message_id, kind, receipt.received_at_us // 1000, wire.encode(event))
 
 
+# "writeKey": "<anything but a quote>", with any spacing; works on invalid JSON too.
+_WRITE_KEY_FIELD = re.compile(rb'("writeKey"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
 def _reject(
     receipt: wire.Receipt, source: Source, error: CallError, index: int | None, body: bytes
 ) -> RejectRecord:
+    """A refused call, kept byte for byte, except its write key, which is never stored."""
+    if b"writeKey" in body:
+        body = _WRITE_KEY_FIELD.sub(rb'\1"[redacted]"', body)
     return RejectRecord(
         source.id, receipt.received_at_us // 1000, receipt.route, error.code, error.message, index, body
     )

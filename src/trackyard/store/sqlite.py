@@ -321,6 +321,11 @@ class SQLiteStore:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def saturated(self) -> bool:
+        """Whether the writer's queue is full: a request would be refused after decoding anyway."""
+        writer = self._writer
+        return writer is not None and writer.pending >= self.settings.max_pending_events
+
     def stats(self) -> dict[str, int]:
         """This process's writer: transactions committed, events written, events waiting."""
         writer = self._writer
