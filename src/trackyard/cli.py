@@ -233,18 +233,7 @@ def sources_list(as_json: bool, data_dir: Path) -> None:
     store.close()
     if as_json:
         for s in rows:
-            click.echo(
-                msgspec.json.encode(
-                    {
-                        "id": s.id,
-                        "name": s.name,
-                        "write_key": s.write_key,
-                        "enabled": s.enabled,
-                        "rate_limit": s.rate_limit,
-                        "created_at": s.created_at,
-                    }
-                )
-            )
+            click.echo(msgspec.json.encode(s.public()))
         return
     table = Table("name", "write key", "enabled", "rate limit (events/s)", "created")
     for s in rows:

@@ -87,15 +87,5 @@ class AdminAPI:
 
     async def sources(self, request: Request) -> Response:
         sources = await run_in_threadpool(self.store.sources)
-        listed = [
-            {
-                "id": s.id,
-                "name": s.name,
-                "write_key": s.write_key,
-                "enabled": s.enabled,
-                "rate_limit": s.rate_limit,
-                "created_at": s.created_at,
-            }
-            for s in sources
-        ]
+        listed = [s.public() for s in sources]
         return Response(msgspec.json.encode({"sources": listed}), media_type="application/json")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,17 @@ class Source:
     created_at: str
     #: ``pbkdf2_sha256$iterations$salt$hash`` of the source secret (Bloomreach private auth).
     secret_hash: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """What an operator may see: everything but the secret's hash."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "write_key": self.write_key,
+            "enabled": self.enabled,
+            "rate_limit": self.rate_limit,
+            "created_at": self.created_at,
+        }
 
 
 class EventRecord(NamedTuple):
