@@ -10,7 +10,7 @@ import pytest
 
 from trackyard.config import Settings
 from trackyard.errors import Overloaded
-from trackyard.store._dedup import DedupIndex
+from trackyard.store._dedup import DedupIndex, key_hash
 from trackyard.store.base import EventRecord
 from trackyard.store.sqlite import SQLiteStore
 
@@ -29,8 +29,15 @@ def test_dedup_remembers_for_the_window_then_forgets(tmp_path: Path) -> None:
     assert index.new_keys(conn, [record("a", source_id=2)], now=t0) == {(2, "a")}
     # Past the window (plus the bucket the key fell in) the bucket is dropped whole.
     assert index.new_keys(conn, [record("a")], now=t0 + 2 * 3600 + 1) == {(1, "a")}
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'dedup_%'").fetchone()
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'dedup%'").fetchone()
     assert tables == (0,)
+
+
+def test_dedup_keys_hash_the_same_in_every_process_and_run() -> None:
+    # A fixed value: Python's own hash() of a str is salted per process and would break
+    # dedup across restarts and worker processes.
+    assert key_hash((1, "ajs-next-1700000000000-abc")) == 660452438153030620
+    assert key_hash((2, "ajs-next-1700000000000-abc")) != key_hash((1, "ajs-next-1700000000000-abc"))
 
 
 def test_dedup_never_forgets_before_the_window(tmp_path: Path) -> None:
