@@ -1,22 +1,29 @@
 """The consumer: follows the event log and builds profiles, in exactly one process per data dir.
 
-Every server worker calls :func:`start`. Each starts a thread that tries to take a
-non-blocking ``flock`` on ``<data dir>/profiles.lock``; the one that gets it builds, the
-others retry every second, so when the building worker exits (or is killed) another
-takes over. The lock is released by the kernel when its holder dies, even on SIGKILL.
+Every server worker calls :func:`start`. Each starts a consumer process that tries to take
+a non-blocking ``flock`` on ``<data dir>/profiles.lock``; the one that gets it builds, the
+others retry every second, so when the building one exits (or is killed) another takes
+over. The lock is released by the kernel when its holder dies, even on SIGKILL.
+
+A process, not a thread: building profiles is Python work, and in a thread of the server
+it would compete with ingestion for the GIL; in its own process it runs on another core.
+It dies with the worker that started it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import logging
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from trackyard.config import Settings
 from trackyard.profiles.builder import ProfileBuilder
@@ -27,6 +34,16 @@ from trackyard.store.base import Store
 from trackyard.store.sqlite import SQLiteStore
 
 LOCK_FILENAME = "profiles.lock"
+
+
+class EventLike(Protocol):
+    """A threading or a multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 _RETRY_LOCK_SECONDS = 1.0
 log = logging.getLogger("trackyard.profiles")
 
@@ -95,7 +112,7 @@ def status(store: Store, profiles: ProfileReader, data_dir: Path, rules: Profile
 
 
 class Consumer(threading.Thread):
-    """The background thread of one server process."""
+    """The consumer loop: run as a thread, or directly (``run()``) in the consumer process."""
 
     def __init__(self, settings: Settings, profile_settings: ProfileSettings) -> None:
         super().__init__(name="trackyard-profiles", daemon=True)
@@ -140,9 +157,40 @@ class Consumer(threading.Thread):
 
 
 def start(settings: Settings) -> Callable[[], None] | None:
+    context = multiprocessing.get_context("spawn")
+    stopping = context.Event()
+    process = context.Process(
+        target=_run_in_process, args=(settings, stopping, os.getpid()), name="trackyard-profiles", daemon=True
+    )
+    process.start()
+
+    def stop() -> None:
+        stopping.set()
+        process.join(timeout=60)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+
+    return stop
+
+
+def _run_in_process(settings: Settings, stopping: EventLike, parent: int) -> None:
+    """The consumer process: build until told to stop, or until the worker that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        # PR_SET_PDEATHSIG (Linux): the kernel sends SIGTERM when the parent dies, SIGKILL included.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    if os.getppid() != parent:
+        return
+
+    def watch_parent() -> None:  # the portable fallback
+        while not stopping.wait(1.0):
+            if os.getppid() != parent:
+                stopping.set()
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     consumer = Consumer(settings, ProfileSettings.from_env())
-    consumer.start()
-    return consumer.stop
+    consumer.stopping = stopping  # type: ignore[assignment]
+    consumer.run()
 
 
 def wait_until_caught_up(
