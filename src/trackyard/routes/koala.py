@@ -93,14 +93,14 @@ class KoalaAPI:
         if not body:
             # An empty POST is a key check: the first Segment Koala destination tested its
             # credentials this way (vendors.md 1.1).
-            self.collector.authorize(key, 1)
+            self.collector.limiter.take(source, 1)
             return json_response(SUCCESS)
         try:
             decoded = wire.decode(body, level, receipt)
         except CallError as error:
             await self._reject(source, receipt, error, body)
             raise IngestError(400, error.code, error.message) from None
-        self.collector.authorize(key, len(decoded))
+        self.collector.limiter.take(source, len(decoded))
         received_at_ms = receipt.received_at_us // 1000
         encode = msgspec.json.encode
         events = [

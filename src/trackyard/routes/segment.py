@@ -17,7 +17,7 @@ from trackyard.errors import CallError, IngestError
 from trackyard.ingest.auth import basic_username
 from trackyard.ingest.body import read_body
 from trackyard.ingest.collector import Collector
-from trackyard.model import now_micros
+from trackyard.model import EVENT_TYPES, now_micros
 from trackyard.store.base import EventRecord, RejectRecord, Source
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item, decode_json
@@ -86,7 +86,8 @@ class SegmentAPI:
 
     def routes(self) -> list[Route]:
         routes = [
-            Route(f"/v1/{name}", self._handler(self.single, name), methods=["POST"]) for name in wire_types()
+            Route(f"/v1/{name}", self._handler(self.single, name), methods=["POST"])
+            for name in sorted(EVENT_TYPES)
         ]
         routes += [
             Route(f"/v1/{short}", self._handler(self.single, kind), methods=["POST"])
@@ -218,10 +219,6 @@ class SegmentAPI:
             "remotePlugins": [],
         }
         return json_response(msgspec.json.encode(settings))
-
-
-def wire_types() -> list[str]:
-    return ["identify", "track", "page", "screen", "group", "alias"]
 
 
 def _pixel_event(request: Request) -> dict[str, Any]:
