@@ -38,14 +38,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with a deadline and a size limit on every request head."""
 
     _head_timer: asyncio.TimerHandle | None = None
-    _head_bytes = 0
+    #: Two counts of the current head, each never more than its true size, so the limit
+    #: holds however TCP cuts the head: what the parser has parsed (URL and headers, even
+    #: when a whole head came in one chunk), and the chunks that left the head incomplete
+    #: (a header the parser is still buffering).
+    _parsed_bytes = 0
+    _chunk_bytes = 0
+    _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._start_head()
 
     def _start_head(self) -> None:
-        self._head_bytes = 0
+        self._parsed_bytes = self._chunk_bytes = 0
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(_limits()[0], self._head_expired)
 
@@ -59,24 +65,39 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
+    def _check_head(self) -> None:
+        """Past the limit, answer 431 and drop the connection."""
+        if max(self._parsed_bytes, self._chunk_bytes) <= _limits()[1] or self._refused:
+            return
+        self._refused = True
+        self._end_head()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: "
+            + str(len(_HEAD_TOO_LARGE)).encode()
+            + b"\r\nconnection: close\r\n\r\n"
+            + _HEAD_TOO_LARGE
+        )
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         in_head = self._head_timer is not None
         super().data_received(data)
-        # Counted only while the head is still incomplete after parsing what came: a chunk
-        # that holds a whole head and the start of a large body is fine.
-        if not in_head or self._head_timer is None or self.transport.is_closing():
-            return
-        self._head_bytes += len(data)
-        if self._head_bytes > _limits()[1]:
-            self._end_head()
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                b"content-length: "
-                + str(len(_HEAD_TOO_LARGE)).encode()
-                + b"\r\nconnection: close\r\n\r\n"
-                + _HEAD_TOO_LARGE
-            )
-            self.transport.close()
+        if in_head and self._head_timer is not None and not self.transport.is_closing():
+            self._chunk_bytes += len(data)
+            self._check_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_bytes += len(url)
+        self._check_head()
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_bytes += len(name) + len(value)
+        self._check_head()
+        super().on_header(name, value)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -84,7 +105,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._end_head()
-        super().on_headers_complete()
+        if not self._refused:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_head()
