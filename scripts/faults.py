@@ -51,6 +51,8 @@ import httpx  # noqa: E402
 import msgspec  # noqa: E402
 from tests.conftest import Server, start_server  # noqa: E402
 
+from trackyard.store._log import bodies as log_bodies  # noqa: E402
+
 #: Every event the load generator sends carries its own id here, whatever the format, so the
 #: stored copies can be counted without knowing how each format derives its messageId.
 MARK = "fid"
@@ -76,7 +78,7 @@ def stored_marks(db: Path) -> Counter[str]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         counts: Counter[str] = Counter()
-        for (body,) in conn.execute("SELECT body FROM events"):
+        for body in log_bodies(conn):
             event = msgspec.json.decode(body)
             for key in ("properties", "traits"):
                 bag = event.get(key)

@@ -124,6 +124,6 @@ def test_the_store_is_unharmed_by_what_it_stored(server: Server) -> None:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"events", "sources", "rejects"} <= tables
+        assert {"log", "sources", "rejects"} <= tables
         assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
     assert not list(Path(server.data_dir).parent.glob("passwd*"))

@@ -1,52 +1,24 @@
-"""The embedded store on real SQLite files: dedup window, group commit, bounded queue, cursor."""
+"""The embedded store on real SQLite files: group commit, bounded queue, cursor, dedup tiers, migration."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from trackyard.config import Settings
 from trackyard.errors import Overloaded
-from trackyard.store._dedup import DedupIndex, key_hash
 from trackyard.store.base import EventRecord
 from trackyard.store.sqlite import SQLiteStore
 
 
-def record(message_id: str, source_id: int = 1) -> EventRecord:
-    return EventRecord(source_id, message_id, "track", 0, b'{"type":"track"}')
-
-
-def test_dedup_remembers_for_the_window_then_forgets(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "d.db", isolation_level=None)
-    index = DedupIndex(window_seconds=3600)
-    t0 = 1_700_000_000.0
-    index.remember(conn, [(1, "a")], now=t0)
-    assert index.new_keys(conn, [record("a"), record("b")], now=t0 + 3599) == {(1, "b")}
-    # Another source's "a" is a different event.
-    assert index.new_keys(conn, [record("a", source_id=2)], now=t0) == {(2, "a")}
-    # Past the window (plus the bucket the key fell in) the bucket is dropped whole.
-    assert index.new_keys(conn, [record("a")], now=t0 + 2 * 3600 + 1) == {(1, "a")}
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'dedup%'").fetchone()
-    assert tables == (0,)
-
-
-def test_dedup_keys_hash_the_same_in_every_process_and_run() -> None:
-    # A fixed value: Python's own hash() of a str is salted per process and would break
-    # dedup across restarts and worker processes.
-    assert key_hash((1, "ajs-next-1700000000000-abc")) == 660452438153030620
-    assert key_hash((2, "ajs-next-1700000000000-abc")) != key_hash((1, "ajs-next-1700000000000-abc"))
-
-
-def test_dedup_never_forgets_before_the_window(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "d.db", isolation_level=None)
-    index = DedupIndex(window_seconds=86_400)
-    t0 = 1_700_000_000.0
-    index.remember(conn, [(1, "a")], now=t0)
-    for elapsed in (0, 3600, 86_399, 86_400):
-        assert index.new_keys(conn, [record("a")], now=t0 + elapsed) == set(), elapsed
+def record(message_id: str, source_id: int = 1, kind: str = "track") -> EventRecord:
+    # Received now: dedup buckets go by receipt time, and keys of long ago have expired.
+    received_at_ms = int(time.time() * 1000)
+    return EventRecord(source_id, message_id, kind, received_at_ms, b'{"id":"%s"}' % message_id.encode())
 
 
 def _hold_write_lock(settings: Settings) -> sqlite3.Connection:
@@ -120,4 +92,111 @@ def test_durability_modes_set_sqlite_sync(tmp_path: Path, durability: str, synch
     assert store._writer is not None
     assert store._writer._conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
     assert store._writer._conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store.close()
+
+
+def _append(store: SQLiteStore, ids: list[str], source_id: int = 1) -> tuple[int, int]:
+    result = asyncio.run(store.append([record(i, source_id) for i in ids], []))
+    return result.stored, result.duplicates
+
+
+def _wait_for_flush(store: SQLiteStore) -> None:
+    deadline = time.monotonic() + 10
+    while store.stats()["flushes"] == 0:
+        assert time.monotonic() < deadline, "the writer never flushed its dedup keys"
+        time.sleep(0.01)
+
+
+def test_reads_page_across_rows_and_filter_by_source_and_type(tmp_path: Path) -> None:
+    store = SQLiteStore(Settings(data_dir=tmp_path))
+    asyncio.run(store.append([record(f"a{i}", kind="identify" if i % 2 else "track") for i in range(5)], []))
+    asyncio.run(store.append([record(f"b{i}", source_id=2) for i in range(4)], []))
+    asyncio.run(store.append([record(f"c{i}") for i in range(3)], []))
+    assert store.head_seq() == 12
+    assert store.count_events() == 12
+    pages = []
+    after = 0
+    while page := store.read_events(after=after, limit=4):
+        pages.append([e.seq for e in page])
+        after = page[-1].seq
+    assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    assert [e.seq for e in store.read_events(after=3, source_id=2)] == [6, 7, 8, 9]
+    assert [e.seq for e in store.read_events(after=3, source_id=1)] == [4, 5, 10, 11, 12]
+    identifies = store.read_events(type="identify")
+    assert [(e.seq, e.type, e.body) for e in identifies] == [
+        (2, "identify", b'{"id":"a1"}'),
+        (4, "identify", b'{"id":"a3"}'),
+    ]
+    assert store.read_events(type="no-such-type") == []
+    assert store.read_events(after=12) == []
+    store.close()
+
+
+def test_dedup_keys_in_memory_are_rebuilt_from_the_log_after_a_restart(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    store = SQLiteStore(settings)
+    assert _append(store, ["x", "y"]) == (2, 0)
+    store.close()
+    store = SQLiteStore(settings)
+    assert _append(store, ["x", "y", "z"]) == (1, 2)
+    assert store.stats()["flushes"] == 0
+    store.close()
+
+
+def test_flushed_dedup_keys_still_dedup_in_this_writer_another_and_after_a_restart(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, dedup_memory_keys=8)
+    ids = [f"m{i}" for i in range(20)]
+    one = SQLiteStore(settings)
+    assert _append(one, ids[:10]) == (10, 0)
+    _wait_for_flush(one)
+    # A second writer on the same files, as a second worker process has.
+    two = SQLiteStore(settings)
+    assert _append(two, ids) == (10, 10)
+    assert _append(one, ids) == (0, 20)
+    _wait_for_flush(two)
+    assert _append(two, ids) == (0, 20)
+    one.close()
+    two.close()
+    three = SQLiteStore(settings)
+    assert _append(three, [*ids, "new"]) == (1, 20)
+    assert three.count_events() == 21
+    three.close()
+
+
+_SCHEMA_2 = """
+CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, write_key TEXT NOT NULL UNIQUE,
+    secret_hash TEXT, enabled INTEGER NOT NULL DEFAULT 1, rate_limit REAL, created_at TEXT NOT NULL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY, source_id INTEGER NOT NULL, message_id TEXT NOT NULL,
+    type TEXT NOT NULL, received_at INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE health (id INTEGER PRIMARY KEY, probed_at INTEGER NOT NULL);
+CREATE TABLE rejects (seq INTEGER PRIMARY KEY AUTOINCREMENT, source_id INTEGER NOT NULL,
+    received_at INTEGER NOT NULL, route TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+    item_index INTEGER, body BLOB NOT NULL);
+PRAGMA user_version=2;
+"""
+
+
+def test_a_schema_2_store_is_migrated_with_its_seqs_and_dedup_keys(tmp_path: Path) -> None:
+    from trackyard.store._dedup import key_hash
+
+    old = sqlite3.connect(tmp_path / "trackyard.db", isolation_level=None)
+    old.executescript(_SCHEMA_2)
+    old.executemany(
+        "INSERT INTO events (seq, source_id, message_id, type, received_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+        [(1, 1, "old-1", "track", 5, b'{"n":1}'), (2, 1, "old-2", "identify", 5, b'{"n":2}')],
+    )
+    # Schema 2 wrote each key into its day's dedup table when it stored the event.
+    bucket = int(time.time()) // 86_400
+    old.execute(f"CREATE TABLE dedup_h_{bucket} (h INTEGER PRIMARY KEY)")
+    old.executemany(
+        f"INSERT INTO dedup_h_{bucket} VALUES (?)", [(key_hash((1, "old-1")),), (key_hash((1, "old-2")),)]
+    )
+    old.close()
+    store = SQLiteStore(Settings(data_dir=tmp_path))
+    assert [(e.seq, e.type, e.body) for e in store.read_events()] == [
+        (1, "track", b'{"n":1}'),
+        (2, "identify", b'{"n":2}'),
+    ]
+    assert _append(store, ["old-1", "new"]) == (1, 1)
+    assert [e.seq for e in store.read_events()] == [1, 2, 3]
     store.close()

@@ -1,48 +1,157 @@
-"""messageId deduplication over a time window, in bucket tables that expire whole.
+"""messageId deduplication over a time window: recent keys in memory, older ones in SQLite.
 
-Each bucket (a day, or an hour for windows under a day) is one table whose integer
-primary key is a 64-bit BLAKE2b hash of ``(source_id, message_id)``. An integer key keeps
-the index small: the random inserts into it, about one page write per event, are the
-dedup's whole cost, and they are half as dear as with text keys. Two different messageIds
-share a hash with a probability of about n / 2^64 for n ids in the window (below 10^-11 for
-100 million). Expiring a bucket is a ``DROP TABLE``, so no index on time is kept and
-pruning costs nothing per row. A messageId is remembered for at least the window: a bucket
-is dropped only once its newest possible entry is older than the window.
+A key is a 64-bit BLAKE2b hash of ``(source_id, message_id)``. Two different messageIds
+share a hash with a probability of about n / 2^64 for n ids in the window (below 10^-11
+for 100 million).
+
+Inserting random keys into an on-disk B-tree one commit at a time costs about one page
+write per event, which made dedup the dearest part of every commit. So keys live in two
+tiers, as in an LSM tree:
+
+- **Recent keys** sit in memory, in one set per time bucket. They are not written on
+  their own: every log row carries the hashes of its events, so the log is their
+  durable copy, and the sets are rebuilt from it at start-up.
+- **Flushed keys.** When the sets hold ``flush_keys`` keys, they are written, sorted, into
+  one table per bucket (an integer primary key) in one transaction. Sorted inserts touch
+  each page of the table once per flush instead of once per event. A row in ``meta``
+  records the seq the flush reached.
+
+Worker processes each have a writer, and each writer's sets hold every key the log has
+after the last flush: before each commit (under SQLite's write lock) a writer reads the
+rows other processes appended since its own last commit, and after another process's
+flush it reloads. Expiring a bucket is a ``DROP TABLE`` (and dropping a set), so no index
+on time is kept. A key is remembered for at least the window: a bucket is dropped only
+once its newest possible entry is older than the window.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
-from collections.abc import Iterable, Sequence
-
-from trackyard.store.base import EventRecord
+import sys
+from array import array
+from collections.abc import Iterable
 
 _PREFIX = "dedup_h_"
 # SQLite's default limit on bound parameters is far above this; the chunk keeps statements small.
 _CHUNK = 500
-
-
 #: How often the list of bucket tables is re-read (other worker processes create and drop them).
 _RELIST_SECONDS = 30.0
+#: Keys held in memory before a flush: about 60 bytes each in a Python set, so ~16 MB.
+FLUSH_KEYS = 262_144  # the default of Settings.dedup_memory_keys
+FLUSHED_KEY = "dedup_flushed_seq"
+
+
+def key_hash(key: tuple[int, str]) -> int:
+    """A signed 64-bit hash of ``(source_id, message_id)``, stable across processes and runs."""
+    digest = hashlib.blake2b(f"{key[0]}\x00{key[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def pack_hashes(hashes: list[int]) -> bytes:
+    packed = array("q", hashes)
+    if sys.byteorder == "big":  # the file format is little-endian everywhere
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_hashes(blob: bytes) -> array[int]:
+    hashes = array("q")
+    hashes.frombytes(blob)
+    if sys.byteorder == "big":
+        hashes.byteswap()
+    return hashes
 
 
 class DedupIndex:
-    def __init__(self, window_seconds: int) -> None:
+    """The keys seen inside the window. Used only by a writer, inside its write transactions."""
+
+    def __init__(self, window_seconds: int, flush_keys: int = FLUSH_KEYS) -> None:
         self.window = max(window_seconds, 60)
         self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
+        self.flush_keys = flush_keys
         self._tables: list[str] = []
         self._listed_at = float("-inf")
+        #: bucket -> hashes of the log rows at seqs >= ``_flushed`` (not yet in a table).
+        self._recent: dict[int, set[int]] = {}
+        self._flushed: int | None = None
+        #: The seq the next log row gets, as far as ``_recent`` knows the log.
+        self._next_seq = 0
+
+    def bucket(self, received_at_ms: int) -> int:
+        return received_at_ms // 1000 // self.bucket_seconds
+
+    @property
+    def recent_keys(self) -> int:
+        return sum(len(keys) for keys in self._recent.values())
+
+    def sync(self, conn: sqlite3.Connection, next_seq: int, flushed: int, now: float) -> None:
+        """Catch up with the log (inside a write transaction): ``next_seq`` and ``flushed`` as read now."""
+        if flushed != self._flushed:
+            # First use, or another process flushed: what is in memory is rebuilt from the log.
+            self._recent.clear()
+            self._flushed = self._next_seq = flushed
+            self._listed_at = float("-inf")  # the flush may have made new tables
+        if next_seq != self._next_seq:
+            rows = conn.execute(
+                "SELECT received_at, hashes FROM log WHERE seq >= ? ORDER BY seq", (self._next_seq,)
+            )
+            for received_at, hashes in rows:
+                self.add(self.bucket(received_at), unpack_hashes(hashes))
+            self._next_seq = next_seq
+        for bucket in [b for b in self._recent if self._expired(b, now)]:
+            del self._recent[bucket]
+
+    def _expired(self, bucket: int, now: float) -> bool:
+        return (bucket + 1) * self.bucket_seconds + self.window <= now
+
+    def seen(self, conn: sqlite3.Connection, hashes: set[int], now: float) -> set[int]:
+        """The hashes among ``hashes`` already seen inside the window."""
+        found: set[int] = set()
+        rest = hashes
+        for keys in self._recent.values():
+            found |= rest & keys
+            rest = rest - keys
+        if not rest:
+            return found
+        try:
+            found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            # Another worker process dropped an expired bucket since the list was read.
+            self._listed_at = float("-inf")
+            found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
+        return found
+
+    def add(self, bucket: int, hashes: Iterable[int]) -> None:
+        self._recent.setdefault(bucket, set()).update(hashes)
+
+    def committed(self, next_seq: int) -> None:
+        """The log rows this writer just committed end before ``next_seq``."""
+        self._next_seq = next_seq
+
+    def flush(self, conn: sqlite3.Connection, now: float) -> None:
+        """Write the keys in memory into their bucket tables, sorted (inside a write transaction,
+        after :meth:`sync`), and record how far the log is flushed."""
+        for bucket, keys in self._recent.items():
+            if self._expired(bucket, now):
+                continue
+            table = f"{_PREFIX}{bucket}"
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
+            conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", ((h,) for h in sorted(keys)))
+            if table not in self._tables:
+                self._tables.append(table)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, self._next_seq))
+
+    def flushed(self) -> None:
+        """The flush transaction committed: memory starts afresh from the log's current end."""
+        self._recent.clear()
+        self._flushed = self._next_seq
 
     def _live_tables(self, conn: sqlite3.Connection, now: float) -> list[str]:
-        """The live bucket tables, re-listed (and expired ones dropped) every few seconds.
-
-        Also re-listed while the current bucket's table is not known yet: another worker
-        process may have just created it, and its keys must be seen at once.
-        """
-        current = f"{_PREFIX}{int(now) // self.bucket_seconds}"
-        if now - self._listed_at < _RELIST_SECONDS and current in self._tables:
+        """The live bucket tables, re-listed (and expired ones dropped) every few seconds."""
+        if now - self._listed_at < _RELIST_SECONDS:
             return self._tables
         names = [
             row[0]
@@ -51,34 +160,14 @@ class DedupIndex:
         ]
         live = []
         for name in names:
-            bucket = int(name.removeprefix(_PREFIX))
-            if (bucket + 1) * self.bucket_seconds + self.window <= now:
+            if self._expired(int(name.removeprefix(_PREFIX)), now):
                 conn.execute(f"DROP TABLE {name}")
             else:
                 live.append(name)
         self._tables, self._listed_at = live, now
         return live
 
-    def new_keys(
-        self, conn: sqlite3.Connection, events: Sequence[EventRecord], now: float | None = None
-    ) -> set[tuple[int, str]]:
-        """The keys among ``events`` not seen inside the window (inside a write transaction)."""
-        keys = {(e.source_id, e.message_id) for e in events}
-        if not keys:
-            return keys
-        by_hash = {key_hash(key): key for key in keys}
-        moment = time.time() if now is None else now
-        try:
-            seen = self._seen(conn, self._live_tables(conn, moment), list(by_hash))
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            # Another worker process dropped an expired bucket since the list was read.
-            self._listed_at = float("-inf")
-            seen = self._seen(conn, self._live_tables(conn, moment), list(by_hash))
-        return keys.difference(by_hash[h] for h in seen)
-
-    def _seen(self, conn: sqlite3.Connection, tables: list[str], hashes: list[int]) -> set[int]:
+    def _seen_in_tables(self, conn: sqlite3.Connection, tables: list[str], hashes: list[int]) -> set[int]:
         seen: set[int] = set()
         for table in tables:
             for start in range(0, len(hashes), _CHUNK):
@@ -86,21 +175,3 @@ class DedupIndex:
                 marks = ",".join("?" * len(chunk))
                 seen.update(h for (h,) in conn.execute(f"SELECT h FROM {table} WHERE h IN ({marks})", chunk))
         return seen
-
-    def remember(
-        self, conn: sqlite3.Connection, keys: Iterable[tuple[int, str]], now: float | None = None
-    ) -> None:
-        rows = [(key_hash(key),) for key in keys]
-        if not rows:
-            return
-        table = f"{_PREFIX}{int(time.time() if now is None else now) // self.bucket_seconds}"
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
-        conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", rows)
-        if table not in self._tables:
-            self._tables.append(table)
-
-
-def key_hash(key: tuple[int, str]) -> int:
-    """A signed 64-bit hash of ``(source_id, message_id)``, stable across processes and runs."""
-    digest = hashlib.blake2b(f"{key[0]}\x00{key[1]}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)

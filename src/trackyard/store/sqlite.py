@@ -18,7 +18,7 @@ import string
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,8 @@ from typing import Any
 
 from trackyard.config import Durability, Settings
 from trackyard.errors import Overloaded, StoreUnavailable
-from trackyard.store._dedup import DedupIndex
+from trackyard.store import _log
+from trackyard.store._dedup import DedupIndex, key_hash
 from trackyard.store.base import (
     AppendResult,
     EventRecord,
@@ -37,8 +38,8 @@ from trackyard.store.base import (
 )
 from trackyard.store.secrets import hash_secret
 
-_SCHEMA_VERSION = 2
-_SCHEMA = """
+_SCHEMA_VERSION = 3
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -48,16 +49,7 @@ CREATE TABLE IF NOT EXISTS sources (
     rate_limit REAL,
     created_at TEXT NOT NULL
 );
--- seq is the rowid: events are only ever appended (never deleted), so a seq is never
--- reused and a consumer's cursor never skips an event.
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    source_id INTEGER NOT NULL,
-    message_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
+{_log.SCHEMA}
 -- One row rewritten by every readiness probe: a real write, not an empty commit.
 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, probed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rejects (
@@ -122,7 +114,7 @@ class _Writer(threading.Thread):
     def __init__(self, conn: sqlite3.Connection, settings: Settings) -> None:
         super().__init__(name="trackyard-writer", daemon=True)
         self._conn = conn
-        self._dedup = DedupIndex(settings.dedup_window_seconds)
+        self._dedup = DedupIndex(settings.dedup_window_seconds, settings.dedup_memory_keys)
         self._max_pending = settings.max_pending_events
         self._max_commit = settings.max_commit_events
         self._jobs: deque[_Job] = deque()
@@ -132,6 +124,7 @@ class _Writer(threading.Thread):
         #: Transactions committed and events written by this writer, for tests and benchmarks.
         self.commits = 0
         self.written = 0
+        self.flushes = 0
 
     def submit(
         self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
@@ -182,28 +175,41 @@ class _Writer(threading.Thread):
                     job.future.set_result(result)
             with self._cv:
                 self._pending -= size
+            if self._dedup.recent_keys >= self._dedup.flush_keys:
+                self._flush()
 
     def _commit(self, jobs: list[_Job]) -> list[AppendResult]:
         conn = self._conn
+        dedup = self._dedup
+        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            new_keys = self._dedup.new_keys(conn, [e for job in jobs for e in job.events])
+            next_seq, flushed = conn.execute(_log.HEAD_SQL).fetchone()
+            seq = next_seq or 1
+            dedup.sync(conn, seq, flushed or 1, now)
+            hashes = [[key_hash((e.source_id, e.message_id)) for e in job.events] for job in jobs]
+            seen = dedup.seen(conn, {h for job_hashes in hashes for h in job_hashes}, now)
             results = []
-            rows: list[EventRecord] = []
-            for job in jobs:
-                stored = 0
-                for event in job.events:
-                    key = (event.source_id, event.message_id)
-                    if key in new_keys:
-                        new_keys.discard(key)
-                        rows.append(event)
-                        stored += 1
-                results.append(AppendResult(stored=stored, duplicates=len(job.events) - stored))
+            rows: list[_log.Row] = []
+            added: list[tuple[int, list[int]]] = []
+            for job, job_hashes in zip(jobs, hashes, strict=True):
+                events: list[EventRecord] = []
+                kept: list[int] = []
+                for event, h in zip(job.events, job_hashes, strict=True):
+                    if h not in seen:
+                        seen.add(h)
+                        events.append(event)
+                        kept.append(h)
+                for part, part_hashes in _by_receipt(events, kept):
+                    rows.append(_log.pack(seq, part, part_hashes))
+                    added.append((part[0].received_at_ms, part_hashes))
+                    seq += len(part)
+                results.append(AppendResult(stored=len(events), duplicates=len(job.events) - len(events)))
             conn.executemany(
-                "INSERT INTO events (source_id, message_id, type, received_at, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO log (seq, n, source_id, received_at, types, sizes, hashes, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            self._dedup.remember(conn, [(row.source_id, row.message_id) for row in rows])
             conn.executemany(
                 "INSERT INTO rejects (source_id, received_at, route, code, message, item_index, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -218,13 +224,52 @@ class _Writer(threading.Thread):
                     "INSERT OR REPLACE INTO health (id, probed_at) VALUES (1, ?)", (int(time.time()),)
                 )
             conn.execute("COMMIT")
-            self.commits += 1
-            self.written += len(rows)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        # Only now: keys of a rolled-back commit must not count as seen.
+        for received_at, part_hashes in added:
+            dedup.add(dedup.bucket(received_at), part_hashes)
+        dedup.committed(seq)
+        self.commits += 1
+        self.written += sum(row[1] for row in rows)
         return results
+
+    def _flush(self) -> None:
+        """Move the dedup keys held in memory into their tables (see ``_dedup.py``)."""
+        conn = self._conn
+        now = time.time()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                next_seq, flushed = conn.execute(_log.HEAD_SQL).fetchone()
+                self._dedup.sync(conn, next_seq or 1, flushed or 1, now)
+                self._dedup.flush(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error:
+            # The keys stay in memory and the log still has them; the next commit retries.
+            return
+        self._dedup.flushed()
+        self.flushes += 1
+
+
+def _by_receipt(
+    events: list[EventRecord], hashes: list[int]
+) -> Iterator[tuple[list[EventRecord], list[int]]]:
+    """Split a request's events into runs of one source and one receipt time: one log row each."""
+    start = 0
+    for index in range(1, len(events) + 1):
+        if index == len(events) or (
+            events[index].source_id != events[start].source_id
+            or events[index].received_at_ms != events[start].received_at_ms
+        ):
+            yield events[start:index], hashes[start:index]
+            start = index
 
 
 class SQLiteStore:
@@ -256,12 +301,23 @@ class SQLiteStore:
         self._conn.close()
 
     def _migrate(self) -> None:
+        conn = self._conn
         with self._lock:
-            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-            if version < _SCHEMA_VERSION:
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
-                )
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version >= _SCHEMA_VERSION:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    conn.execute(statement)
+                # Schema 2 kept one row per event; each becomes a row of one, seqs unchanged.
+                _log.migrate_events_table(conn)
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     # -- the log -----------------------------------------------------------------
 
@@ -284,13 +340,13 @@ class SQLiteStore:
     def read_events(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
-        rows = self._read("SELECT seq, source_id, type, body FROM events", after, limit, source_id, type)
-        return [StoredEvent(seq=r[0], source_id=r[1], type=r[2], body=r[3]) for r in rows]
+        with self._lock:
+            return _log.read(self._conn, after, limit, source_id, type)
 
     def head_seq(self) -> int:
         with self._lock:
-            (head,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        return int(head)
+            row = self._conn.execute("SELECT seq + n - 1 FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+        return 0 if row is None else int(row[0])
 
     def read_rejects(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None
@@ -304,18 +360,13 @@ class SQLiteStore:
         )
         return [StoredReject(*row) for row in rows]
 
-    def _read(
-        self, select: str, after: int, limit: int, source_id: int | None, type: str | None = None
-    ) -> list[Any]:
-        """A page of a log table after the cursor ``after``, oldest first."""
+    def _read(self, select: str, after: int, limit: int, source_id: int | None) -> list[Any]:
+        """A page of the rejects after the cursor ``after``, oldest first."""
         sql = f"{select} WHERE seq > ?"
         params: list[object] = [after]
         if source_id is not None:
             sql += " AND source_id = ?"
             params.append(source_id)
-        if type is not None:
-            sql += " AND type = ?"
-            params.append(type)
         sql += " ORDER BY seq LIMIT ?"
         params.append(limit)
         with self._lock:
@@ -327,15 +378,20 @@ class SQLiteStore:
         return writer is not None and writer.pending >= self.settings.max_pending_events
 
     def stats(self) -> dict[str, int]:
-        """This process's writer: transactions committed, events written, events waiting."""
+        """This process's writer: transactions committed, events written, events waiting, dedup flushes."""
         writer = self._writer
         if writer is None:
-            return {"commits": 0, "written": 0, "pending": 0}
-        return {"commits": writer.commits, "written": writer.written, "pending": writer.pending}
+            return {"commits": 0, "written": 0, "pending": 0, "flushes": 0}
+        return {
+            "commits": writer.commits,
+            "written": writer.written,
+            "pending": writer.pending,
+            "flushes": writer.flushes,
+        }
 
     def count_events(self) -> int:
         with self._lock:
-            (count,) = self._conn.execute("SELECT count(*) FROM events").fetchone()
+            (count,) = self._conn.execute("SELECT coalesce(sum(n), 0) FROM log").fetchone()
         return int(count)
 
     # -- sources -----------------------------------------------------------------
