@@ -61,6 +61,7 @@ def main() -> None:
         sent_at="2026-01-01T12:01:00.000Z",
     )
     us: dict[str, float] = {}
+    now_ms = int(time.time() * 1000)  # dedup buckets go by receipt time
     envelopes = timed(
         "scan the envelope (msgspec.Raw items)", lambda: [wire.decode_envelope(b) for b in bodies], us
     )
@@ -72,7 +73,7 @@ def main() -> None:
     )
     records = timed(
         "encode, build the record",
-        lambda: [[EventRecord(1, m, k, 0, wire.encode(e)) for m, k, e in batch] for batch in normalized],
+        lambda: [[EventRecord(1, m, k, now_ms, wire.encode(e)) for m, k, e in batch] for batch in normalized],
         us,
     )
     with tempfile.TemporaryDirectory() as tmp:
