@@ -23,13 +23,16 @@ def _database(tmp_path: Path) -> sqlite3.Connection:
 
 def _index_with_a(conn: sqlite3.Connection, window: int, flushed: bool) -> DedupIndex:
     """An index that saw key A at T0, still in memory or already flushed to its table."""
-    index = DedupIndex(window_seconds=window)
+    index = DedupIndex(window_seconds=window, memory_keys=1)
     index.sync(conn, 1, 1, T0)
     index.add(index.bucket(int(T0 * 1000)), [A])
+    index.committed(2)  # as if A's log row were seq 1
+    assert index.flush_due()
     if flushed:
         index.flush(conn, T0)
         index.flushed()
         assert index.recent_keys == 0
+        assert not index.flush_due()
     return index
 
 
@@ -48,7 +51,7 @@ def test_dedup_remembers_for_the_window_then_forgets(tmp_path: Path, flushed: bo
     assert index.seen(conn, {A2}, T0) == set()
     # Past the window (plus the bucket the key fell in) the bucket is dropped whole.
     later = T0 + 2 * 3600 + 1
-    index.sync(conn, 1, 1, later)
+    index.sync(conn, 2, 2 if flushed else 1, later)
     assert index.seen(conn, {A}, later) == set()
     assert index.recent_keys == 0
     assert _bucket_tables(conn) == 0
@@ -59,7 +62,7 @@ def test_dedup_never_forgets_before_the_window(tmp_path: Path, flushed: bool) ->
     conn = _database(tmp_path)
     index = _index_with_a(conn, 86_400, flushed)
     for elapsed in (0, 3600, 86_399, 86_400):
-        index.sync(conn, 1, 1, T0 + elapsed)
+        index.sync(conn, 2, 2 if flushed else 1, T0 + elapsed)
         assert index.seen(conn, {A}, T0 + elapsed) == {A}, elapsed
 
 

@@ -11,17 +11,18 @@ tiers, as in an LSM tree:
 - **Recent keys** sit in memory, in one set per time bucket. They are not written on
   their own: every log row carries the hashes of its events, so the log is their
   durable copy, and the sets are rebuilt from it at start-up.
-- **Flushed keys.** When the sets hold ``flush_keys`` keys, they are written, sorted, into
-  one table per bucket (an integer primary key) in one transaction. Sorted inserts touch
-  each page of the table once per flush instead of once per event. A row in ``meta``
-  records the seq the flush reached.
+- **Flushed keys.** Once memory holds ``memory_keys`` keys, its oldest segment (the keys of
+  a run of log rows) is written, sorted, into one table per bucket (an integer primary
+  key) in one transaction. Sorted inserts touch each page of the table once per flush
+  instead of once per event. A row in ``meta`` records the seq the flushes reached.
 
-Worker processes each have a writer, and each writer's sets hold every key the log has
+Worker processes each have a writer, and each writer's memory holds every key the log has
 after the last flush: before each commit (under SQLite's write lock) a writer reads the
-rows other processes appended since its own last commit, and after another process's
-flush it reloads. Expiring a bucket is a ``DROP TABLE`` (and dropping a set), so no index
-on time is kept. A key is remembered for at least the window: a bucket is dropped only
-once its newest possible entry is older than the window.
+hashes of the rows other processes appended since its own last commit, and after another
+process's flush it lets go of the segments that flush covered. Expiring a bucket is a
+``DROP TABLE`` (and dropping a set), so no index on time is kept. A key is remembered for
+at least the window: a bucket is dropped only once its newest possible entry is older
+than the window.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ import hashlib
 import sqlite3
 import sys
 from array import array
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Collection
 
 _PREFIX = "dedup_h_"
 # SQLite's default limit on bound parameters is far above this; the chunk keeps statements small.
 _CHUNK = 500
 #: How often the list of bucket tables is re-read (other worker processes create and drop them).
 _RELIST_SECONDS = 30.0
-#: Keys held in memory before a flush: about 60 bytes each in a Python set, so ~16 MB.
+#: Keys held in memory before flushes start: about 60 bytes each in a Python set, so ~16 MB.
 FLUSH_KEYS = 262_144  # the default of Settings.dedup_memory_keys
+#: Keys written per flush transaction: about 30 ms of SQLite work.
+SEGMENT_KEYS = 16_384
 FLUSHED_KEY = "dedup_flushed_seq"
 
 
@@ -63,19 +67,38 @@ def unpack_hashes(blob: bytes) -> array[int]:
     return hashes
 
 
-class DedupIndex:
-    """The keys seen inside the window. Used only by a writer, inside its write transactions."""
+class _Segment:
+    """The hashes of the log rows from the previous segment's end up to ``end``, by bucket."""
 
-    def __init__(self, window_seconds: int, flush_keys: int = FLUSH_KEYS) -> None:
+    __slots__ = ("end", "keys", "size")
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+        self.keys: dict[int, set[int]] = {}
+        self.size = 0
+
+
+class DedupIndex:
+    """The keys seen inside the window. Used only by a writer, inside its write transactions.
+
+    Keys in memory are grouped in segments of consecutive log rows, so that a flush writes
+    one sealed segment (``segment_keys`` keys, tens of milliseconds) rather than all of
+    memory at once: requests never wait long behind a flush.
+    """
+
+    def __init__(
+        self, window_seconds: int, memory_keys: int = FLUSH_KEYS, segment_keys: int = SEGMENT_KEYS
+    ) -> None:
         self.window = max(window_seconds, 60)
         self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
-        self.flush_keys = flush_keys
+        self.memory_keys = memory_keys
+        self.segment_keys = max(1, min(segment_keys, memory_keys // 4))
         self._tables: list[str] = []
         self._listed_at = float("-inf")
-        #: bucket -> hashes of the log rows at seqs >= ``_flushed`` (not yet in a table).
-        self._recent: dict[int, set[int]] = {}
+        #: Hashes of the log rows at seqs >= ``_flushed``, oldest segment first.
+        self._segments: deque[_Segment] = deque()
         self._flushed: int | None = None
-        #: The seq the next log row gets, as far as ``_recent`` knows the log.
+        #: The seq the next log row gets, as far as memory knows the log.
         self._next_seq = 0
 
     def bucket(self, received_at_ms: int) -> int:
@@ -83,24 +106,29 @@ class DedupIndex:
 
     @property
     def recent_keys(self) -> int:
-        return sum(len(keys) for keys in self._recent.values())
+        return sum(segment.size for segment in self._segments)
 
     def sync(self, conn: sqlite3.Connection, next_seq: int, flushed: int, now: float) -> None:
         """Catch up with the log (inside a write transaction): ``next_seq`` and ``flushed`` as read now."""
-        if flushed != self._flushed:
-            # First use, or another process flushed: what is in memory is rebuilt from the log.
-            self._recent.clear()
+        if self._flushed is None:
             self._flushed = self._next_seq = flushed
+            self._segments.append(_Segment(flushed))
+        elif flushed > self._flushed:
+            # Another process flushed: what it wrote to the tables need not stay in memory.
+            while len(self._segments) > 1 and self._segments[0].end <= flushed:
+                self._segments.popleft()
+            self._flushed = flushed
             self._listed_at = float("-inf")  # the flush may have made new tables
         if next_seq != self._next_seq:
             rows = conn.execute(
-                "SELECT received_at, hashes FROM log WHERE seq >= ? ORDER BY seq", (self._next_seq,)
+                "SELECT seq + n, received_at, hashes FROM log WHERE seq >= ? ORDER BY seq", (self._next_seq,)
             )
-            for received_at, hashes in rows:
+            for end, received_at, hashes in rows:
                 self.add(self.bucket(received_at), unpack_hashes(hashes))
-            self._next_seq = next_seq
-        for bucket in [b for b in self._recent if self._expired(b, now)]:
-            del self._recent[bucket]
+                self.committed(end)
+        for segment in self._segments:
+            for bucket in [b for b in segment.keys if self._expired(b, now)]:
+                segment.size -= len(segment.keys.pop(bucket))
 
     def _expired(self, bucket: int, now: float) -> bool:
         return (bucket + 1) * self.bucket_seconds + self.window <= now
@@ -109,9 +137,10 @@ class DedupIndex:
         """The hashes among ``hashes`` already seen inside the window."""
         found: set[int] = set()
         rest = hashes
-        for keys in self._recent.values():
-            found |= rest & keys
-            rest = rest - keys
+        for segment in self._segments:
+            for keys in segment.keys.values():
+                found |= rest & keys
+                rest = rest - keys
         if not rest:
             return found
         try:
@@ -124,30 +153,39 @@ class DedupIndex:
             found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
         return found
 
-    def add(self, bucket: int, hashes: Iterable[int]) -> None:
-        self._recent.setdefault(bucket, set()).update(hashes)
+    def add(self, bucket: int, hashes: Collection[int]) -> None:
+        """Remember the hashes of one committed log row (call :meth:`committed` after its rows)."""
+        segment = self._segments[-1]
+        keys = segment.keys.setdefault(bucket, set())
+        before = len(keys)
+        keys.update(hashes)
+        segment.size += len(keys) - before
 
     def committed(self, next_seq: int) -> None:
-        """The log rows this writer just committed end before ``next_seq``."""
+        """The log rows added so far end before ``next_seq``; seal the segment once it is full."""
         self._next_seq = next_seq
+        self._segments[-1].end = next_seq
+        if self._segments[-1].size >= self.segment_keys:
+            self._segments.append(_Segment(next_seq))
+
+    def flush_due(self) -> bool:
+        return self.recent_keys >= self.memory_keys and len(self._segments) > 1
 
     def flush(self, conn: sqlite3.Connection, now: float) -> None:
-        """Write the keys in memory into their bucket tables, sorted (inside a write transaction,
-        after :meth:`sync`), and record how far the log is flushed."""
-        for bucket, keys in self._recent.items():
-            if self._expired(bucket, now):
-                continue
+        """Write the oldest sealed segment into its bucket tables, sorted, and record how far the
+        log is flushed (inside a write transaction, after :meth:`sync`)."""
+        segment = self._segments[0]
+        for bucket, keys in segment.keys.items():
             table = f"{_PREFIX}{bucket}"
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
             conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", ((h,) for h in sorted(keys)))
             if table not in self._tables:
                 self._tables.append(table)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, self._next_seq))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, segment.end))
 
     def flushed(self) -> None:
-        """The flush transaction committed: memory starts afresh from the log's current end."""
-        self._recent.clear()
-        self._flushed = self._next_seq
+        """The flush transaction committed: the oldest segment is on disk now."""
+        self._flushed = self._segments.popleft().end
 
     def _live_tables(self, conn: sqlite3.Connection, now: float) -> list[str]:
         """The live bucket tables, re-listed (and expired ones dropped) every few seconds."""

@@ -175,7 +175,7 @@ class _Writer(threading.Thread):
                     job.future.set_result(result)
             with self._cv:
                 self._pending -= size
-            if self._dedup.recent_keys >= self._dedup.flush_keys:
+            if self._dedup.flush_due():
                 self._flush()
 
     def _commit(self, jobs: list[_Job]) -> list[AppendResult]:
