@@ -454,7 +454,7 @@ def main() -> int:
                 py,
                 "-c",
                 "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute("
-                "'select count(*) from events').fetchone()[0])",
+                "'select coalesce(sum(n), 0) from log').fetchone()[0])",
                 str(data / "trackyard.db"),
             ],
             capture_output=True,

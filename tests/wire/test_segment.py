@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.strategies import json_objects, json_values
+from trackyard.errors import CallError
 from trackyard.model import CANONICAL_FIELDS, format_timestamp, parse_timestamp
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_json
@@ -112,3 +113,13 @@ def test_client_side_routes_get_the_callers_ip() -> None:
     _, _, browser = wire.normalize({"userId": "u", "event": "E"}, "track", receipt("/v1/t"))
     _, _, server = wire.normalize({"userId": "u", "event": "E"}, "track", receipt("/v1/track"))
     assert browser["context"] == {"ip": "10.0.0.1"} and "context" not in server
+
+
+@given(st.sampled_from([[], {}, [1], {"a": "track"}, 5, None, True]))
+def test_a_type_that_is_not_a_string_is_refused_not_a_crash(kind: Any) -> None:
+    try:
+        wire.normalize({"type": kind, "userId": "u"}, None, receipt())
+    except CallError as error:
+        assert error.code == "invalid_type"
+    else:
+        raise AssertionError("accepted")

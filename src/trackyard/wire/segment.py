@@ -134,7 +134,7 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
         raise CallError("invalid_event", f"Each event must be a JSON object, not {json_type(item)}.")
     event: dict[str, Any] = item
     kind = call_type or event.get("type")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:  # a list or object is not hashable
         raise CallError(
             "invalid_type",
             f"type must be one of alias, group, identify, page, screen, track; got {kind!r}.",
