@@ -112,6 +112,11 @@ def _assert_client_error_or_events(decoder: Callable[[bytes], list[Any]], body: 
 @example(body=b'{"userId": "a", "userId": 1, "event": "E", "event": null}')
 @example(body=b'{"batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"n": 1e400}}]}')
 @example(body=b"[" * 900 + b"]" * 900)
+# Unhashable values where a name is looked up: {"type": []} was once a TypeError (a 500).
+@example(body=b'{"batch": [{"type": [], "userId": "u"}], "type": {}, "userId": "u"}')
+@example(body=b'[{"type": {}, "userId": "u", "event": []}]')
+@example(body=b'{"commands": [{"name": [], "data": {}}, {"name": "customers/events", "data": {"x": []}}]}')
+@example(body=b'{"profile_id": "p", "events": [{"type": [], "event": {}}], "identifies": [{"type": {}}]}')
 def test_decoders_refuse_hostile_bodies_with_client_errors(name: str, body: bytes) -> None:
     _assert_client_error_or_events(DECODERS[name], body)
 

@@ -27,7 +27,7 @@ TIMESTAMPS = st.sampled_from(
     ]
 )
 #: Values that are valid somewhere in a call and wrong elsewhere.
-ODD_VALUES = st.sampled_from([None, "", 0, 42, True, [], {}, "x", {"a": 1}, 1.5])
+ODD_VALUES: st.SearchStrategy[Any] = st.sampled_from([None, "", 0, 42, True, [], {}, "x", {"a": 1}, 1.5])
 FIELDS = [*CANONICAL_FIELDS, "writeKey", "category", "channel", "_metadata", "options"]
 
 
