@@ -6,6 +6,7 @@ fixed so that stored JSON reads the same whatever the client sent.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
@@ -68,14 +69,19 @@ def parse_timestamp(value: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-@lru_cache(maxsize=4096)
 def format_timestamp(micros: int) -> str:
     """Format epoch microseconds as Segment does: UTC, milliseconds, ``Z``."""
     seconds, micro = divmod(micros, 1_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micro // 1000:03d}Z"
+    return f"{_format_second(seconds)}.{micro // 1000:03d}Z"
+
+
+# Cached by the second, not by the microsecond: every request's receivedAt is a new
+# microsecond, but requests arriving in the same second share the formatted date and time.
+@lru_cache(maxsize=4096)
+def _format_second(seconds: int) -> str:
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def now_micros() -> int:
-    delta = datetime.now(UTC) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """The wall clock in epoch microseconds (the clock ``datetime.now`` reads, without a datetime)."""
+    return time.time_ns() // 1000

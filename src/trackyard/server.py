@@ -1,7 +1,8 @@
 """The HTTP server trackyard runs on (uvicorn with uvloop and httptools), set up in one place.
 
 Two things are added to uvicorn here. A request head is bounded in size (431) and in the
-time it may take to arrive, so a slowloris cannot hold connections open. A graceful stop
+time it may take to arrive, and a request body in the time it may take to arrive (408), so
+a slowloris cannot hold connections open. A graceful stop
 (SIGTERM) exits with status 0 once in-flight requests are answered and committed, where
 uvicorn would re-raise the signal. The benchmark's ceiling apps run through the same
 functions, so they are measured on the very same server.
@@ -16,28 +17,92 @@ import socket
 import threading
 from collections.abc import Generator
 from functools import cache
+from typing import NamedTuple
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from trackyard.config import Settings
 
 _HEAD_TOO_LARGE = (
     b'{"success": false, "code": "headers_too_large", "message": "The request head is too large."}'
 )
+_BODY_TOO_SLOW = (
+    b'{"success": false, "code": "request_timeout", "message": "The request body took too long to arrive."}'
+)
+
+
+class _Limits(NamedTuple):
+    head_timeout: float
+    head_bytes: int
+    body_timeout: float
 
 
 @cache
-def _limits() -> tuple[int, int]:
+def _limits() -> _Limits:
     # Read once per process, from the TRACKYARD_* variables `trackyard serve` exports.
     settings = Settings.from_env()
-    return settings.header_timeout_seconds, settings.max_head_bytes
+    return _Limits(
+        float(settings.header_timeout_seconds), settings.max_head_bytes, float(settings.body_timeout_seconds)
+    )
+
+
+class _OneSendResponse:
+    """The transport one request's cycle writes through: it holds the response head back
+    until the first body write, so a whole small response leaves in one ``send()`` (one
+    syscall per request saved, about 5 µs here) and in one TCP segment.
+
+    Every app here sends a response's head and body in one step, with no await between
+    them, so the head is never held while anything else could write. Nothing else is held:
+    a ``100 Continue`` (written before the response starts) goes out at once, as does a
+    HEAD request's head, which no body write follows, and one written while the socket's
+    buffer is full (the body then waits for the buffer to drain).
+    """
+
+    __slots__ = ("_cycle", "_head", "_transport", "_waiting")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._waiting = cycle.scope["method"] != "HEAD"
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data = self._head + data
+            self._head = None
+        elif self._waiting and self._cycle.response_started:
+            # The first write once the response has started is its head.
+            self._waiting = False
+            if not self._cycle.flow.write_paused:
+                self._head = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with a deadline and a size limit on every request head."""
+    """uvicorn's httptools protocol, with deadlines on every request head and body, and a
+    size limit on every head.
 
+    A deadline's timer starts only once a head or body is still incomplete after the chunk
+    that began it, so a request that arrives in one piece (nearly all of them) costs no
+    timer at all. The body deadline lives here, per connection, rather than around each
+    ``receive()`` in the app, so a late body is answered the same way whichever route it is for.
+    """
+
+    #: From the first byte of a request (or from the connection) until its head is parsed.
+    _in_head = True
     _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
     #: Two counts of the current head, each never more than its true size, so the limit
     #: holds however TCP cuts the head: what the parser has parsed (URL and headers, even
     #: when a whole head came in one chunk), and the chunks that left the head incomplete
@@ -48,12 +113,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_head()
+        # No byte may ever come: the deadline starts with the connection.
+        self._start_head_timer()
 
-    def _start_head(self) -> None:
-        self._parsed_bytes = self._chunk_bytes = 0
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(_limits()[0], self._head_expired)
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(_limits().head_timeout, self._head_expired)
 
     def _head_expired(self) -> None:
         self._head_timer = None
@@ -61,13 +125,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _end_head(self) -> None:
+        self._in_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
     def _check_head(self) -> None:
         """Past the limit, answer 431 and drop the connection."""
-        if max(self._parsed_bytes, self._chunk_bytes) <= _limits()[1] or self._refused:
+        if max(self._parsed_bytes, self._chunk_bytes) <= _limits().head_bytes or self._refused:
             return
         self._refused = True
         self._end_head()
@@ -80,44 +145,109 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.close()
 
+    def _start_body(self) -> None:
+        """Start the body deadline if a running request's body has not fully arrived.
+
+        Only the last request parsed can be missing body bytes, and while it waits behind
+        a pipelined one its deadline has not started (as its app has not either).
+        """
+        cycle = self.cycle
+        if (
+            cycle is None
+            or not cycle.more_body
+            or cycle.response_complete
+            or self.pipeline
+            or self.transport.is_closing()
+        ):
+            return
+        self._body_timer = self.loop.call_later(_limits().body_timeout, self._body_expired)
+
+    def _end_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_expired(self) -> None:
+        """Answer 408 and close; the app sees the client go, as if it had hung up."""
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or self.transport.is_closing():
+            return
+        head = [STATUS_LINE[408]]
+        for name, value in [
+            *self.server_state.default_headers,
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(_BODY_TOO_SLOW)).encode()),
+            (b"connection", b"close"),
+        ]:
+            head += [name, b": ", value, b"\r\n"]
+        self.transport.write(b"".join([*head, b"\r\n", _BODY_TOO_SLOW]))
+        # Whatever the app still sends for this request is dropped, and its receive() says
+        # http.disconnect: the request ends like one whose client hung up.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        in_head = self._head_timer is not None
+        in_head = self._in_head
         super().data_received(data)
-        if in_head and self._head_timer is not None and not self.transport.is_closing():
-            self._chunk_bytes += len(data)
-            self._check_head()
+        if self._in_head and not self.transport.is_closing():
+            if in_head:
+                self._chunk_bytes += len(data)
+                self._check_head()
+            if self._head_timer is None and not self._refused:
+                self._start_head_timer()
+        elif self._body_timer is None:
+            self._start_body()
 
+    # The head limit is checked only once a count passes it: these run for every header.
     def on_url(self, url: bytes) -> None:
         self._parsed_bytes += len(url)
-        self._check_head()
+        if self._parsed_bytes > _limits().head_bytes:
+            self._check_head()
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._parsed_bytes += len(name) + len(value)
-        self._check_head()
+        if self._parsed_bytes > _limits().head_bytes:
+            self._check_head()
         super().on_header(name, value)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._start_head()
+        self._in_head = True
+        self._parsed_bytes = self._chunk_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._end_head()
-        if not self._refused:
-            super().on_headers_complete()
+        if self._refused:
+            return
+        previous = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous and cycle is not None:
+            cycle.transport = _OneSendResponse(self.transport, cycle)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._end_body()
         if not self._refused:
             super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        self._end_body()
+        super().on_response_complete()
+        # A pipelined request may have started, with its body still to come.
+        self._start_body()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_head()
+        self._end_body()
         super().connection_lost(exc)
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import binascii
 from base64 import b64decode
+from functools import lru_cache
 
 from trackyard.errors import IngestError
 from trackyard.store.base import Source, Store
 from trackyard.store.secrets import verify_secret
 
 
+# Cached: a source's SDKs send the same header on every request, and decoding it is a
+# fair share of a single event's cost. The function is pure, and the cache is bounded.
+@lru_cache(maxsize=1024)
 def basic_username(authorization: str | None) -> str | None:
     """The username of ``Authorization: Basic base64(user:password)``; the colon is optional."""
     if not authorization:

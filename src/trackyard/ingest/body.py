@@ -10,6 +10,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator
 
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
+
 from trackyard.errors import IngestError
 
 # 32 + 15: accept both gzip and zlib headers, detected automatically.
@@ -28,8 +31,8 @@ async def read_body(
     chunks: AsyncIterator[bytes], content_encoding: str | None, limit: int, what: str
 ) -> bytes:
     """Return the decoded body, or raise a 400 ``IngestError`` once it exceeds ``limit`` bytes."""
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in ("identity", ""):
+    encoding = _normalized(content_encoding)
+    if encoding in _IDENTITY:
         parts: list[bytes] = []
         size = 0
         async for chunk in chunks:
@@ -45,6 +48,51 @@ async def read_body(
             f"Content-Encoding {content_encoding!r} is not supported; send gzip or an uncompressed body.",
         )
     return await _inflate(chunks, limit, what)
+
+
+async def receive_body(receive: Receive, content_encoding: str | None, limit: int, what: str) -> bytes:
+    """:func:`read_body`, straight from ASGI ``receive`` (no Starlette ``Request``).
+
+    A client that hangs up raises ``ClientDisconnect``, as ``Request.stream()`` does.
+    """
+    if content_encoding is not None and _normalized(content_encoding) not in _IDENTITY:
+        # read_body refuses an unknown encoding before it reads anything.
+        return await read_body(_chunks(receive), content_encoding, limit, what)
+    body, more = await _next_chunk(receive)
+    if more:
+        return await read_body(_chunks(receive, body), None, limit, what)
+    # The usual case, a body that came in one message: no generator, no copy.
+    if len(body) > limit:
+        raise too_large(limit, what)
+    return body
+
+
+async def _next_chunk(receive: Receive) -> tuple[bytes, bool]:
+    """The next piece of the body, and whether more follows."""
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            return message.get("body", b""), message.get("more_body", False)
+        if kind == "http.disconnect":
+            raise ClientDisconnect()
+
+
+async def _chunks(receive: Receive, first: bytes = b"") -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    more = True
+    while more:
+        chunk, more = await _next_chunk(receive)
+        if chunk:
+            yield chunk
+
+
+_IDENTITY = frozenset({"identity", ""})
+
+
+def _normalized(content_encoding: str | None) -> str:
+    return (content_encoding or "identity").strip().lower()
 
 
 async def _inflate(chunks: AsyncIterator[bytes], limit: int, what: str) -> bytes:

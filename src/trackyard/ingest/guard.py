@@ -1,19 +1,18 @@
-"""The outermost layer of every request: bounded, timed and tidy.
+"""The outermost layer of every request: bounded and tidy.
 
 - At most ``max_in_flight_requests`` requests are served at once per worker. Beyond that a
   request gets ``429`` with ``Retry-After`` before its body is read, since buffered bodies
   are what fills memory under overload. Health probes are exempt.
 - While the writer's queue is full, a POST is refused the same way before anything is
   read or decoded: under overload, shedding must cost as little as possible.
-- A body must arrive in full within ``body_timeout_seconds``: a client that trickles it
-  gets ``408`` and does not hold the request open.
 - A client that hangs up mid-body is let go quietly. Nothing of its request was
-  acknowledged, so there is nothing to log as an error.
+  acknowledged, so there is nothing to log as an error. A body that takes longer than
+  ``body_timeout_seconds`` ends the same way here, once the server has answered it ``408``
+  (``trackyard.server``, which times bodies per connection, at no cost per request).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect
@@ -38,11 +37,6 @@ def _json(status: int, code: str, message: str, retry_after: int | None = None) 
 
 
 _TOO_MANY = _json(429, "overloaded", "Too many requests in flight; retry after the Retry-After delay.", 1)
-_TOO_SLOW = _json(408, "request_timeout", "The request body took too long to arrive.")
-
-
-class _BodyTimeout(Exception):
-    pass
 
 
 class RequestGuard:
@@ -50,7 +44,6 @@ class RequestGuard:
         self.app = app
         self.saturated = saturated
         self.max_in_flight = settings.max_in_flight_requests
-        self.body_timeout = float(settings.body_timeout_seconds)
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,34 +55,8 @@ class RequestGuard:
                 await send(message)
             return
         self.in_flight += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.body_timeout
-        body_done = False
-        started = False
-
-        async def timed_receive() -> Message:
-            nonlocal body_done
-            if body_done:
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise _BodyTimeout from None
-            body_done = not message.get("more_body", False)
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, timed_receive, tracked_send)
-        except _BodyTimeout:
-            if not started:
-                for message in _TOO_SLOW:
-                    await send(message)
+            await self.app(scope, receive, send)
         except ClientDisconnect:
             pass
         finally:

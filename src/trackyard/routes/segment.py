@@ -6,16 +6,18 @@ import base64
 import binascii
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from trackyard.errors import CallError, IngestError
 from trackyard.ingest.auth import basic_username
-from trackyard.ingest.body import read_body
+from trackyard.ingest.body import receive_body
 from trackyard.ingest.collector import Collector
 from trackyard.model import EVENT_TYPES, now_micros
 from trackyard.store.base import EventRecord, RejectRecord, Source
@@ -31,7 +33,77 @@ _SHORT_FORMS = {"i": "identify", "t": "track", "p": "page", "s": "screen", "g": 
 # key comes as ?writeKey=.
 _BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+
+class Answer(NamedTuple):
+    """A JSON response, its headers in the order Starlette's ``Response`` would send them."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+def json_answer(body: bytes, status: int = 200, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
+    return Answer(
+        status,
+        body,
+        (*headers, (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")),
+    )
+
+
+OK = json_answer(SUCCESS)
+
+Handler = Callable[[Scope, Receive, str | None], Awaitable[Answer]]
+
+
+class AnswerEndpoint:
+    """A collection POST endpoint on bare ASGI: no Starlette ``Request`` or ``Response``.
+
+    ``FastCollect`` calls :meth:`answer` and sends the result with its CORS headers; to
+    Starlette's router (405s, CORS preflights) this is an ordinary ASGI app.
+    """
+
+    def __init__(self, handler: Handler, kind: str | None) -> None:
+        self.handler = handler
+        self.kind = kind
+
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
+        try:
+            return await self.handler(scope, receive, self.kind)
+        except IngestError as error:
+            return error_answer(error)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(send, await self.answer(scope, receive))
+
+
+async def send_answer(
+    send: Send, answer: Answer, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    status, body, headers = answer
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra_headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_answer(error: IngestError) -> Answer:
+    """Segment-style error body: analytics-python needs both ``code`` and ``message``."""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if error.retry_after is not None:
+        seconds = str(error.retry_after).encode()
+        headers = ((b"retry-after", seconds), (b"x-ratelimit-reset", seconds))
+    body = msgspec.json.encode({"success": False, "code": error.code, "message": error.message})
+    return json_answer(body, error.status, headers)
+
+
+def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The Authorization and Content-Encoding headers (the first of each), in one pass."""
+    authorization = encoding = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"content-encoding" and encoding is None:
+            encoding = value.decode("latin-1")
+    return authorization, encoding
 
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -48,13 +120,14 @@ def error_response(error: IngestError) -> Response:
     return json_response(body, error.status, headers)
 
 
-def _receipt(request: Request, route: str, write_key: str, source: Source) -> wire.Receipt:
+def _receipt(scope: Scope, route: str, write_key: str, source: Source) -> wire.Receipt:
+    client = scope.get("client")
     return wire.Receipt(
-        route=route,
-        received_at_us=now_micros(),
-        client_ip=request.client.host if request.client else None,
-        write_key=write_key,
-        source_tag={"id": source.id, "name": source.name, "format": wire.FORMAT, "route": route},
+        route,
+        now_micros(),
+        client[0] if client else None,
+        write_key,
+        {"id": source.id, "name": source.name, "format": wire.FORMAT, "route": route},
     )
 
 
@@ -86,14 +159,14 @@ class SegmentAPI:
 
     def routes(self) -> list[Route]:
         routes = [
-            Route(f"/v1/{name}", self._handler(self.single, name), methods=["POST"])
+            Route(f"/v1/{name}", AnswerEndpoint(self.single, name), methods=["POST"])
             for name in sorted(EVENT_TYPES)
         ]
         routes += [
-            Route(f"/v1/{short}", self._handler(self.single, kind), methods=["POST"])
+            Route(f"/v1/{short}", AnswerEndpoint(self.single, kind), methods=["POST"])
             for short, kind in _SHORT_FORMS.items()
         ]
-        routes += [Route(path, self._handler(self.batch, None), methods=["POST"]) for path in _BATCH_PATHS]
+        routes += [Route(path, AnswerEndpoint(self.batch, None), methods=["POST"]) for path in _BATCH_PATHS]
         routes += [
             Route("/v1/m", self.metrics, methods=["POST"]),
             Route("/v1/pixel/{call}", self.pixel, methods=["GET"]),
@@ -101,46 +174,32 @@ class SegmentAPI:
         ]
         return routes
 
-    def _handler(
-        self, method: Callable[[Request, str | None], Awaitable[Response]], kind: str | None
-    ) -> Endpoint:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await method(request, kind)
-            except IngestError as error:
-                return error_response(error)
-
-        return endpoint
-
-    async def _body(self, request: Request, limit: int, what: str) -> bytes:
-        return await read_body(request.stream(), request.headers.get("content-encoding"), limit, what)
-
-    async def single(self, request: Request, kind: str | None) -> Response:
-        body = await self._body(request, self.settings.max_event_bytes, "event")
+    async def single(self, scope: Scope, receive: Receive, kind: str | None) -> Answer:
+        authorization, encoding = _request_headers(scope)
+        body = await receive_body(receive, encoding, self.settings.max_event_bytes, "event")
         item = decode_json(body)
         body_key = item.get("writeKey") if isinstance(item, dict) else None
-        write_key = basic_username(request.headers.get("authorization")) or (
-            body_key if isinstance(body_key, str) else None
-        )
+        write_key = basic_username(authorization) or (body_key if isinstance(body_key, str) else None)
         source = self.collector.authorize(write_key, 1)
         assert write_key is not None
-        receipt = _receipt(request, request.scope["path"], write_key, source)
+        receipt = _receipt(scope, scope["path"], write_key, source)
         try:
             message_id, kind, event = wire.normalize(item, kind, receipt)
         except CallError as error:
             await self.collector.commit((), (_reject(receipt, source, error, None, body),))
             raise IngestError(400, error.code, error.message) from None
         await self.collector.commit((_record(source, receipt, message_id, kind, event),), ())
-        return json_response(SUCCESS)
+        return OK
 
-    async def batch(self, request: Request, kind: str | None) -> Response:
+    async def batch(self, scope: Scope, receive: Receive, kind: str | None) -> Answer:
         settings = self.settings
-        body = await self._body(request, settings.max_request_bytes, "request")
+        authorization, encoding = _request_headers(scope)
+        body = await receive_body(receive, encoding, settings.max_request_bytes, "request")
         envelope = wire.decode_envelope(body)
         write_key = (
-            basic_username(request.headers.get("authorization"))
+            basic_username(authorization)
             or envelope.writeKey
-            or request.query_params.get("writeKey")
+            or QueryParams(scope["query_string"]).get("writeKey")
         )
         if len(envelope.batch) > settings.max_batch_events:
             raise IngestError(
@@ -151,7 +210,7 @@ class SegmentAPI:
             )
         source = self.collector.authorize(write_key, len(envelope.batch))
         assert write_key is not None
-        receipt = _receipt(request, request.scope["path"], write_key, source)
+        receipt = _receipt(scope, scope["path"], write_key, source)
         receipt.sent_at = envelope.sentAt
         receipt.context = envelope.context
         receipt.integrations = envelope.integrations
@@ -173,8 +232,8 @@ class SegmentAPI:
             events.append(_record(source, receipt, message_id, call, event))
         await self.collector.commit(events, rejects)
         if not rejected:
-            return json_response(SUCCESS)
-        return json_response(msgspec.json.encode({"success": True, "rejected": rejected}))
+            return OK
+        return json_answer(msgspec.json.encode({"success": True, "rejected": rejected}))
 
     async def metrics(self, request: Request) -> Response:
         # analytics.js telemetry: read and drop, so the browser never retries it.
@@ -189,7 +248,7 @@ class SegmentAPI:
             item = _pixel_event(request)
             write_key = item.get("writeKey")
             source = self.collector.authorize(write_key if isinstance(write_key, str) else None, 1)
-            receipt = _receipt(request, "/v1/pixel", str(write_key), source)
+            receipt = _receipt(request.scope, "/v1/pixel", str(write_key), source)
             try:
                 message_id, kind, event = wire.normalize(item, kind, receipt)
             except CallError as error:
