@@ -5,6 +5,7 @@ turns into a 4xx. Anything else would be a 500."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from trackyard.errors import CallError, IngestError
 from trackyard.ingest.body import read_body
 from trackyard.wire import bloomreach, koala, segment, vitally
 from trackyard.wire._json import decode_item, decode_json
+from trackyard.wire._segment_typed import normalize_raw
 
 _TAG = {"id": 1, "name": "fuzz", "format": "fuzz", "route": "/fuzz"}
 _NOW = 1_750_000_000_000_000
@@ -39,6 +41,19 @@ def _segment_batch(body: bytes) -> list[Any]:
         except CallError:
             continue  # one item refused alone, as the route does
     return out
+
+
+def _segment_typed(body: bytes) -> list[Any]:
+    """The routes' fast path, which must never raise: it answers ``None`` and leaves the
+    call to the reference path (checked for agreement in tests/wire/test_segment_typed.py)."""
+    receipt = segment.Receipt("/v1/b", _NOW, "127.0.0.1", "key", _TAG)
+    out = [normalize_raw(body, "track", receipt)]
+    with contextlib.suppress(IngestError):
+        out += [normalize_raw(raw, None, receipt) for raw in segment.decode_envelope(body).batch]
+    accepted = [fast for fast in out if fast is not None]
+    for _, _, event_json in accepted:
+        assert isinstance(msgspec.json.decode(event_json), dict)  # stored JSON decodes back
+    return accepted
 
 
 def _koala(body: bytes) -> list[Any]:
@@ -72,6 +87,7 @@ def _vitally(body: bytes) -> list[Any]:
 DECODERS: dict[str, Callable[[bytes], list[Any]]] = {
     "segment single": _segment_single,
     "segment batch": _segment_batch,
+    "segment typed fast path": _segment_typed,
     "koala": _koala,
     "bloomreach": _bloomreach,
     "vitally": _vitally,

@@ -21,6 +21,7 @@ from trackyard.ingest.body import receive_body
 from trackyard.ingest.collector import Collector
 from trackyard.model import EVENT_TYPES, now_micros
 from trackyard.store.base import EventRecord, RejectRecord, Source
+from trackyard.wire import _segment_typed as typed
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item, decode_json
 
@@ -134,7 +135,13 @@ def _receipt(scope: Scope, route: str, write_key: str, source: Source) -> wire.R
 def _record(
     source: Source, receipt: wire.Receipt, message_id: str, kind: str, event: dict[str, Any]
 ) -> EventRecord:
-    return EventRecord(source.id, message_id, kind, receipt.received_at_us // 1000, wire.encode(event))
+    return _encoded(source, receipt, message_id, kind, wire.encode(event))
+
+
+def _encoded(
+    source: Source, receipt: wire.Receipt, message_id: str, kind: str, event_json: bytes
+) -> EventRecord:
+    return EventRecord(source.id, message_id, kind, receipt.received_at_us // 1000, event_json)
 
 
 # "writeKey": "<anything but a quote>", with any spacing; works on invalid JSON too.
@@ -177,12 +184,22 @@ class SegmentAPI:
     async def single(self, scope: Scope, receive: Receive, kind: str | None) -> Answer:
         authorization, encoding = _request_headers(scope)
         body = await receive_body(receive, encoding, self.settings.max_event_bytes, "event")
-        item = decode_json(body)
-        body_key = item.get("writeKey") if isinstance(item, dict) else None
+        # A plain call is decoded once, typed; anything else the reference way (see wire._segment_typed).
+        call = typed.decode_call(body)
+        item: Any = decode_json(body) if call is None else None
+        body_key = (
+            call.writeKey if call is not None else item.get("writeKey") if isinstance(item, dict) else None
+        )
         write_key = basic_username(authorization) or (body_key if isinstance(body_key, str) else None)
         source = self.collector.authorize(write_key, 1)
         assert write_key is not None
         receipt = _receipt(scope, scope["path"], write_key, source)
+        if call is not None:
+            if (fast := typed.finish(call, kind, receipt)) is not None:
+                message_id, kind, event_json = fast
+                await self.collector.commit((_encoded(source, receipt, message_id, kind, event_json),), ())
+                return OK
+            item = decode_json(body)  # the call was changed in place: start again from the bytes
         try:
             message_id, kind, event = wire.normalize(item, kind, receipt)
         except CallError as error:
@@ -224,6 +241,9 @@ class SegmentAPI:
                         "event_too_large",
                         f"The event is larger than {settings.max_event_bytes:,} bytes of JSON.",
                     )
+                if (fast := typed.normalize_raw(raw, None, receipt)) is not None:
+                    events.append(_encoded(source, receipt, *fast))
+                    continue
                 message_id, call, event = wire.normalize(decode_item(raw), None, receipt)
             except CallError as error:
                 rejects.append(_reject(receipt, source, error, index, bytes(raw)))

@@ -70,10 +70,21 @@ def normalize_raw(
     raw: bytes | msgspec.Raw, call_type: str | None, receipt: reference.Receipt
 ) -> tuple[str, str, bytes] | None:
     """``(messageId, type, canonical JSON)`` for a plain call; ``None`` to take the reference path."""
+    call = decode_call(raw)
+    return None if call is None else finish(call, call_type, receipt)
+
+
+def decode_call(raw: bytes | msgspec.Raw) -> Call | None:
+    """The call, if it is plain JSON of plain types; ``None`` to take the reference path."""
     try:
-        call = _decoder.decode(raw)
+        return _decoder.decode(raw)
     except _DECODE_ERRORS:
         return None
+
+
+def finish(call: Call, call_type: str | None, receipt: reference.Receipt) -> tuple[str, str, bytes] | None:
+    """Validate and enrich a decoded call, as :func:`normalize_raw`. The call is changed in
+    place, so after ``None`` the reference path must start again from the request's bytes."""
     kind = call_type or call.type
     if kind not in EVENT_TYPES:
         return None
