@@ -10,6 +10,7 @@ them, which also makes the dedup check and the insert atomic across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
 import os
 import secrets
@@ -19,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,13 +99,32 @@ class _Job:
     __slots__ = ("events", "future", "probe", "rejects", "size")
 
     def __init__(
-        self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
+        self,
+        events: Sequence[EventRecord],
+        rejects: Sequence[RejectRecord],
+        future: asyncio.Future[AppendResult] | None = None,
+        probe: bool = False,
     ) -> None:
         self.events = events
         self.rejects = rejects
         self.probe = probe
         self.size = len(events) + len(rejects)
-        self.future: Future[AppendResult] = Future()
+        #: Where the request waits; ``None`` when nobody does (the breakdown benchmark).
+        self.future = future
+
+
+Outcome = tuple[asyncio.Future[AppendResult], AppendResult | BaseException]
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """In the event loop: wake the requests one commit answered."""
+    for future, outcome in outcomes:
+        if future.done():  # the request was cancelled (its client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class _Writer(threading.Thread):
@@ -128,8 +147,10 @@ class _Writer(threading.Thread):
 
     def submit(
         self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
-    ) -> Future[AppendResult]:
-        job = _Job(events, rejects, probe)
+    ) -> asyncio.Future[AppendResult]:
+        """Queue a write; the returned future (of the running loop) resolves once it is committed."""
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        job = _Job(events, rejects, future, probe)
         with self._cv:
             if self._stopping:
                 raise StoreUnavailable("the store is shutting down")
@@ -139,7 +160,7 @@ class _Writer(threading.Thread):
             self._jobs.append(job)
             self._pending += job.size
             self._cv.notify()
-        return job.future
+        return future
 
     @property
     def pending(self) -> int:
@@ -164,19 +185,28 @@ class _Writer(threading.Thread):
                     job = self._jobs.popleft()
                     jobs.append(job)
                     size += job.size
+            outcomes: list[AppendResult | BaseException]
             try:
-                results = self._commit(jobs)
+                outcomes = list(self._commit(jobs))
             except Exception as exc:  # every failure is reported to the waiting requests
-                error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
-                for job in jobs:
-                    job.future.set_exception(error)
-            else:
-                for job, result in zip(jobs, results, strict=True):
-                    job.future.set_result(result)
+                reason = f"{type(exc).__name__}: {exc}"
+                outcomes = [StoreUnavailable(reason) for _ in jobs]
+            self._wake(jobs, outcomes)
             with self._cv:
                 self._pending -= size
             if self._dedup.flush_due():
                 self._flush()
+
+    @staticmethod
+    def _wake(jobs: list[_Job], outcomes: list[AppendResult | BaseException]) -> None:
+        """One hand-off per event loop and commit, not one per request: each costs the loop a wake-up."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if job.future is not None:
+                by_loop.setdefault(job.future.get_loop(), []).append((job.future, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, settled)
 
     def _commit(self, jobs: list[_Job]) -> list[AppendResult]:
         conn = self._conn
@@ -324,7 +354,7 @@ class SQLiteStore:
     async def append(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         if self._writer is None:
             raise StoreUnavailable("this store was opened read-only")
-        return await asyncio.wrap_future(self._writer.submit(events, rejects))
+        return await self._writer.submit(events, rejects)
 
     async def ping(self) -> None:
         # A full disk often still takes a small commit (the WAL reuses its space), while every
@@ -335,7 +365,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"only {free:,} bytes are free on the data dir's disk")
         if self._writer is None:
             raise StoreUnavailable("this store was opened read-only")
-        await asyncio.wrap_future(self._writer.submit((), (), probe=True))
+        await self._writer.submit((), (), probe=True)
 
     def read_events(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
