@@ -32,7 +32,7 @@ class Settings:
     durability: Durability = "full"
     #: How long a messageId is remembered per source; duplicates inside it are stored once.
     dedup_window_seconds: int = 24 * 3600
-    #: Recent dedup keys held in memory (about 60 bytes each) before they are written to disk.
+    #: Recent dedup keys held in memory (about 100 bytes each) before they are written to disk.
     dedup_memory_keys: int = 262_144
     #: Events waiting for the writer beyond which requests get 429 instead of queueing.
     max_pending_events: int = 50_000

@@ -69,14 +69,15 @@ def parse_timestamp(value: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# Cached twice: the events of a batch mostly share a (corrected) timestamp, and requests
+# arriving in the same second share the formatted date and time.
+@lru_cache(maxsize=4096)
 def format_timestamp(micros: int) -> str:
     """Format epoch microseconds as Segment does: UTC, milliseconds, ``Z``."""
     seconds, micro = divmod(micros, 1_000_000)
     return f"{_format_second(seconds)}.{micro // 1000:03d}Z"
 
 
-# Cached by the second, not by the microsecond: every request's receivedAt is a new
-# microsecond, but requests arriving in the same second share the formatted date and time.
 @lru_cache(maxsize=4096)
 def _format_second(seconds: int) -> str:
     return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}"

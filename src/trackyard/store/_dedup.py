@@ -39,7 +39,7 @@ _PREFIX = "dedup_h_"
 _CHUNK = 500
 #: How often the list of bucket tables is re-read (other worker processes create and drop them).
 _RELIST_SECONDS = 30.0
-#: Keys held in memory before flushes start: about 60 bytes each in a Python set, so ~16 MB.
+#: Keys held in memory before flushes start: about 100 bytes each (two sets), so ~26 MB.
 FLUSH_KEYS = 262_144  # the default of Settings.dedup_memory_keys
 #: Keys written per flush transaction: about 30 ms of SQLite work.
 SEGMENT_KEYS = 16_384
@@ -95,8 +95,10 @@ class DedupIndex:
         self.segment_keys = max(1, min(segment_keys, memory_keys // 4))
         self._tables: list[str] = []
         self._listed_at = float("-inf")
-        #: Hashes of the log rows at seqs >= ``_flushed``, oldest segment first.
+        #: Hashes of the log rows at seqs >= ``_flushed``, oldest segment first, and all of
+        #: them in one set too, so that a lookup is one set operation however many segments.
         self._segments: deque[_Segment] = deque()
+        self._recent: set[int] = set()
         self._flushed: int | None = None
         #: The seq the next log row gets, as far as memory knows the log.
         self._next_seq = 0
@@ -106,7 +108,7 @@ class DedupIndex:
 
     @property
     def recent_keys(self) -> int:
-        return sum(segment.size for segment in self._segments)
+        return len(self._recent)
 
     def sync(self, conn: sqlite3.Connection, next_seq: int, flushed: int, now: float) -> None:
         """Catch up with the log (inside a write transaction): ``next_seq`` and ``flushed`` as read now."""
@@ -116,7 +118,7 @@ class DedupIndex:
         elif flushed > self._flushed:
             # Another process flushed: what it wrote to the tables need not stay in memory.
             while len(self._segments) > 1 and self._segments[0].end <= flushed:
-                self._segments.popleft()
+                self._forget(self._segments.popleft())
             self._flushed = flushed
             self._listed_at = float("-inf")  # the flush may have made new tables
         if next_seq != self._next_seq:
@@ -128,19 +130,17 @@ class DedupIndex:
                 self.committed(end)
         for segment in self._segments:
             for bucket in [b for b in segment.keys if self._expired(b, now)]:
-                segment.size -= len(segment.keys.pop(bucket))
+                expired = segment.keys.pop(bucket)
+                segment.size -= len(expired)
+                self._recent -= expired
 
     def _expired(self, bucket: int, now: float) -> bool:
         return (bucket + 1) * self.bucket_seconds + self.window <= now
 
     def seen(self, conn: sqlite3.Connection, hashes: set[int], now: float) -> set[int]:
         """The hashes among ``hashes`` already seen inside the window."""
-        found: set[int] = set()
-        rest = hashes
-        for segment in self._segments:
-            for keys in segment.keys.values():
-                found |= rest & keys
-                rest = rest - keys
+        found = hashes & self._recent
+        rest = hashes - found if found else hashes
         if not rest:
             return found
         try:
@@ -160,6 +160,7 @@ class DedupIndex:
         before = len(keys)
         keys.update(hashes)
         segment.size += len(keys) - before
+        self._recent.update(hashes)
 
     def committed(self, next_seq: int) -> None:
         """The log rows added so far end before ``next_seq``; seal the segment once it is full."""
@@ -185,7 +186,15 @@ class DedupIndex:
 
     def flushed(self) -> None:
         """The flush transaction committed: the oldest segment is on disk now."""
-        self._flushed = self._segments.popleft().end
+        segment = self._segments.popleft()
+        self._flushed = segment.end
+        self._forget(segment)
+
+    def _forget(self, segment: _Segment) -> None:
+        """A segment's keys are in the tables now. (A key is in one segment only: once in
+        memory, it is a duplicate and never added again.)"""
+        for keys in segment.keys.values():
+            self._recent -= keys
 
     def _live_tables(self, conn: sqlite3.Connection, now: float) -> list[str]:
         """The live bucket tables, re-listed (and expired ones dropped) every few seconds."""
