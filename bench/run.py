@@ -284,10 +284,26 @@ def profile_status(data: Path) -> dict[str, Any]:
     return status
 
 
-def consumer_catch_up(data: Path, started: float, limit_s: float) -> dict[str, Any]:
-    """The profile consumer's lag when the load stops, and how fast it drains it afterwards."""
+def drain_backlog(data: Path, limit_s: float = 60) -> tuple[float, int]:
+    """Wait until the profile consumer has caught up: the seconds waited, the events it applied."""
+    t0, before = time.monotonic(), profile_status(data)
+    status = before
+    while status["lag"] > 0 and time.monotonic() - t0 < limit_s:
+        time.sleep(0.2)
+        status = profile_status(data)
+    return time.monotonic() - t0, status["processed"] - before["processed"]
+
+
+def consumer_catch_up(
+    data: Path, started: float, limit_s: float, paused: tuple[float, int] = (0.0, 0)
+) -> dict[str, Any]:
+    """The profile consumer's lag when the load stops, and how fast it drains it afterwards.
+
+    ``paused``: seconds without load and the events applied in them, left out of the rate.
+    """
     at_end = profile_status(data)
-    load_s = time.monotonic() - started
+    load_s = time.monotonic() - started - paused[0]
+    applied_during_load = at_end["processed"] - paused[1]
     t0, cursor0 = time.monotonic(), at_end["cursor"]
     status = at_end
     while status["lag"] > 0 and time.monotonic() - t0 < limit_s:
@@ -296,8 +312,8 @@ def consumer_catch_up(data: Path, started: float, limit_s: float) -> dict[str, A
     drain_s = time.monotonic() - t0
     return {
         "lag_at_end_of_load": at_end["lag"],
-        "events_applied_during_load": at_end["processed"],
-        "applied_per_s_during_load": round(at_end["processed"] / load_s),
+        "events_applied_during_load": applied_during_load,
+        "applied_per_s_during_load": round(applied_during_load / load_s),
         "drain_per_s": round((status["cursor"] - cursor0) / drain_s) if drain_s > 0 else None,
         "seconds_to_catch_up": round(drain_s, 1) if status["lag"] == 0 else None,
         "lag_after_drain": status["lag"],
@@ -381,6 +397,7 @@ def main() -> int:
     profiles: dict[str, Any] = {}
     for target, command in targets.items():
         started = time.monotonic()
+        paused = (0.0, 0)
         server = Process(command)
         try:
             for scenario in chosen:
@@ -410,6 +427,9 @@ def main() -> int:
                         1,
                         connections=16,
                     )
+                    # Measured in steady state: not while the profile consumer still drains
+                    # the backlog of the full-speed run, which competes for the same cores.
+                    paused = drain_backlog(data)
                     p = wrk(
                         server.url, paced, tmp, args.seconds, f"{run_id}-paced", delay_ms=16 * 1000 / rate
                     )
@@ -444,7 +464,7 @@ def main() -> int:
                     )
                 )
             if target == "trackyard":
-                profiles = consumer_catch_up(data, started, args.seconds * 12)
+                profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
             peak[target] = server.peak_rss_kb
         finally:
             server.stop()
