@@ -43,7 +43,7 @@ class Settings:
     max_batch_events: int = MAX_BATCH_EVENTS
     #: Requests being served at once (per worker) beyond which new ones get 429 at once,
     #: before their bodies are read: bodies are what fills memory under overload.
-    max_in_flight_requests: int = 256
+    max_in_flight_requests: int = 128
     #: Seconds a request head (request line and headers) may take to arrive, and its size.
     header_timeout_seconds: int = 10
     max_head_bytes: int = 64 * 1024
