@@ -71,8 +71,12 @@ function request()
   return wrk.format(method, path, headers, body)
 end
 
--- Optional pacing for the fixed-rate run: each connection waits this many ms between requests.
+-- Optional pacing for the fixed-rate run: each connection waits this many ms between
+-- requests on average. The waits are drawn at random (exponentially, as between the
+-- requests of independent clients): fixed waits keep wrk's connections in lockstep, so
+-- the server would see synchronised bursts of one request per connection.
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 if pause > 0 then
-  function delay() return pause end
+  math.randomseed(os.time())
+  function delay() return -pause * math.log(1 - math.random()) end
 end
