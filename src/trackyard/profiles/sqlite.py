@@ -101,9 +101,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=30000")
     # Ids arrive in random order: keep the hot part of the indexes in memory (64 MiB).
     conn.execute("PRAGMA cache_size=-65536")
-    # Each batch touches pages all over the indexes; checkpointing (and fsyncing) every
-    # 1,000 pages would cost more than the batch. Fold many batches into one checkpoint.
-    conn.execute("PRAGMA wal_autocheckpoint=16384")
+    # Checkpoint often, in small steps (SQLite's default of 1,000 pages): a checkpoint's
+    # fsync of up to 64 MB stalled the ingest path's own fsyncs, which share the disk and
+    # the ext4 journal, for up to 120 ms (p99 at half rate 29-46 ms instead of 7 ms), and
+    # larger checkpoints did not make the consumer measurably faster.
+    conn.execute("PRAGMA wal_autocheckpoint=1000")
     return conn
 
 
