@@ -25,6 +25,7 @@ from msgspec import UNSET, UnsetType
 
 from trackyard.model import API_VERSION, EVENT_TYPES, format_timestamp, parse_timestamp
 from trackyard.wire import segment as reference
+from trackyard.wire._json import DECODE_ERRORS
 
 _Id = str | UnsetType
 _Object = dict[str, Any] | UnsetType
@@ -63,7 +64,6 @@ class Call(msgspec.Struct, forbid_unknown_fields=True):
 
 _decoder = msgspec.json.Decoder(Call)
 _encoder = msgspec.json.Encoder()
-_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def normalize_raw(
@@ -78,7 +78,7 @@ def decode_call(raw: bytes | msgspec.Raw) -> Call | None:
     """The call, if it is plain JSON of plain types; ``None`` to take the reference path."""
     try:
         return _decoder.decode(raw)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return None
 
 
