@@ -70,12 +70,15 @@ def unpack_hashes(blob: bytes) -> array[int]:
 class _Segment:
     """The hashes of the log rows from the previous segment's end up to ``end``, by bucket."""
 
-    __slots__ = ("end", "keys", "size")
+    __slots__ = ("end", "keys")
 
     def __init__(self, end: int) -> None:
         self.end = end
         self.keys: dict[int, set[int]] = {}
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        return sum(len(keys) for keys in self.keys.values())
 
 
 class DedupIndex:
@@ -130,9 +133,7 @@ class DedupIndex:
                 self.committed(end)
         for segment in self._segments:
             for bucket in [b for b in segment.keys if self._expired(b, now)]:
-                expired = segment.keys.pop(bucket)
-                segment.size -= len(expired)
-                self._recent -= expired
+                self._recent -= segment.keys.pop(bucket)
 
     def _expired(self, bucket: int, now: float) -> bool:
         return (bucket + 1) * self.bucket_seconds + self.window <= now
@@ -155,11 +156,7 @@ class DedupIndex:
 
     def add(self, bucket: int, hashes: Collection[int]) -> None:
         """Remember the hashes of one committed log row (call :meth:`committed` after its rows)."""
-        segment = self._segments[-1]
-        keys = segment.keys.setdefault(bucket, set())
-        before = len(keys)
-        keys.update(hashes)
-        segment.size += len(keys) - before
+        self._segments[-1].keys.setdefault(bucket, set()).update(hashes)
         self._recent.update(hashes)
 
     def committed(self, next_seq: int) -> None:

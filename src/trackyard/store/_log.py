@@ -40,8 +40,8 @@ _LETTER_TYPES = {letter: kind for kind, letter in TYPE_LETTERS.items()}
 
 #: The seq the next row gets, and the seq dedup keys are flushed up to (1 on a new log).
 HEAD_SQL = (
-    "SELECT (SELECT seq + n FROM log ORDER BY seq DESC LIMIT 1),"
-    f" (SELECT value FROM meta WHERE key = '{FLUSHED_KEY}')"
+    "SELECT coalesce((SELECT seq + n FROM log ORDER BY seq DESC LIMIT 1), 1),"
+    f" coalesce((SELECT value FROM meta WHERE key = '{FLUSHED_KEY}'), 1)"
 )
 #: The row holding event ``?`` (or the first one after it) and every later row.
 _FROM_SQL = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import mmap
 import os
 import secrets
@@ -64,6 +65,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
+log = logging.getLogger("trackyard.store")
 _WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
 _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 
@@ -81,6 +83,19 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+@contextlib.contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` (SQLite's write lock) ... ``COMMIT``; rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> Source:
@@ -212,11 +227,8 @@ class _Writer(threading.Thread):
         conn = self._conn
         dedup = self._dedup
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            next_seq, flushed = conn.execute(_log.HEAD_SQL).fetchone()
-            seq = next_seq or 1
-            dedup.sync(conn, seq, flushed or 1, now)
+        with _write_transaction(conn):
+            seq = self._catch_up(now)
             hashes = [[key_hash((e.source_id, e.message_id)) for e in job.events] for job in jobs]
             seen = dedup.seen(conn, {h for job_hashes in hashes for h in job_hashes}, now)
             results = []
@@ -253,11 +265,6 @@ class _Writer(threading.Thread):
                 conn.execute(
                     "INSERT OR REPLACE INTO health (id, probed_at) VALUES (1, ?)", (int(time.time()),)
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         # Only now: keys of a rolled-back commit must not count as seen.
         for received_at, part_hashes in added:
             dedup.add(dedup.bucket(received_at), part_hashes)
@@ -266,23 +273,23 @@ class _Writer(threading.Thread):
         self.written += sum(row[1] for row in rows)
         return results
 
+    def _catch_up(self, now: float) -> int:
+        """Inside a write transaction: the seq the next log row gets, with the dedup keys in
+        memory brought in step with the log (other worker processes write to it too)."""
+        next_seq, flushed = self._conn.execute(_log.HEAD_SQL).fetchone()
+        self._dedup.sync(self._conn, next_seq, flushed, now)
+        return int(next_seq)
+
     def _flush(self) -> None:
-        """Move the dedup keys held in memory into their tables (see ``_dedup.py``)."""
-        conn = self._conn
+        """Move the oldest segment of dedup keys held in memory into its tables (``_dedup.py``)."""
         now = time.time()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                next_seq, flushed = conn.execute(_log.HEAD_SQL).fetchone()
-                self._dedup.sync(conn, next_seq or 1, flushed or 1, now)
-                self._dedup.flush(conn, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error:
+            with _write_transaction(self._conn):
+                self._catch_up(now)
+                self._dedup.flush(self._conn, now)
+        except Exception:  # nothing may stop the writer thread
             # The keys stay in memory and the log still has them; the next commit retries.
+            log.exception("flushing dedup keys failed; will retry")
             return
         self._dedup.flushed()
         self.flushes += 1
@@ -336,18 +343,12 @@ class SQLiteStore:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version >= _SCHEMA_VERSION:
                 return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _write_transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
                 # Schema 2 kept one row per event; each becomes a row of one, seqs unchanged.
                 _log.migrate_events_table(conn)
                 conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     # -- the log -----------------------------------------------------------------
 
@@ -485,14 +486,8 @@ class SQLiteStore:
         return source
 
     def _change_sources(self, sql: str, params: tuple[object, ...]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute(sql, params)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._lock, _write_transaction(self._conn):
+            self._conn.execute(sql, params)
         # Servers compare this counter on every request and reload their sources when it moves.
         version = self.sources_version() + 1
         self._version_map[:8] = version.to_bytes(8, "little")
