@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -27,36 +28,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.mark.parametrize("route", ["/v1/track", "/v1/batch", "koala"])
 def test_a_body_that_stops_short_gets_408_on_any_route(server: Server, route: str) -> None:
     path = f"/web/projects/{server.write_key}/batch" if route == "koala" else route
-    sock = connect(server.url)
-    try:
+    with contextlib.closing(connect(server.url)) as sock:
         started = time.monotonic()
         sock.sendall(head(path, 1000, "Content-Type: application/json") + b'{"userId"')
         closed, answer = closed_within(sock, BODY_TIMEOUT + GRACE)
         assert closed and status_of(answer) == 408, answer[:200]
         assert b'"code": "request_timeout"' in answer
         assert time.monotonic() - started >= BODY_TIMEOUT - 0.5
-    finally:
-        sock.close()
 
 
 def test_a_pipelined_request_gets_its_own_deadline(server: Server) -> None:
     event = b'{"userId": "u", "event": "E", "writeKey": "' + server.write_key.encode() + b'"}'
-    sock = connect(server.url)
-    try:
+    with contextlib.closing(connect(server.url)) as sock:
         sock.sendall(head("/v1/track", len(event)) + event + head("/v1/track", 1000) + b'{"userId"')
         closed, answer = closed_within(sock, BODY_TIMEOUT + GRACE)
         assert closed, answer[:200]
         assert status_of(answer) == 200, answer[:200]
         second = answer[answer.index(b"HTTP/1.1 ", 9) :]
         assert status_of(second) == 408, answer[:400]
-    finally:
-        sock.close()
 
 
 def test_a_body_completed_in_pieces_is_not_timed_out(server: Server) -> None:
     event = b'{"userId": "u", "event": "E", "writeKey": "' + server.write_key.encode() + b'"}'
-    sock = connect(server.url)
-    try:
+    with contextlib.closing(connect(server.url)) as sock:
         sock.sendall(head("/v1/track", len(event)) + event[:5])
         time.sleep(BODY_TIMEOUT / 2)
         sock.sendall(event[5:])
@@ -67,5 +61,3 @@ def test_a_body_completed_in_pieces_is_not_timed_out(server: Server) -> None:
         time.sleep(BODY_TIMEOUT)
         sock.sendall(head("/v1/track", len(event)) + event)
         assert status_of(sock.recv(65536)) == 200
-    finally:
-        sock.close()
