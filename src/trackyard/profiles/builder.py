@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from trackyard.profiles.facts import ACCOUNT, PERSON, FactReader, Facts, make_key, split_key
+from trackyard.profiles.facts import ACCOUNT, PERSON, FactReader, Facts, decode_event, make_key, split_key
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import (
     Changes,
@@ -35,7 +35,6 @@ from trackyard.profiles.storage import (
 )
 from trackyard.store.base import StoredEvent
 
-_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -95,13 +94,9 @@ class _Batch:
     def apply(self, stored: StoredEvent) -> None:
         self.cursor = stored.seq
         self.processed += 1
-        try:
-            event = _decode(stored.body)
-        except msgspec.DecodeError:
-            return
-        if not isinstance(event, dict):
-            return
-        self.pending.append(self.reader.read(stored.seq, event))
+        event = decode_event(stored.body)
+        if event is not None:
+            self.pending.append(self.reader.read(stored.seq, event))
 
     def _drain(self) -> None:
         """Load every id and profile the batch's events name (one query each), then apply them."""
@@ -120,13 +115,13 @@ class _Batch:
         return Changes(
             progress=Progress(cursor=self.cursor, processed=self.processed, next_id=self.next_id),
             identities=[
-                Identity(i.key, self._find(i.profile_id), i.first_seen, i.seq)
+                i if (pid := self._find(i.profile_id)) == i.profile_id else i._replace(profile_id=pid)
                 for i in self.identities.values()
             ],
             profiles=[self._settled(self.profiles[pid]) for pid in sorted(self.dirty)],
             events=sorted({(self._find(pid), seq) for pid, seq in self.events}),
             history=[
-                TraitWrite(self._find(w.profile_id), w.name, w.ts, w.seq, w.value, w.applied)
+                w if (pid := self._find(w.profile_id)) == w.profile_id else w._replace(profile_id=pid)
                 for w in self.history
             ],
             merges=self.merges,
@@ -166,6 +161,10 @@ class _Batch:
                 account = self._owner(key)
                 if account is not None and self.writer.leave(person, account):
                     self.joined.discard((person, account))
+        if subject is None and not refs:
+            if person is not None:
+                self._seen(person, facts)
+            return
         for pid in {p for p in (person, subject, *refs) if p is not None}:
             self._seen(self._find(pid), facts)
 
@@ -200,7 +199,7 @@ class _Batch:
         pid = self.owners.get(key)
         return None if pid is None else self._find(pid)
 
-    def _resolve(self, kind: str, keys: list[str], facts: Facts) -> int | None:
+    def _resolve(self, kind: str, keys: Sequence[str], facts: Facts) -> int | None:
         """The profile ``keys`` (most decisive first) belong to, after merges and moves."""
         target: int | None = None
         claimed: dict[str, str] = {}  # unique values this event gives the target
@@ -247,6 +246,8 @@ class _Batch:
 
     def _fits(self, target: int | None, claimed: dict[str, str], unique: dict[str, str]) -> bool:
         """Whether ``unique`` can join ``target`` plus ``claimed`` without a second value of a type."""
+        if target is None and not claimed:
+            return True
         held = claimed if target is None else {**self.profiles[target].unique, **claimed}
         return all(held.get(id_type, value) == value for id_type, value in unique.items())
 

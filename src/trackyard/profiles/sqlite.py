@@ -215,7 +215,7 @@ class SQLiteProfiles:
         many(
             "INSERT INTO identities (key, profile_id, first_seen, seq) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
-            [(i.key, i.profile_id, i.first_seen, i.seq) for i in changes.identities],
+            changes.identities,
         )
         many(
             f"INSERT OR REPLACE INTO profiles ({_PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -228,8 +228,8 @@ class SQLiteProfiles:
                     p.first_seen,
                     p.last_seen,
                     p.event_count,
-                    _encode(p.unique),
-                    _encode(p.traits),
+                    _encode(p.unique) if p.unique else b"{}",
+                    _encode(p.traits) if p.traits else b"{}",
                 )
                 for p in changes.profiles
             ],
@@ -237,12 +237,12 @@ class SQLiteProfiles:
         many("INSERT OR IGNORE INTO profile_events (profile_id, seq) VALUES (?, ?)", changes.events)
         many(
             "INSERT INTO trait_history (profile_id, name, ts, seq, value, applied) VALUES (?, ?, ?, ?, ?, ?)",
-            [(w.profile_id, w.name, w.ts, w.seq, w.value, int(w.applied)) for w in changes.history],
+            changes.history,
         )
         many(
             "INSERT INTO merges (seq, at, action, into_id, from_id, via, event_type)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(m.seq, m.at, m.action, m.into_id, m.from_id, m.via, m.event_type) for m in changes.merges],
+            changes.merges,
         )
         progress = changes.progress
         many(

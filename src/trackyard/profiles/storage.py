@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 @dataclass(slots=True)
@@ -39,16 +39,18 @@ class Progress:
     next_id: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
+    """An id and the profile holding it. The builder's records are named tuples: it makes
+    one per id, trait write and merge, and they go to ``executemany`` as they are, their
+    fields in column order."""
+
     key: str
     profile_id: int
     first_seen: int
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class TraitWrite:
+class TraitWrite(NamedTuple):
     profile_id: int
     name: str
     ts: int
@@ -58,8 +60,7 @@ class TraitWrite:
     applied: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MergeRecord:
+class MergeRecord(NamedTuple):
     seq: int
     at: int
     #: ``merge``: ``from_id`` joined ``into_id``; ``move``: the soft id ``via`` moved from
@@ -71,8 +72,7 @@ class MergeRecord:
     event_type: str
 
 
-@dataclass(frozen=True, slots=True)
-class Membership:
+class Membership(NamedTuple):
     member_id: int
     account_id: int
     since: int

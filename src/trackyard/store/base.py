@@ -64,8 +64,9 @@ class RejectRecord:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """One event as read back from the log. A named tuple: readers build one per event."""
+
     seq: int
     source_id: int
     type: str
