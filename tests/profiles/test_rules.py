@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.profiles.conftest import at, build, people, person
+from tests.profiles.conftest import at, build, people, person, stored
+from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.settings import ProfileSettings
+from trackyard.profiles.sqlite import SQLiteProfiles
+from trackyard.store.base import StoredEvent
 
 
 def identify(**fields: Any) -> dict[str, Any]:
@@ -222,3 +225,32 @@ def test_each_batch_size_gives_the_same_profiles(tmp_path: Path) -> None:
     ]
     snapshots = [build(tmp_path / str(size), events, batch=size).snapshot() for size in (1, 2, 3, 500)]
     assert all(s == snapshots[0] for s in snapshots)
+
+
+def test_events_the_typed_view_cannot_read_are_read_field_by_field(tmp_path: Path) -> None:
+    """The builder decodes only the fields it needs, into a typed view; odd shapes fall back."""
+    profiles = build(
+        tmp_path,
+        [
+            # context and source that are not objects: taken as empty, the ids still count
+            identify(userId="u-1", anonymousId="a-1", context="not an object", source=[1]),
+            # a non-list externalIds is ignored, not an error
+            {"type": "track", "anonymousId": "a-1", "context": {"externalIds": 7}, "event": "Seen"},
+            # a Koala source is read through a view too: its userId is not a user_id
+            {"type": "track", "userId": "k@x.io", "source": {"format": "koala"}, "event": "Seen"},
+        ],
+    )
+    assert people(profiles) == [{"user_id:u-1", "anonymous_id:a-1"}]
+    assert person(profiles, "user_id:u-1")["event_count"] == 2
+
+
+def test_log_entries_that_are_not_event_objects_are_skipped(tmp_path: Path) -> None:
+    profiles = SQLiteProfiles(tmp_path)
+    log = [
+        StoredEvent(1, 1, "track", b"[1, 2]"),
+        StoredEvent(2, 1, "track", b"{not json"),
+        *stored([identify(userId="u-1")], first_seq=3),
+    ]
+    progress = ProfileBuilder(profiles, ProfileSettings()).apply(log)
+    assert (progress.cursor, progress.processed) == (3, 3)
+    assert people(profiles) == [{"user_id:u-1"}]
