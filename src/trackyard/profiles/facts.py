@@ -205,7 +205,7 @@ class FactReader:
             self._add(person, PERSON, "user_id", event.userId)
         self._add(person, PERSON, "anonymous_id", event.anonymousId)
         accounts: dict[str, set[str]] = {}
-        if context.externalIds:
+        if isinstance(context.externalIds, list):
             self._external_ids(context.externalIds, person, accounts)
         if kind == "identify":
             for id_type in self.settings.trait_id_types:
@@ -238,9 +238,7 @@ class FactReader:
             facts.refs = [self.sort_keys(keys) for _, keys in sorted(accounts.items()) if keys]
         return facts
 
-    def _external_ids(self, external_ids: Any, person: set[str], accounts: dict[str, set[str]]) -> None:
-        if not isinstance(external_ids, list):
-            return
+    def _external_ids(self, external_ids: list[Any], person: set[str], accounts: dict[str, set[str]]) -> None:
         for ext in external_ids:
             if not isinstance(ext, dict):
                 continue
