@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from trackyard.config import Settings
-from trackyard.store import sqlite as store_sqlite
-from trackyard.store.base import EventRecord
+from trackyard.storage.base import EventRecord
+from trackyard.storage.sqlite import store as store_sqlite
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item
 from trackyard.wire._segment_typed import normalize_raw

@@ -23,9 +23,9 @@ import msgspec
 from trackyard.config import Settings
 from trackyard.profiles.consumer import catch_up
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
-from trackyard.store.base import EventRecord
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.base import EventRecord
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
+from trackyard.storage.sqlite.store import SQLiteStore
 
 
 def event(n: int, users: int) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trackyard import server
+from trackyard.http import server
 
 
 def main() -> None:

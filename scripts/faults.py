@@ -51,7 +51,7 @@ import httpx  # noqa: E402
 import msgspec  # noqa: E402
 from tests.conftest import Server, start_server  # noqa: E402
 
-from trackyard.store._log import bodies as log_bodies  # noqa: E402
+from trackyard.storage.sqlite._log import bodies as log_bodies  # noqa: E402
 
 #: Every event the load generator sends carries its own id here, whatever the format, so the
 #: stored copies can be counted without knowing how each format derives its messageId.

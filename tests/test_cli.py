@@ -18,9 +18,9 @@ from scripts.cli_docs import render
 from tests.conftest import Server, cli
 from trackyard.cli import main
 from trackyard.config import Settings
-from trackyard.store.base import EventRecord
-from trackyard.store.secrets import verify_secret
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.base import EventRecord
+from trackyard.storage.secrets import verify_secret
+from trackyard.storage.sqlite.store import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, cli, start_server
-from trackyard.routes import admin
+from trackyard.http.routes import admin
 
 ADMIN = "admin-token-7f3a9c1e5b"
 SECRET = "source-secret-d41d8cd98f00b204"

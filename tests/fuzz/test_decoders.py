@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.fuzz.cases import UNDECODABLE, bodies, gzip_bomb
 from tests.strategies import json_values
 from trackyard.errors import CallError, IngestError
-from trackyard.ingest.body import read_body
+from trackyard.http.body import read_body
 from trackyard.wire import bloomreach, koala, segment, vitally
 from trackyard.wire._json import decode_item, decode_json
 from trackyard.wire._segment_typed import normalize_raw

@@ -17,14 +17,14 @@ import pytest
 
 from tests.conftest import Server, start_server
 from trackyard.config import Settings
-from trackyard.model import format_timestamp
+from trackyard.event import format_timestamp
 from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.facts import PERSON, split_key
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
 from trackyard.profiles.views import ProfileViews
-from trackyard.store.base import StoredEvent
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.base import StoredEvent
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
+from trackyard.storage.sqlite.store import SQLiteStore
 
 TOKEN = "profiles-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,7 +9,7 @@ import msgspec
 
 from tests.conftest import Server, cli, start_server
 from tests.profiles.conftest import TOKEN, caught_up, get, segment
-from trackyard.profiles.sqlite import SQLiteProfiles
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
 
 def _send(srv: Server, start: int, count: int) -> None:

@@ -19,7 +19,7 @@ from tests.profiles.conftest import at, build, stored
 from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.facts import split_key
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
 user_ids = st.sampled_from(["u1", "u2", "u3", "null"])
 anon_ids = st.sampled_from(["a1", "a2", "a3", "", "undefined"])

@@ -10,8 +10,8 @@ import pytest
 from tests.profiles.conftest import at, build, people, person, stored
 from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
-from trackyard.store.base import StoredEvent
+from trackyard.storage.base import StoredEvent
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
 
 def identify(**fields: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from exponea_python_sdk.client import Exponea
 from exponea_python_sdk.exceptions import APIException
 
 from tests.conftest import Server
-from tests.routes.test_bloomreach_api import server_with_secret
+from tests.http.routes.test_bloomreach_api import server_with_secret
 
 SECRET = "sdk-secret-1"
 

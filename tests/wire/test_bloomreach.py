@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import json_objects, json_scalars, json_values
 from trackyard.errors import CallError
-from trackyard.model import format_timestamp, parse_timestamp
+from trackyard.event import format_timestamp, parse_timestamp
 from trackyard.wire import bloomreach as wire
 
 RECEIVED = parse_timestamp("2026-01-02T03:04:05.678Z")

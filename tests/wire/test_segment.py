@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import json_objects, json_values
 from trackyard.errors import CallError
-from trackyard.model import CANONICAL_FIELDS, format_timestamp, parse_timestamp
+from trackyard.event import CANONICAL_FIELDS, format_timestamp, parse_timestamp
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_json
 

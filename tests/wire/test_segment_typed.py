@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.strategies import json_objects, json_values
 from tests.wire.test_segment import RECEIVED, calls
 from trackyard.errors import CallError
-from trackyard.model import CANONICAL_FIELDS
+from trackyard.event import CANONICAL_FIELDS
 from trackyard.wire import segment as wire
 from trackyard.wire._segment_typed import normalize_raw
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import json_objects, json_values
-from trackyard.model import CANONICAL_FIELDS, EVENT_TYPES
+from trackyard.event import CANONICAL_FIELDS, EVENT_TYPES
 from trackyard.wire import vitally as wire
 
 KNOWN_KEYS = {

@@ -7,8 +7,8 @@ from base64 import b64decode
 from functools import lru_cache
 
 from trackyard.errors import IngestError
-from trackyard.store.base import Source, Store
-from trackyard.store.secrets import verify_secret
+from trackyard.storage.base import Source, Store
+from trackyard.storage.secrets import verify_secret
 
 
 # Cached: a source's SDKs send the same header on every request, and decoding it is a

@@ -12,7 +12,7 @@ from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
 from trackyard.ingest.auth import SecretChecker, SourceCache
 from trackyard.ingest.limits import RateLimiter
-from trackyard.store.base import AppendResult, EventRecord, RejectRecord, Source, Store
+from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, Source, Store
 
 #: Seconds a client is asked to wait when the writer is saturated or the store is down.
 RETRY_AFTER_SECONDS = 1

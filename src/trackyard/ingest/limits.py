@@ -10,7 +10,7 @@ import math
 import time
 
 from trackyard.errors import IngestError
-from trackyard.store.base import Source
+from trackyard.storage.base import Source
 
 
 def rate_limited(retry_after: int, message: str) -> IngestError:

@@ -33,7 +33,7 @@ from trackyard.profiles.storage import (
     Progress,
     TraitWrite,
 )
-from trackyard.store.base import StoredEvent
+from trackyard.storage.base import StoredEvent
 
 _encode = msgspec.json.Encoder().encode
 

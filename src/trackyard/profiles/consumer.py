@@ -28,10 +28,10 @@ from typing import Any, Protocol
 from trackyard.config import Settings
 from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
 from trackyard.profiles.storage import ProfileReader, ProfileStore
-from trackyard.store.base import Store
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.base import Store
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
+from trackyard.storage.sqlite.store import SQLiteStore
 
 LOCK_FILENAME = "profiles.lock"
 

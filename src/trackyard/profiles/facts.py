@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from trackyard.model import parse_timestamp
+from trackyard.event import parse_timestamp
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.wire.bloomreach import seconds_to_micros
 

@@ -1,6 +1,6 @@
 """What a profile store provides: the builder's transaction and the readers' queries.
 
-The SQLite backend (:mod:`trackyard.profiles.sqlite`) is the default. A PostgreSQL backend
+The SQLite backend (:mod:`trackyard.storage.sqlite.profiles`) is the default. A PostgreSQL backend
 implements the same two protocols; nothing else in the package touches SQL.
 """
 

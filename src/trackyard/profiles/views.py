@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from trackyard.model import format_timestamp
+from trackyard.event import format_timestamp
 from trackyard.profiles.facts import (
     ACCOUNT,
     ACCOUNT_LOOKUP_TYPES,
@@ -21,7 +21,7 @@ from trackyard.profiles.facts import (
 )
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import Membership, MergeRecord, ProfileReader, ProfileState
-from trackyard.store.base import Store
+from trackyard.storage.base import Store
 
 KIND_NAMES = {PERSON: "person", ACCOUNT: "account"}
 _decode = msgspec.json.Decoder().decode

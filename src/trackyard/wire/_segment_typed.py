@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from trackyard.model import API_VERSION, EVENT_TYPES, format_timestamp, parse_timestamp
+from trackyard.event import API_VERSION, EVENT_TYPES, format_timestamp, parse_timestamp
 from trackyard.wire import segment as reference
 from trackyard.wire._json import DECODE_ERRORS
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 
 from trackyard.errors import CallError, IngestError
-from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
+from trackyard.event import API_VERSION, format_timestamp, ordered, parse_timestamp
 from trackyard.wire._json import DECODE_ERRORS
 
 FORMAT: Final = "bloomreach"

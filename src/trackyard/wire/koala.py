@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from trackyard.errors import CallError
-from trackyard.model import API_VERSION, format_timestamp, ordered, parse_timestamp
+from trackyard.event import API_VERSION, format_timestamp, ordered, parse_timestamp
 from trackyard.wire._json import DECODE_ERRORS, json_type
 
 FORMAT: Final = "koala"

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from trackyard.errors import CallError, IngestError
-from trackyard.model import API_VERSION, EVENT_TYPES, format_timestamp, ordered, parse_timestamp
+from trackyard.event import API_VERSION, EVENT_TYPES, format_timestamp, ordered, parse_timestamp
 from trackyard.wire._json import DECODE_ERRORS, invalid_json, json_type
 
 FORMAT: Final = "segment"

@@ -16,11 +16,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from trackyard.errors import CallError, IngestError
+from trackyard.event import EVENT_TYPES, now_micros
+from trackyard.http.body import receive_body
 from trackyard.ingest.auth import basic_username
-from trackyard.ingest.body import receive_body
 from trackyard.ingest.collector import Collector
-from trackyard.model import EVENT_TYPES, now_micros
-from trackyard.store.base import EventRecord, RejectRecord, Source
+from trackyard.storage.base import EventRecord, RejectRecord, Source
 from trackyard.wire import _segment_typed as typed
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item, decode_json

@@ -8,7 +8,7 @@
 - A client that hangs up mid-body is let go quietly. Nothing of its request was
   acknowledged, so there is nothing to log as an error. A body that takes longer than
   ``body_timeout_seconds`` ends the same way here, once the server has answered it ``408``
-  (``trackyard.server``, which times bodies per connection, at no cost per request).
+  (``trackyard.http.server``, which times bodies per connection, at no cost per request).
 """
 
 from __future__ import annotations

@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from trackyard.http.routes.admin import admin_error, admin_only
 from trackyard.ingest.collector import Collector
 from trackyard.profiles.consumer import status
 from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.routes.admin import admin_error, admin_only
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
 MAX_PAGE = 1000
 

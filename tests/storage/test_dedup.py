@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trackyard.store import _log
-from trackyard.store._dedup import DedupIndex, key_hash
+from trackyard.storage.sqlite import _log
+from trackyard.storage.sqlite._dedup import DedupIndex, key_hash
 
 T0 = 1_700_000_000.0
 A, B, A2 = key_hash((1, "a")), key_hash((1, "b")), key_hash((2, "a"))

@@ -22,11 +22,11 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from trackyard.http.routes.bloomreach import BloomreachAPI
+from trackyard.http.routes.koala import KoalaAPI
+from trackyard.http.routes.segment import AnswerEndpoint, SegmentAPI, send_answer
+from trackyard.http.routes.vitally import VitallyAPI
 from trackyard.ingest.collector import Collector
-from trackyard.routes.bloomreach import BloomreachAPI
-from trackyard.routes.koala import KoalaAPI
-from trackyard.routes.segment import AnswerEndpoint, SegmentAPI, send_answer
-from trackyard.routes.vitally import VitallyAPI
 
 #: Preflights are cached a day, so browsers send one OPTIONS per origin, not per event.
 CORS_MAX_AGE = 86_400

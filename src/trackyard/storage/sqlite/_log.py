@@ -17,8 +17,8 @@ import sys
 from array import array
 from collections.abc import Iterator, Sequence
 
-from trackyard.store._dedup import FLUSHED_KEY, key_hash, pack_hashes
-from trackyard.store.base import EventRecord, StoredEvent
+from trackyard.storage.base import EventRecord, StoredEvent
+from trackyard.storage.sqlite._dedup import FLUSHED_KEY, key_hash, pack_hashes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (

@@ -11,14 +11,14 @@ from typing import Any
 import click
 import msgspec
 
-from trackyard.cli_options import data_dir_option
+from trackyard.cli._options import data_dir_option
 from trackyard.config import Settings
 from trackyard.profiles.consumer import catch_up, consumer_lock, status, wait_until_caught_up
 from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.sqlite import SQLiteProfiles
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.sqlite.profiles import SQLiteProfiles
+from trackyard.storage.sqlite.store import SQLiteStore
 
 _json = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (the HTTP API's answer) instead of text."

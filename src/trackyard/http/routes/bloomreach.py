@@ -23,10 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trackyard.errors import CallError, IngestError
-from trackyard.ingest.body import read_body
+from trackyard.event import now_micros
+from trackyard.http.body import read_body
 from trackyard.ingest.collector import Collector
-from trackyard.model import now_micros
-from trackyard.store.base import EventRecord, RejectRecord, Source
+from trackyard.storage.base import EventRecord, RejectRecord, Source
 from trackyard.wire import bloomreach as wire
 
 PREFIX: Final = "/track/v2/projects/{projectToken}"

@@ -17,7 +17,7 @@ from tests.conftest import Server, cli, start_server
 from trackyard.wire import bloomreach as wire
 
 SECRET = "s3cret-value"
-SEED = Path(__file__).parents[3] / "shared" / "seeds" / "002_047762403bd4c44f.txt"
+SEED = Path(__file__).resolve().parents[2] / "fixtures" / "seeds" / "002_047762403bd4c44f.txt"
 KB = 1024
 
 

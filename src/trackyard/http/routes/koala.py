@@ -15,10 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trackyard.errors import CallError, IngestError
-from trackyard.ingest.body import read_body
+from trackyard.event import now_micros
+from trackyard.http.body import read_body
 from trackyard.ingest.collector import Collector
-from trackyard.model import now_micros
-from trackyard.store.base import EventRecord, RejectRecord, Source
+from trackyard.storage.base import EventRecord, RejectRecord, Source
 from trackyard.wire import koala as wire
 
 #: Both success bodies on record (an unmerged docs branch and a third-party analysis) in one

@@ -27,9 +27,7 @@ from typing import Any
 
 from trackyard.config import Durability, Settings
 from trackyard.errors import Overloaded, StoreUnavailable
-from trackyard.store import _log
-from trackyard.store._dedup import DedupIndex, key_hash
-from trackyard.store.base import (
+from trackyard.storage.base import (
     AppendResult,
     EventRecord,
     RejectRecord,
@@ -37,7 +35,9 @@ from trackyard.store.base import (
     StoredEvent,
     StoredReject,
 )
-from trackyard.store.secrets import hash_secret
+from trackyard.storage.secrets import hash_secret
+from trackyard.storage.sqlite import _log
+from trackyard.storage.sqlite._dedup import DedupIndex, key_hash
 
 _SCHEMA_VERSION = 3
 _SCHEMA = f"""
@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
-log = logging.getLogger("trackyard.store")
+log = logging.getLogger("trackyard.storage")
 _WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
 _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 

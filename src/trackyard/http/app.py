@@ -17,15 +17,15 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
-from trackyard.collection import CollectionCORS, FastCollect, collection_router
 from trackyard.config import Settings
+from trackyard.http.collection import CollectionCORS, FastCollect, collection_router
+from trackyard.http.guard import RequestGuard
+from trackyard.http.routes import health
+from trackyard.http.routes.admin import AdminAPI
+from trackyard.http.routes.profiles import ProfilesAPI
 from trackyard.ingest.collector import Collector
-from trackyard.ingest.guard import RequestGuard
 from trackyard.profiles import start_consumer
-from trackyard.routes import health
-from trackyard.routes.admin import AdminAPI
-from trackyard.routes.profiles import ProfilesAPI
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.sqlite.store import SQLiteStore
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -11,8 +11,8 @@ import pytest
 
 from trackyard.config import Settings
 from trackyard.errors import Overloaded
-from trackyard.store.base import EventRecord
-from trackyard.store.sqlite import SQLiteStore
+from trackyard.storage.base import EventRecord
+from trackyard.storage.sqlite.store import SQLiteStore
 
 
 def record(message_id: str, source_id: int = 1, kind: str = "track") -> EventRecord:
@@ -177,7 +177,7 @@ PRAGMA user_version=2;
 
 
 def test_a_schema_2_store_is_migrated_with_its_seqs_and_dedup_keys(tmp_path: Path) -> None:
-    from trackyard.store._dedup import key_hash
+    from trackyard.storage.sqlite._dedup import key_hash
 
     old = sqlite3.connect(tmp_path / "trackyard.db", isolation_level=None)
     old.executescript(_SCHEMA_2)

@@ -17,11 +17,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trackyard.errors import CallError, IngestError
+from trackyard.event import now_micros
+from trackyard.http.body import read_body
 from trackyard.ingest.auth import basic_username, unauthorized
-from trackyard.ingest.body import read_body
 from trackyard.ingest.collector import Collector
-from trackyard.model import now_micros
-from trackyard.store.base import EventRecord, RejectRecord, Source
+from trackyard.storage.base import EventRecord, RejectRecord, Source
 from trackyard.wire import vitally as wire
 from trackyard.wire._json import decode_item, decode_json
 

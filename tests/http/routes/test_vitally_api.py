@@ -16,7 +16,7 @@ from tests.conftest import Server, cli, start_server
 from trackyard.config import MAX_EVENT_BYTES, MAX_REQUEST_BYTES
 from trackyard.wire import vitally as wire
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "004_a649af010e8904ba.txt"
+SEED = Path(__file__).resolve().parents[2] / "fixtures" / "seeds" / "004_a649af010e8904ba.txt"
 SUCCESS = b'{"message":"Success."}'
 TS = "2018-05-15T12:31:12.123Z"
 

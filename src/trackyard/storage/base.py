@@ -1,8 +1,9 @@
 """What every storage backend provides.
 
 The HTTP layer only appends; consumers (the CLI today, profiles, warehouses and
-destinations later) read the log from a cursor. A backend for PostgreSQL or NATS
-JetStream implements the same protocol without touching the HTTP layer.
+destinations later) read the log from a cursor. SQLite (``storage/sqlite/``) is the one
+backend today; later ones (PostgreSQL, NATS JetStream are planned) implement the same
+protocols and are opened by ``storage/factory.py``.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ class AppendResult:
     duplicates: int
 
 
-class Store(Protocol):
-    """The interface the server and the consumers of the log use."""
+class EventLog(Protocol):
+    """The durable, ordered log of accepted events: collectors append, consumers read from a cursor."""
 
     async def append(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         """Durably write ``events`` (skipping messageIds already seen) and ``rejects``.
@@ -102,6 +103,10 @@ class Store(Protocol):
         """Raise ``StoreUnavailable`` unless the store accepts writes right now."""
         ...
 
+    def saturated(self) -> bool:
+        """Whether appends would be refused as overloaded right now (checked before a body is read)."""
+        ...
+
     def read_events(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
@@ -112,12 +117,44 @@ class Store(Protocol):
         """The seq of the newest event in the log, 0 when it is empty."""
         ...
 
+    def close(self) -> None: ...
+
+
+class RejectStore(Protocol):
+    """Refused events and requests, kept with their reasons (written by ``EventLog.append``)."""
+
     def read_rejects(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None
     ) -> list[StoredReject]: ...
 
+
+class SourceRegistry(Protocol):
+    """The sources: who may send, with which write key, secret and rate limit."""
+
     def sources(self) -> list[Source]: ...
+
+    def source_by_name(self, name: str) -> Source | None: ...
 
     def sources_version(self) -> int:
         """A number that changes whenever a source is added or changed."""
         ...
+
+    def add_source(
+        self,
+        name: str,
+        write_key: str | None = None,
+        rate_limit: float | None = None,
+        secret: str | None = None,
+    ) -> Source: ...
+
+    def rotate_source(self, name: str, write_key: str | None = None) -> Source: ...
+
+    def set_source_enabled(self, name: str, enabled: bool) -> Source: ...
+
+    def set_source_secret(self, name: str, secret: str) -> Source: ...
+
+    def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source: ...
+
+
+class Store(EventLog, RejectStore, SourceRegistry, Protocol):
+    """A backend that provides the log, the rejects and the sources together (SQLite does)."""

@@ -1,0 +1,136 @@
+"""``trackyard events`` and ``trackyard rejects``: read what was stored and what was refused."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from trackyard.cli._options import data_dir_option
+from trackyard.cli._store import open_store
+from trackyard.event import EVENT_TYPES
+from trackyard.storage.sqlite.store import SQLiteStore
+
+_console = Console(stderr=True)
+
+
+def _source_filter(store: SQLiteStore, name: str | None) -> int | None:
+    if name is None:
+        return None
+    source = store.source_by_name(name)
+    if source is None:
+        raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.")
+    return source.id
+
+
+@click.command()
+@data_dir_option
+@click.option("--source", "source_name", metavar="NAME", help="Only this source's events.")
+@click.option(
+    "--type", "event_type", type=click.Choice(sorted(EVENT_TYPES)), help="Only events of this type."
+)
+@click.option(
+    "--limit", default=None, type=click.IntRange(min=1), help="At most this many events.  [default: all]"
+)
+@click.option(
+    "--after",
+    default=0,
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="Start after this position in the log (the seq of the last event you read).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print canonical JSON, one event a line (for jq and scripts)."
+)
+def events(
+    data_dir: Path,
+    source_name: str | None,
+    event_type: str | None,
+    limit: int | None,
+    after: int,
+    as_json: bool,
+) -> None:
+    """Print stored events, oldest first, in the canonical shape (the Segment Spec).
+
+    Safe to run while the server is running.
+    """
+    store = open_store(data_dir)
+    source_id = _source_filter(store, source_name)
+    out = sys.stdout.buffer
+    table = (
+        None if as_json else Table("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
+    )
+    remaining = limit
+    while remaining is None or remaining > 0:
+        page = store.read_events(
+            after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
+        )
+        if not page:
+            break
+        for row in page:
+            if table is None:
+                out.write(row.body + b"\n")
+            else:
+                e = msgspec.json.decode(row.body)
+                table.add_row(
+                    str(row.seq),
+                    e["type"],
+                    e.get("messageId", ""),
+                    e.get("userId") or e.get("anonymousId"),
+                    e.get("event") or e.get("name") or "",
+                    e.get("receivedAt", ""),
+                )
+        after = page[-1].seq
+        if remaining is not None:
+            remaining -= len(page)
+    store.close()
+    if table is not None:
+        Console().print(table)
+
+
+@click.command()
+@data_dir_option
+@click.option("--source", "source_name", metavar="NAME", help="Only this source's rejects.")
+@click.option(
+    "--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line, with the refused payload.")
+def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) -> None:
+    """Print events and requests that were refused, oldest first, with the reason.
+
+    Each refused event is kept here with its exact payload, so nothing a client sent
+    disappears without a trace.
+    """
+    store = open_store(data_dir)
+    rows = store.read_rejects(0, limit, _source_filter(store, source_name))
+    store.close()
+    table = Table("seq", "route", "index", "code", "message")
+    for r in rows:
+        if as_json:
+            payload: Any = r.body.decode("utf-8", "replace")
+            with contextlib.suppress(msgspec.DecodeError):
+                payload = msgspec.json.decode(r.body)
+            click.echo(
+                msgspec.json.encode(
+                    {
+                        "seq": r.seq,
+                        "source_id": r.source_id,
+                        "received_at_ms": r.received_at_ms,
+                        "route": r.route,
+                        "index": r.index,
+                        "code": r.code,
+                        "message": r.message,
+                        "payload": payload,
+                    }
+                )
+            )
+        else:
+            table.add_row(str(r.seq), r.route, "-" if r.index is None else str(r.index), r.code, r.message)
+    if not as_json:
+        Console().print(table)
