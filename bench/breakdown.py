@@ -18,6 +18,7 @@ from typing import Any
 from trackyard.config import Settings
 from trackyard.storage.base import EventRecord
 from trackyard.storage.sqlite import store as store_sqlite
+from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item
 from trackyard.wire._segment_typed import normalize_raw
@@ -90,8 +91,11 @@ def main() -> None:
     commit: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
+        # The SQLite writer's commit itself, so this names the backend's internals on purpose.
         store = store_sqlite.SQLiteStore(settings, writer=False)
-        writer = store_sqlite._Writer(store_sqlite._connect(settings.database_path, "full"), settings)
+        conn = store_sqlite._connect(store_sqlite.database_path(settings.data_dir), "full")
+        dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
+        writer = store_sqlite._Writer(conn, dedup, settings)
         timed(
             "commit: one log row + dedup per request, fsync",
             lambda: [writer._commit([store_sqlite._Job(r, [])]) for r in records],

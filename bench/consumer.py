@@ -16,16 +16,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from trackyard.config import Settings
 from trackyard.profiles.consumer import catch_up
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.storage.base import EventRecord
-from trackyard.storage.sqlite.profiles import SQLiteProfiles
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.storage.base import EventRecord, Store
+from trackyard.storage.factory import open_backends
 
 
 def event(n: int, users: int) -> bytes:
@@ -50,17 +49,18 @@ def event(n: int, users: int) -> bytes:
 
 
 async def fill(settings: Settings, events: int, users: int) -> None:
-    store = SQLiteStore(settings)
+    backends = open_backends(settings, writer=True)
     try:
         for start in range(0, events, 100):
             numbers = range(start, min(events, start + 100))
-            await store.append([EventRecord(1, f"m-{n}", "track", 0, event(n, users)) for n in numbers], [])
+            records = [EventRecord(1, f"m-{n}", "track", 0, event(n, users)) for n in numbers]
+            await backends.log.append(records, [])
     finally:
-        store.close()
+        backends.close()
 
 
 def timing(target: Any, name: str, totals: dict[str, float], label: str) -> None:
-    """Wrap ``target.name`` so that the time spent in it adds up under ``label``."""
+    """Wrap ``target.name`` (on this instance) so that the time spent in it adds up under ``label``."""
     inner: Callable[..., Any] = getattr(target, name)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
@@ -87,17 +87,18 @@ def main() -> None:
     asyncio.run(fill(settings, args.events, args.users))
 
     totals: dict[str, float] = {}
-    timing(SQLiteStore, "read_events", totals, "read the log")
+    backends = open_backends(settings)
+    profiles = backends.profiles()
+    timing(backends.log, "read_events", totals, "read the log")
     for name in ("owners", "load", "commit"):
-        timing(SQLiteProfiles, name, totals, "profile store SQL")
-    store, profiles = SQLiteStore(settings, writer=False), SQLiteProfiles(data)
+        timing(profiles, name, totals, "profile store SQL")
     try:
         start = time.perf_counter()
-        applied = catch_up(store, profiles, ProfileSettings.from_env())
+        # The consumer types its log as a whole Store but only reads the log.
+        applied = catch_up(cast(Store, backends.log), profiles, ProfileSettings.from_env())
         elapsed = time.perf_counter() - start
     finally:
-        profiles.close()
-        store.close()
+        backends.close()
     totals["builder (decode, facts, identity graph)"] = elapsed - sum(totals.values())
     who = f"{args.users:,} users" if args.users else "a new user per event"
     print(f"{applied:,} events ({who}) in {elapsed:.2f} s: {applied / elapsed:,.0f} events/s")

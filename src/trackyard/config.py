@@ -24,11 +24,24 @@ MAX_REQUEST_BYTES: Final = 500 * 1024
 MAX_BATCH_EVENTS: Final = 2500
 
 
+#: Settings whose variable is not ``TRACKYARD_`` + the field's name in capitals.
+_ENV_NAMES: Final = {"store_url": "TRACKYARD_STORE"}
+
+
+def env_name(field: str) -> str:
+    return _ENV_NAMES.get(field, f"TRACKYARD_{field.upper()}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
-    #: ``full``: fsync before every acknowledgement (survives power loss).
-    #: ``process``: acknowledge once SQLite's WAL has the commit (survives a process crash only).
+    #: Which backend stores the log, sources, rejects and profiles, as a URL
+    #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
+    #: ``storage/factory.py`` reads it and says which schemes exist.
+    store_url: str | None = None
+    #: ``full``: an acknowledged event is durable on disk (survives a power loss).
+    #: ``process``: it survives a crash of trackyard, not of the machine; faster.
+    #: Each backend maps the two modes to its own means (SQLite: ``synchronous`` pragmas).
     durability: Durability = "full"
     #: How long a messageId is remembered per source; duplicates inside it are stored once.
     dedup_window_seconds: int = 24 * 3600
@@ -52,13 +65,9 @@ class Settings:
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
 
-    @property
-    def database_path(self) -> Path:
-        return self.data_dir / "trackyard.db"
-
     def to_env(self) -> dict[str, str]:
         return {
-            f"TRACKYARD_{f.name.upper()}": str(getattr(self, f.name))
+            env_name(f.name): str(getattr(self, f.name))
             for f in fields(self)
             if getattr(self, f.name) is not None
         }
@@ -68,12 +77,12 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = env.get(f"TRACKYARD_{f.name.upper()}")
+            raw = env.get(env_name(f.name))
             if raw is None:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
-            elif f.name == "admin_token":
+            elif f.name in ("admin_token", "store_url"):
                 values[f.name] = raw or None
             elif f.name == "durability":
                 if raw not in ("full", "process"):

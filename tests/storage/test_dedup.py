@@ -7,11 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from trackyard.storage.base import DedupIndex, dedup_key
 from trackyard.storage.sqlite import _log
-from trackyard.storage.sqlite._dedup import DedupIndex, key_hash
+from trackyard.storage.sqlite._dedup import SQLiteDedup
 
 T0 = 1_700_000_000.0
-A, B, A2 = key_hash((1, "a")), key_hash((1, "b")), key_hash((2, "a"))
+A, B, A2 = dedup_key(1, "a"), dedup_key(1, "b"), dedup_key(2, "a")
+
+
+class Clock:
+    """The index's clock, set by the test: windows of hours pass in no time."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _database(tmp_path: Path) -> sqlite3.Connection:
@@ -21,15 +32,15 @@ def _database(tmp_path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _index_with_a(conn: sqlite3.Connection, window: int, flushed: bool) -> DedupIndex:
+def _index_with_a(conn: sqlite3.Connection, window: int, flushed: bool, clock: Clock) -> SQLiteDedup:
     """An index that saw key A at T0, still in memory or already flushed to its table."""
-    index = DedupIndex(window_seconds=window, memory_keys=1)
-    index.sync(conn, 1, 1, T0)
-    index.add(index.bucket(int(T0 * 1000)), [A])
+    index = SQLiteDedup(conn, window_seconds=window, memory_keys=1, clock=clock)
+    index.sync(1, 1)
+    index.remember(int(T0 * 1000), [A])
     index.committed(2)  # as if A's log row were seq 1
     assert index.flush_due()
     if flushed:
-        index.flush(conn, T0)
+        index.flush()
         index.flushed()
         assert index.recent_keys == 0
         assert not index.flush_due()
@@ -43,31 +54,39 @@ def _bucket_tables(conn: sqlite3.Connection) -> int:
 
 @pytest.mark.parametrize("flushed", [False, True], ids=["in memory", "flushed"])
 def test_dedup_remembers_for_the_window_then_forgets(tmp_path: Path, flushed: bool) -> None:
-    conn = _database(tmp_path)
-    index = _index_with_a(conn, 3600, flushed)
+    conn, clock = _database(tmp_path), Clock()
+    index = _index_with_a(conn, 3600, flushed, clock)
     assert _bucket_tables(conn) == int(flushed)
-    assert index.seen(conn, {A, B}, T0 + 3599) == {A}
+    clock.now = T0 + 3599
+    assert index.seen({A, B}) == {A}
     # Another source's "a" is a different event.
-    assert index.seen(conn, {A2}, T0) == set()
+    clock.now = T0
+    assert index.seen({A2}) == set()
     # Past the window (plus the bucket the key fell in) the bucket is dropped whole.
-    later = T0 + 2 * 3600 + 1
-    index.sync(conn, 2, 2 if flushed else 1, later)
-    assert index.seen(conn, {A}, later) == set()
+    clock.now = T0 + 2 * 3600 + 1
+    index.sync(2, 2 if flushed else 1)
+    assert index.seen({A}) == set()
     assert index.recent_keys == 0
     assert _bucket_tables(conn) == 0
 
 
 @pytest.mark.parametrize("flushed", [False, True], ids=["in memory", "flushed"])
 def test_dedup_never_forgets_before_the_window(tmp_path: Path, flushed: bool) -> None:
-    conn = _database(tmp_path)
-    index = _index_with_a(conn, 86_400, flushed)
+    conn, clock = _database(tmp_path), Clock()
+    index = _index_with_a(conn, 86_400, flushed, clock)
     for elapsed in (0, 3600, 86_399, 86_400):
-        index.sync(conn, 2, 2 if flushed else 1, T0 + elapsed)
-        assert index.seen(conn, {A}, T0 + elapsed) == {A}, elapsed
+        clock.now = T0 + elapsed
+        index.sync(2, 2 if flushed else 1)
+        assert index.seen({A}) == {A}, elapsed
 
 
 def test_dedup_keys_hash_the_same_in_every_process_and_run() -> None:
     # A fixed value: Python's own hash() of a str is salted per process and would break
     # dedup across restarts and worker processes.
-    assert key_hash((1, "ajs-next-1700000000000-abc")) == 660452438153030620
-    assert key_hash((2, "ajs-next-1700000000000-abc")) != key_hash((1, "ajs-next-1700000000000-abc"))
+    assert dedup_key(1, "ajs-next-1700000000000-abc") == 660452438153030620
+    assert dedup_key(2, "ajs-next-1700000000000-abc") != dedup_key(1, "ajs-next-1700000000000-abc")
+
+
+def test_the_sqlite_index_is_a_dedup_index(tmp_path: Path) -> None:
+    index: DedupIndex = SQLiteDedup(_database(tmp_path), window_seconds=7200)
+    assert index.window_seconds == 7200

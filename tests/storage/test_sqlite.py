@@ -12,7 +12,7 @@ import pytest
 from trackyard.config import Settings
 from trackyard.errors import Overloaded
 from trackyard.storage.base import EventRecord
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.storage.sqlite.store import SQLiteStore, database_path
 
 
 def record(message_id: str, source_id: int = 1, kind: str = "track") -> EventRecord:
@@ -22,7 +22,7 @@ def record(message_id: str, source_id: int = 1, kind: str = "track") -> EventRec
 
 
 def _hold_write_lock(settings: Settings) -> sqlite3.Connection:
-    blocker = sqlite3.connect(settings.database_path, isolation_level=None)
+    blocker = sqlite3.connect(database_path(settings.data_dir), isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     return blocker
 
@@ -177,7 +177,7 @@ PRAGMA user_version=2;
 
 
 def test_a_schema_2_store_is_migrated_with_its_seqs_and_dedup_keys(tmp_path: Path) -> None:
-    from trackyard.storage.sqlite._dedup import key_hash
+    from trackyard.storage.base import dedup_key
 
     old = sqlite3.connect(tmp_path / "trackyard.db", isolation_level=None)
     old.executescript(_SCHEMA_2)
@@ -189,7 +189,7 @@ def test_a_schema_2_store_is_migrated_with_its_seqs_and_dedup_keys(tmp_path: Pat
     bucket = int(time.time()) // 86_400
     old.execute(f"CREATE TABLE dedup_h_{bucket} (h INTEGER PRIMARY KEY)")
     old.executemany(
-        f"INSERT INTO dedup_h_{bucket} VALUES (?)", [(key_hash((1, "old-1")),), (key_hash((1, "old-2")),)]
+        f"INSERT INTO dedup_h_{bucket} VALUES (?)", [(dedup_key(1, "old-1"),), (dedup_key(1, "old-2"),)]
     )
     old.close()
     store = SQLiteStore(Settings(data_dir=tmp_path))

@@ -1,19 +1,40 @@
-"""Opening the configured store for a CLI command, with an error that says what to do."""
+"""Opening the configured backends for a CLI command, with an error that says what to do."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from trackyard.config import Settings
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.config import Settings, env_name
+from trackyard.storage.factory import Backends, StoreURLError, open_backends, store_exists
 
 
-def open_store(data_dir: Path, *, create: bool = False) -> SQLiteStore:
-    if not create and not (data_dir / "trackyard.db").exists():
-        raise click.ClickException(
-            f"No trackyard store in {data_dir}. Start the server there first (trackyard serve --data-dir "
-            f"{data_dir}) or pass the right --data-dir."
-        )
-    return SQLiteStore(Settings(data_dir=data_dir), writer=False)
+def cli_settings(data_dir: Path) -> Settings:
+    """The settings a command other than ``serve`` needs: the data dir and ``TRACKYARD_STORE``.
+
+    Other ``TRACKYARD_*`` variables are the server's and are not read (nor validated) here.
+    """
+    return Settings(data_dir=data_dir, store_url=os.environ.get(env_name("store_url")) or None)
+
+
+@contextlib.contextmanager
+def opened(data_dir: Path, *, create: bool = False) -> Iterator[Backends]:
+    """The backends, as a reader, closed on exit. Without ``create``, a missing store is an error."""
+    settings = cli_settings(data_dir)
+    try:
+        if not create and not store_exists(settings):
+            raise click.ClickException(
+                f"No trackyard store in {data_dir}. Start the server there first (trackyard serve "
+                f"--data-dir {data_dir}) or pass the right --data-dir."
+            )
+        backends = open_backends(settings)
+    except StoreURLError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield backends
+    finally:
+        backends.close()

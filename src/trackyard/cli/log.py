@@ -13,17 +13,17 @@ from rich.console import Console
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
-from trackyard.cli._store import open_store
+from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.storage.base import SourceRegistry
 
 _console = Console(stderr=True)
 
 
-def _source_filter(store: SQLiteStore, name: str | None) -> int | None:
+def _source_filter(registry: SourceRegistry, name: str | None) -> int | None:
     if name is None:
         return None
-    source = store.source_by_name(name)
+    source = registry.source_by_name(name)
     if source is None:
         raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.")
     return source.id
@@ -60,36 +60,35 @@ def events(
 
     Safe to run while the server is running.
     """
-    store = open_store(data_dir)
-    source_id = _source_filter(store, source_name)
     out = sys.stdout.buffer
     table = (
         None if as_json else Table("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
     )
-    remaining = limit
-    while remaining is None or remaining > 0:
-        page = store.read_events(
-            after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
-        )
-        if not page:
-            break
-        for row in page:
-            if table is None:
-                out.write(row.body + b"\n")
-            else:
-                e = msgspec.json.decode(row.body)
-                table.add_row(
-                    str(row.seq),
-                    e["type"],
-                    e.get("messageId", ""),
-                    e.get("userId") or e.get("anonymousId"),
-                    e.get("event") or e.get("name") or "",
-                    e.get("receivedAt", ""),
-                )
-        after = page[-1].seq
-        if remaining is not None:
-            remaining -= len(page)
-    store.close()
+    with opened(data_dir) as backends:
+        source_id = _source_filter(backends.sources, source_name)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = backends.log.read_events(
+                after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
+            )
+            if not page:
+                break
+            for row in page:
+                if table is None:
+                    out.write(row.body + b"\n")
+                else:
+                    e = msgspec.json.decode(row.body)
+                    table.add_row(
+                        str(row.seq),
+                        e["type"],
+                        e.get("messageId", ""),
+                        e.get("userId") or e.get("anonymousId"),
+                        e.get("event") or e.get("name") or "",
+                        e.get("receivedAt", ""),
+                    )
+            after = page[-1].seq
+            if remaining is not None:
+                remaining -= len(page)
     if table is not None:
         Console().print(table)
 
@@ -107,9 +106,8 @@ def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) 
     Each refused event is kept here with its exact payload, so nothing a client sent
     disappears without a trace.
     """
-    store = open_store(data_dir)
-    rows = store.read_rejects(0, limit, _source_filter(store, source_name))
-    store.close()
+    with opened(data_dir) as backends:
+        rows = backends.rejects.read_rejects(0, limit, _source_filter(backends.sources, source_name))
     table = Table("seq", "route", "index", "code", "message")
     for r in rows:
         if as_json:

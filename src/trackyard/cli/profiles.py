@@ -6,19 +6,18 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import msgspec
 
 from trackyard.cli._options import data_dir_option
-from trackyard.config import Settings
+from trackyard.cli._store import opened
 from trackyard.profiles.consumer import catch_up, consumer_lock, status, wait_until_caught_up
 from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.storage.sqlite.profiles import SQLiteProfiles
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.storage.base import EventLog, Store
 
 _json = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (the HTTP API's answer) instead of text."
@@ -28,17 +27,13 @@ _ref = click.argument("ref", metavar="TYPE:VALUE")
 
 @contextlib.contextmanager
 def _open(data_dir: Path) -> Iterator[ProfileViews]:
-    if not (data_dir / "trackyard.db").exists():
-        raise click.ClickException(
-            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
-        )
-    store = SQLiteStore(Settings(data_dir=data_dir), writer=False)
-    profiles = SQLiteProfiles(data_dir)
-    try:
-        yield ProfileViews(store, profiles, ProfileSettings.from_env())
-    finally:
-        profiles.close()
-        store.close()
+    with opened(data_dir) as backends:
+        yield ProfileViews(backends.log, backends.profiles(), ProfileSettings.from_env())
+
+
+def _whole(log: EventLog) -> Store:
+    """The consumer's functions type their log as a whole ``Store`` but only read the log."""
+    return cast(Store, log)
 
 
 def _print(body: Any, as_json: bool) -> None:
@@ -129,7 +124,7 @@ def profiles_events(ref: str, limit: int, before: int | None, data_dir: Path, as
 def profiles_status(data_dir: Path, as_json: bool) -> None:
     """Print the profile consumer's progress: its cursor, the log's head, the lag, counts and rules."""
     with _open(data_dir) as views:
-        _print(status(views.store, views.profiles, data_dir, views.settings), as_json)
+        _print(status(_whole(views.log), views.profiles, data_dir, views.settings), as_json)
 
 
 @profiles.command("rebuild")
@@ -155,19 +150,19 @@ def profiles_rebuild(data_dir: Path, wait: bool, timeout: float) -> None:
     it rebuilds here and now; with a server running, it asks the server's consumer to do
     it and waits. The result is the same as building them as the events arrived.
     """
-    with _open(data_dir) as views:
+    with opened(data_dir) as backends:
+        log, profiles, rules = _whole(backends.log), backends.profiles(), ProfileSettings.from_env()
         with consumer_lock(data_dir) as held:
             if held:
-                assert isinstance(views.profiles, SQLiteProfiles)
-                views.profiles.reset()
-                applied = catch_up(views.store, views.profiles, views.settings)
+                profiles.reset()
+                applied = catch_up(log, profiles, rules)
                 click.echo(f"rebuilt profiles from {applied} events")
                 return
-        views.profiles.request_rebuild()
+        profiles.request_rebuild()
         if not wait:
             click.echo("asked the running server to rebuild the profiles")
             return
-        done = wait_until_caught_up(views.store, views.profiles, data_dir, timeout)
+        done = wait_until_caught_up(log, profiles, data_dir, timeout)
         if done["lag"] or done["rebuild_pending"]:
             raise click.ClickException(f"not finished after {timeout:g}s; see `trackyard profiles status`")
         click.echo(f"rebuilt profiles from {done['processed']} events")

@@ -15,7 +15,7 @@ from trackyard import __version__
 from trackyard.cli._options import data_dir_option
 from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.http import server
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.storage.factory import StoreURLError, describe_store, open_backends
 
 _console = Console(stderr=True)
 
@@ -40,6 +40,15 @@ _console = Console(stderr=True)
 )
 @data_dir_option
 @click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    envvar="TRACKYARD_STORE",
+    show_envvar=True,
+    help="The storage backend. Unset: SQLite files in --data-dir. sqlite:///ABSOLUTE/DIR: SQLite files "
+    "in DIR. (postgresql:// and nats:// are planned, not available yet.)",
+)
+@click.option(
     "--workers",
     default=1,
     show_default=True,
@@ -55,8 +64,8 @@ _console = Console(stderr=True)
     show_default=True,
     envvar="TRACKYARD_DURABILITY",
     show_envvar=True,
-    help="full: fsync before acknowledging (survives power loss). process: acknowledge once the write "
-    "is in SQLite's log (survives a crash of trackyard, not of the machine); faster.",
+    help="full: acknowledge once the write is durable on disk (survives a power loss). process: "
+    "acknowledge once the write survives a crash of trackyard, not of the machine; faster.",
 )
 @click.option(
     "--dedup-window",
@@ -87,6 +96,7 @@ def serve(
     host: str,
     port: int,
     data_dir: Path,
+    store_url: str | None,
     workers: int,
     durability: str,
     dedup_window: int,
@@ -103,21 +113,27 @@ def serve(
     settings = dataclasses.replace(
         Settings.from_env(),
         data_dir=data_dir,
+        store_url=store_url or None,
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,
     )
-    store = SQLiteStore(settings, writer=False)
-    first = None if store.sources() else store.add_source("default")
-    store.close()
+    try:
+        backends = open_backends(settings)
+    except StoreURLError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        first = None if backends.sources.sources() else backends.sources.add_source("default")
+    finally:
+        backends.close()
     sock = _listen(host, port)
     url = server.url_of(sock)
     if first is not None:
         _print_first_source(url, first.write_key)
     os.environ.update(settings.to_env())
     click.echo(
-        f"trackyard {__version__} listening on {url} (data: {data_dir}, workers: {workers}, "
-        f"durability: {durability})",
+        f"trackyard {__version__} listening on {url} (data: {data_dir}, store: {describe_store(settings)}, "
+        f"workers: {workers}, durability: {durability})",
         err=False,
     )
     sys.stdout.flush()

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
-from trackyard.cli._store import open_store
+from trackyard.cli._store import opened
+from trackyard.storage.base import NoSuchSource, SourceExists
 from trackyard.storage.secrets import generate_secret
 
 _console = Console(stderr=True)
@@ -45,18 +46,14 @@ def sources_add(
     The write key goes to standard output alone, so KEY=$(trackyard sources add web) works.
     A generated source secret (only needed for private auth) is printed once, to standard error.
     """
-    import sqlite3
-
-    store = open_store(data_dir, create=True)
     chosen = secret or generate_secret()
-    try:
-        source = store.add_source(name, write_key, rate_limit, chosen)
-    except sqlite3.IntegrityError:
-        raise click.ClickException(
-            f"A source named {name!r}, or one with that write key, exists already."
-        ) from None
-    finally:
-        store.close()
+    with opened(data_dir, create=True) as backends:
+        try:
+            source = backends.sources.add_source(name, write_key, rate_limit, chosen)
+        except SourceExists:
+            raise click.ClickException(
+                f"A source named {name!r}, or one with that write key, exists already."
+            ) from None
     click.echo(source.write_key)
     if secret is None:
         click.echo(f"secret: {chosen}  (shown once; for private auth such as Bloomreach's Basic)", err=True)
@@ -67,9 +64,8 @@ def sources_add(
 @data_dir_option
 def sources_list(as_json: bool, data_dir: Path) -> None:
     """List sources with their write keys and state."""
-    store = open_store(data_dir)
-    rows = store.sources()
-    store.close()
+    with opened(data_dir) as backends:
+        rows = backends.sources.sources()
     if as_json:
         for s in rows:
             click.echo(msgspec.json.encode(s.public()))
@@ -87,13 +83,13 @@ def sources_list(as_json: bool, data_dir: Path) -> None:
 
 
 def _change(data_dir: Path, name: str, action: str, *args: Any) -> None:
-    store = open_store(data_dir)
-    try:
-        source = getattr(store, action)(name, *args)
-    except KeyError:
-        raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.") from None
-    finally:
-        store.close()
+    with opened(data_dir) as backends:
+        try:
+            source = getattr(backends.sources, action)(name, *args)
+        except NoSuchSource:
+            raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.") from None
+        except SourceExists as exc:
+            raise click.ClickException(str(exc)) from None
     if action == "rotate_source":
         click.echo(source.write_key)
 

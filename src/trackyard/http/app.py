@@ -25,7 +25,7 @@ from trackyard.http.routes.admin import AdminAPI
 from trackyard.http.routes.profiles import ProfilesAPI
 from trackyard.ingest.collector import Collector
 from trackyard.profiles import start_consumer
-from trackyard.storage.sqlite.store import SQLiteStore
+from trackyard.storage.factory import open_backends
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -41,8 +41,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings) -> ASGIApp:
-    store = SQLiteStore(settings)
-    collector = Collector(store, settings)
+    backends = open_backends(settings, writer=True)
+    collector = Collector(backends.log, backends.sources, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> ASGIApp:
         finally:
             if stop_profiles is not None:
                 stop_profiles()
-            store.close()
+            backends.close()
 
     collection = collection_router(collector)
     app = Starlette(
@@ -60,13 +60,13 @@ def create_app(settings: Settings) -> ASGIApp:
             *health.routes(collector),
             # The admin API is outside the CORS mount: browsers on other origins cannot read it.
             *AdminAPI(collector).routes(),
-            *ProfilesAPI(collector).routes(),
+            *ProfilesAPI(collector, backends.profiles).routes(),
             Mount("", app=CollectionCORS(collection)),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    return RequestGuard(FastCollect(app, collection), settings, store.saturated)
+    return RequestGuard(FastCollect(app, collection), settings, backends.log.saturated)
 
 
 def create_app_from_env() -> ASGIApp:

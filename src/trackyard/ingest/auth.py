@@ -7,7 +7,7 @@ from base64 import b64decode
 from functools import lru_cache
 
 from trackyard.errors import IngestError
-from trackyard.storage.base import Source, Store
+from trackyard.storage.base import Source, SourceRegistry
 from trackyard.storage.secrets import verify_secret
 
 
@@ -56,8 +56,8 @@ class SecretChecker:
 class SourceCache:
     """The sources by write key, reloaded whenever the store says they changed."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, registry: SourceRegistry) -> None:
+        self._registry = registry
         self._version = -1
         self._by_key: dict[str, Source] = {}
 
@@ -68,9 +68,9 @@ class SourceCache:
                 "No write key. Send it as the 'writeKey' field of the body or as "
                 "'Authorization: Basic base64(<writeKey>:)'."
             )
-        version = self._store.sources_version()
+        version = self._registry.sources_version()
         if version != self._version:
-            self._by_key = {s.write_key: s for s in self._store.sources()}
+            self._by_key = {s.write_key: s for s in self._registry.sources()}
             self._version = version
         source = self._by_key.get(write_key)
         if source is None:

@@ -12,17 +12,18 @@ from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
 from trackyard.ingest.auth import SecretChecker, SourceCache
 from trackyard.ingest.limits import RateLimiter
-from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, Source, Store
+from trackyard.storage.base import AppendResult, EventLog, EventRecord, RejectRecord, Source, SourceRegistry
 
 #: Seconds a client is asked to wait when the writer is saturated or the store is down.
 RETRY_AFTER_SECONDS = 1
 
 
 class Collector:
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.store = store
+    def __init__(self, log: EventLog, registry: SourceRegistry, settings: Settings) -> None:
+        self.log = log
+        self.registry = registry
         self.settings = settings
-        self.sources = SourceCache(store)
+        self.sources = SourceCache(registry)
         self.secrets = SecretChecker()
         self.limiter = RateLimiter()
 
@@ -35,7 +36,7 @@ class Collector:
     async def commit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         """Write durably; turn the store's refusals into the answers clients retry on."""
         try:
-            return await self.store.append(events, rejects)
+            return await self.log.append(events, rejects)
         except Overloaded:
             raise IngestError(
                 429,

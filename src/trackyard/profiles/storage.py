@@ -1,7 +1,8 @@
 """What a profile store provides: the builder's transaction and the readers' queries.
 
-The SQLite backend (:mod:`trackyard.storage.sqlite.profiles`) is the default. A PostgreSQL backend
-implements the same two protocols; nothing else in the package touches SQL.
+The SQLite backend (``storage/sqlite/profiles.py``) is the one today, opened by
+``storage/factory.py``; a PostgreSQL backend (planned) is to implement the same protocols.
+Nothing else in the package touches SQL.
 """
 
 from __future__ import annotations
@@ -161,6 +162,10 @@ class ProfileReader(Protocol):
     def rebuild_requested(self) -> bool: ...
 
     def profiles(self, ids: Sequence[int]) -> dict[int, ProfileState]: ...
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        """Everything the store holds, in sorted lists: two builds are equal when these are."""
+        ...
 
 
 class ProfileStore(ProfileWriter, ProfileReader, Protocol):

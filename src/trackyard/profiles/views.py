@@ -21,7 +21,7 @@ from trackyard.profiles.facts import (
 )
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import Membership, MergeRecord, ProfileReader, ProfileState
-from trackyard.storage.base import Store
+from trackyard.storage.base import EventLog
 
 KIND_NAMES = {PERSON: "person", ACCOUNT: "account"}
 _decode = msgspec.json.Decoder().decode
@@ -48,7 +48,7 @@ def _identity(key: str) -> dict[str, str]:
 
 @dataclass
 class ProfileViews:
-    store: Store
+    log: EventLog
     profiles: ProfileReader
     settings: ProfileSettings
 
@@ -168,7 +168,7 @@ class ProfileViews:
         seqs = self.profiles.event_seqs(pid, before, limit)
         events = []
         for seq in seqs:
-            page = self.store.read_events(after=seq - 1, limit=1)
+            page = self.log.read_events(after=seq - 1, limit=1)
             if page and page[0].seq == seq:
                 events.append({"seq": seq, "event": _decode(page[0].body)})
         return {"events": events, "next": seqs[-1] if len(seqs) == limit else None}

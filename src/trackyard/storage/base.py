@@ -1,16 +1,26 @@
-"""What every storage backend provides.
+"""What every storage backend provides: small protocols, the records they take and give,
+and the errors they raise.
 
 The HTTP layer only appends; consumers (the CLI today, profiles, warehouses and
 destinations later) read the log from a cursor. SQLite (``storage/sqlite/``) is the one
-backend today; later ones (PostgreSQL, NATS JetStream are planned) implement the same
-protocols and are opened by ``storage/factory.py``.
+backend today; later ones (PostgreSQL and NATS JetStream are planned) implement the same
+protocols and are opened by ``storage/factory.py``. Callers see only these names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
+
+
+class SourceExists(Exception):
+    """A source with that name, or with that write key, exists already."""
+
+
+class NoSuchSource(KeyError):
+    """No source has that name. (A ``KeyError``, so lookups by name read naturally.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,40 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
 
+def dedup_key(source_id: int, message_id: str) -> int:
+    """The dedup key of an event: a signed 64-bit BLAKE2b hash of ``(source_id, message_id)``.
+
+    The same in every process, run and backend (Python's ``hash()`` of a str is salted per
+    process). Two messageIds share a key with a probability of about n / 2^64 for n ids in
+    the window.
+    """
+    digest = hashlib.blake2b(f"{source_id}\x00{message_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+class DedupIndex(Protocol):
+    """The dedup keys (:func:`dedup_key`) of the events stored within the window.
+
+    A log appends an event only if its key is not :meth:`seen`, and :meth:`remember` s the
+    keys of what it stored. The SQLite log does both inside its write transaction, so the
+    check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
+    only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere.
+    """
+
+    @property
+    def window_seconds(self) -> int:
+        """How long a key is remembered at least (``Settings.dedup_window_seconds``)."""
+        ...
+
+    def seen(self, keys: set[int]) -> set[int]:
+        """The keys among ``keys`` that are already in the window."""
+        ...
+
+    def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
+        """The events with ``keys``, received at ``received_at_ms``, are stored durably now."""
+        ...
+
+
 class RejectStore(Protocol):
     """Refused events and requests, kept with their reasons (written by ``EventLog.append``)."""
 
@@ -145,7 +189,11 @@ class SourceRegistry(Protocol):
         write_key: str | None = None,
         rate_limit: float | None = None,
         secret: str | None = None,
-    ) -> Source: ...
+    ) -> Source:
+        """Create a source (with a generated write key unless given). Raises ``SourceExists``."""
+        ...
+
+    # Each change below raises ``NoSuchSource`` for an unknown name and moves ``sources_version``.
 
     def rotate_source(self, name: str, write_key: str | None = None) -> Source: ...
 

@@ -1,57 +1,148 @@
 """The one place that turns settings into open backends.
 
 Every other module asks this factory for the backends it needs and sees them only through
-the protocols in :mod:`trackyard.storage.base`; none names a concrete backend.
+the protocols in :mod:`trackyard.storage.base` and :mod:`trackyard.profiles.storage`; none
+names a concrete backend. ``Settings.store_url`` (``TRACKYARD_STORE``) says which backend:
+
+- unset, ``sqlite:`` or ``sqlite://``: SQLite files in the data dir (the default);
+- ``sqlite:///ABSOLUTE/DIR``: SQLite files in that directory.
+
+``postgresql://`` and ``nats://`` are planned and refused until they exist.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from trackyard.config import Settings
-from trackyard.storage.base import EventLog, RejectStore, SourceRegistry, Store
+from trackyard.storage.base import EventLog, RejectStore, SourceRegistry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from trackyard.profiles.storage import ProfileStore
+
+#: What the schemes that exist today mean, for the error that refuses any other.
+_AVAILABLE = (
+    "sqlite: (the default: SQLite files in the data dir) or sqlite:///ABSOLUTE/DIR (SQLite files in DIR)"
+)
+#: Schemes later backends will take, refused until then.
+_PLANNED = {
+    "postgresql": "PostgreSQL",
+    "postgres": "PostgreSQL",
+    "nats": "NATS JetStream",
+}
+
+
+class StoreURLError(ValueError):
+    """``TRACKYARD_STORE`` names no backend that exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class _SQLiteLocation:
+    directory: Path
+
+
+def _locate(settings: Settings) -> _SQLiteLocation:
+    """Where the configured store is, or a ``StoreURLError`` that says what is accepted.
+
+    Only the scheme is ever quoted back: a URL may carry a password.
+    """
+    url = settings.store_url
+    if not url:
+        return _SQLiteLocation(settings.data_dir)
+    scheme, sep, _ = url.partition(":")
+    scheme = scheme.lower()
+    if not sep:
+        raise StoreURLError(
+            f"TRACKYARD_STORE must be a URL such as sqlite:, not {url!r}. Accepted: {_AVAILABLE}."
+        )
+    if scheme in _PLANNED:
+        raise StoreURLError(
+            f"TRACKYARD_STORE: the {_PLANNED[scheme]} backend ({scheme}://) is not available yet (planned). "
+            f"Available today: {_AVAILABLE}."
+        )
+    if scheme != "sqlite":
+        raise StoreURLError(
+            f"TRACKYARD_STORE: no backend for the scheme {scheme!r}. Available today: {_AVAILABLE}."
+        )
+    parts = urlsplit(url)
+    if parts.netloc or parts.query or parts.fragment:
+        raise StoreURLError(
+            f"TRACKYARD_STORE {url!r}: a sqlite URL takes no host, query or fragment. Accepted: {_AVAILABLE}."
+        )
+    if not parts.path:
+        return _SQLiteLocation(settings.data_dir)
+    if not parts.path.startswith("/"):
+        raise StoreURLError(
+            f"TRACKYARD_STORE {url!r}: the directory must be absolute (sqlite:///ABSOLUTE/DIR)."
+        )
+    return _SQLiteLocation(Path(unquote(parts.path)))
+
+
+def check_store_url(settings: Settings) -> None:
+    """Raise ``StoreURLError`` unless ``settings.store_url`` names an available backend."""
+    _locate(settings)
+
+
+def describe_store(settings: Settings) -> str:
+    """Where the store is, for the start-up line."""
+    return f"SQLite in {_locate(settings).directory}"
 
 
 @dataclass
 class Backends:
-    """The backends one process opened. ``close()`` closes them all."""
+    """The backends one process opened. ``close()`` closes them all; closing twice is harmless."""
 
     settings: Settings
     log: EventLog
     sources: SourceRegistry
     rejects: RejectStore
-    _closers: list[Store] = field(default_factory=list, repr=False)
+    _open_profiles: Callable[[], ProfileStore] = field(repr=False)
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _profiles: ProfileStore | None = field(default=None, repr=False)
 
     def profiles(self) -> ProfileStore:
         """The profile store, opened on first use (readers that never ask never create it)."""
         if self._profiles is None:
-            from trackyard.storage.sqlite.profiles import SQLiteProfiles
-
-            self._profiles = SQLiteProfiles(self.settings.data_dir)
+            self._profiles = self._open_profiles()
         return self._profiles
 
     def close(self) -> None:
         if self._profiles is not None:
             self._profiles.close()
             self._profiles = None
-        for backend in self._closers:
-            backend.close()
+        for close in self._closers:
+            close()
         self._closers.clear()
 
 
 def store_exists(settings: Settings) -> bool:
     """Whether the configured store has been created (the CLI refuses to read a missing one)."""
-    return settings.database_path.exists()
+    from trackyard.storage.sqlite.store import database_path
+
+    return database_path(_locate(settings).directory).exists()
 
 
 def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
-    """Open the configured backends. ``writer=True`` in the processes that append to the log."""
+    """Open the configured backends, creating an empty store if there is none.
+
+    ``writer=True`` in the processes that append to the log. Raises ``StoreURLError`` for a
+    store URL that names no available backend.
+    """
+    location = _locate(settings)
+    from trackyard.storage.sqlite.profiles import SQLiteProfiles
     from trackyard.storage.sqlite.store import SQLiteStore
 
-    store = SQLiteStore(settings, writer=writer)
-    return Backends(settings, log=store, sources=store, rejects=store, _closers=[store])
+    store = SQLiteStore(settings, writer=writer, directory=location.directory)
+    return Backends(
+        settings,
+        log=store,
+        sources=store,
+        rejects=store,
+        _open_profiles=lambda: SQLiteProfiles(location.directory),
+        _closers=[store.close],
+    )

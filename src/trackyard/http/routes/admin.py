@@ -54,7 +54,8 @@ class AdminAPI:
     """Read access to the log and the sources, for operators and tools (never for write keys)."""
 
     def __init__(self, collector: Collector) -> None:
-        self.store = collector.store
+        self.log = collector.log
+        self.registry = collector.registry
         self.settings = collector.settings
 
     def routes(self) -> list[Route]:
@@ -73,12 +74,12 @@ class AdminAPI:
             return admin_error(400, "invalid_query", "after and limit must be whole numbers.")
         source_id = None
         if name := query.get("source"):
-            found = [s for s in self.store.sources() if s.name == name]
+            found = [s for s in self.registry.sources() if s.name == name]
             if not found:
                 return admin_error(404, "unknown_source", f"No source named {name!r}.")
             source_id = found[0].id
         rows = await run_in_threadpool(
-            self.store.read_events, after, max(limit, 1), source_id, query.get("type")
+            self.log.read_events, after, max(limit, 1), source_id, query.get("type")
         )
         # The stored bodies are canonical JSON already: splice them instead of decoding them.
         body = b'{"events":[' + b",".join(row.body for row in rows) + b'],"next":'
@@ -86,6 +87,6 @@ class AdminAPI:
         return Response(body, media_type="application/json")
 
     async def sources(self, request: Request) -> Response:
-        sources = await run_in_threadpool(self.store.sources)
+        sources = await run_in_threadpool(self.registry.sources)
         listed = [s.public() for s in sources]
         return Response(msgspec.json.encode({"sources": listed}), media_type="application/json")

@@ -16,7 +16,7 @@ def routes(collector: Collector) -> list[Route]:
 
     async def readyz(request: Request) -> Response:
         try:
-            await collector.store.ping()
+            await collector.log.ping()
         except StoreUnavailable as exc:
             return JSONResponse({"status": "unavailable", "message": str(exc)}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -8,7 +8,7 @@ percent-decoding, so a value may contain anything, ``/`` (as ``%2F``) included.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import msgspec
@@ -22,8 +22,9 @@ from trackyard.ingest.collector import Collector
 from trackyard.profiles.consumer import status
 from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
+from trackyard.profiles.storage import ProfileStore
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.storage.sqlite.profiles import SQLiteProfiles
+from trackyard.storage.base import Store
 
 MAX_PAGE = 1000
 
@@ -33,10 +34,11 @@ def _json(body: Any) -> Response:
 
 
 class ProfilesAPI:
-    def __init__(self, collector: Collector) -> None:
+    def __init__(self, collector: Collector, profiles: Callable[[], ProfileStore]) -> None:
         self.collector = collector
         self.rules = ProfileSettings.from_env()
-        self._profiles: SQLiteProfiles | None = None
+        #: Opens the profile store on first use (``Backends.profiles``).
+        self._profiles = profiles
 
     def routes(self) -> list[Route]:
         guard = self.collector.settings
@@ -47,17 +49,16 @@ class ProfilesAPI:
         ]
 
     def _views(self) -> ProfileViews:
-        # Opened on first use: profiles.db is created by whichever process gets there first.
-        if self._profiles is None:
-            self._profiles = SQLiteProfiles(self.collector.settings.data_dir)
-        return ProfileViews(self.collector.store, self._profiles, self.rules)
+        # Opened on first use: the profile store is created by whichever process gets there first.
+        return ProfileViews(self.collector.log, self._profiles(), self.rules)
 
     async def status(self, request: Request) -> Response:
         """``GET /v1/profiles-status``: the consumer's cursor, the log head, the lag, counts."""
         views = self._views()
-        body = await run_in_threadpool(
-            status, views.store, views.profiles, self.collector.settings.data_dir, self.rules
-        )
+        # The consumer types its log as a whole Store but only reads the log (head_seq).
+        log = cast(Store, views.log)
+        data_dir = self.collector.settings.data_dir
+        body = await run_in_threadpool(status, log, views.profiles, data_dir, self.rules)
         return _json(body)
 
     async def person(self, request: Request) -> Response:

@@ -1,8 +1,9 @@
-"""messageId deduplication over a time window: recent keys in memory, older ones in SQLite.
+"""The SQLite log's :class:`~trackyard.storage.base.DedupIndex`: recent keys in memory,
+older ones in SQLite tables of the log's database.
 
-A key is a 64-bit BLAKE2b hash of ``(source_id, message_id)``. Two different messageIds
-share a hash with a probability of about n / 2^64 for n ids in the window (below 10^-11
-for 100 million).
+A key is :func:`~trackyard.storage.base.dedup_key`, a 64-bit BLAKE2b hash of
+``(source_id, message_id)``. The writer injects the index with its own connection and
+calls it inside its write transactions, so the check and the insert commit together.
 
 Inserting random keys into an on-disk B-tree one commit at a time costs about one page
 write per event, which made dedup the dearest part of every commit. So keys live in two
@@ -27,12 +28,12 @@ than the window.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import sys
+import time
 from array import array
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 _PREFIX = "dedup_h_"
 # SQLite's default limit on bound parameters is far above this; the chunk keeps statements small.
@@ -44,12 +45,6 @@ FLUSH_KEYS = 262_144  # the default of Settings.dedup_memory_keys
 #: Keys written per flush transaction: about 30 ms of SQLite work.
 SEGMENT_KEYS = 16_384
 FLUSHED_KEY = "dedup_flushed_seq"
-
-
-def key_hash(key: tuple[int, str]) -> int:
-    """A signed 64-bit hash of ``(source_id, message_id)``, stable across processes and runs."""
-    digest = hashlib.blake2b(f"{key[0]}\x00{key[1]}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
 
 
 def pack_hashes(hashes: list[int]) -> bytes:
@@ -81,8 +76,10 @@ class _Segment:
         return sum(len(keys) for keys in self.keys.values())
 
 
-class DedupIndex:
-    """The keys seen inside the window. Used only by a writer, inside its write transactions.
+class SQLiteDedup:
+    """The keys seen inside the window. Used only by a writer, on its connection, inside its
+    write transactions: :meth:`sync` first in each, then :meth:`seen`; after the commit
+    :meth:`remember` and :meth:`committed`.
 
     Keys in memory are grouped in segments of consecutive log rows, so that a flush writes
     one sealed segment (``segment_keys`` keys, tens of milliseconds) rather than all of
@@ -90,8 +87,15 @@ class DedupIndex:
     """
 
     def __init__(
-        self, window_seconds: int, memory_keys: int = FLUSH_KEYS, segment_keys: int = SEGMENT_KEYS
+        self,
+        conn: sqlite3.Connection,
+        window_seconds: int,
+        memory_keys: int = FLUSH_KEYS,
+        segment_keys: int = SEGMENT_KEYS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._conn = conn
+        self._clock = clock
         self.window = max(window_seconds, 60)
         self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
         self.memory_keys = memory_keys
@@ -106,6 +110,10 @@ class DedupIndex:
         #: The seq the next log row gets, as far as memory knows the log.
         self._next_seq = 0
 
+    @property
+    def window_seconds(self) -> int:
+        return self.window
+
     def bucket(self, received_at_ms: int) -> int:
         return received_at_ms // 1000 // self.bucket_seconds
 
@@ -113,8 +121,9 @@ class DedupIndex:
     def recent_keys(self) -> int:
         return len(self._recent)
 
-    def sync(self, conn: sqlite3.Connection, next_seq: int, flushed: int, now: float) -> None:
+    def sync(self, next_seq: int, flushed: int) -> None:
         """Catch up with the log (inside a write transaction): ``next_seq`` and ``flushed`` as read now."""
+        now = self._clock()
         if self._flushed is None:
             self._flushed = self._next_seq = flushed
             self._segments.append(_Segment(flushed))
@@ -125,11 +134,11 @@ class DedupIndex:
             self._flushed = flushed
             self._listed_at = float("-inf")  # the flush may have made new tables
         if next_seq != self._next_seq:
-            rows = conn.execute(
+            rows = self._conn.execute(
                 "SELECT seq + n, received_at, hashes FROM log WHERE seq >= ? ORDER BY seq", (self._next_seq,)
             )
             for end, received_at, hashes in rows:
-                self.add(self.bucket(received_at), unpack_hashes(hashes))
+                self.remember(received_at, unpack_hashes(hashes))
                 self.committed(end)
         for segment in self._segments:
             for bucket in [b for b in segment.keys if self._expired(b, now)]:
@@ -138,12 +147,13 @@ class DedupIndex:
     def _expired(self, bucket: int, now: float) -> bool:
         return (bucket + 1) * self.bucket_seconds + self.window <= now
 
-    def seen(self, conn: sqlite3.Connection, hashes: set[int], now: float) -> set[int]:
-        """The hashes among ``hashes`` already seen inside the window."""
-        found = hashes & self._recent
-        rest = hashes - found if found else hashes
+    def seen(self, keys: set[int]) -> set[int]:
+        """The keys among ``keys`` already seen inside the window."""
+        found = keys & self._recent
+        rest = keys - found if found else keys
         if not rest:
             return found
+        conn, now = self._conn, self._clock()
         try:
             found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
         except sqlite3.OperationalError as exc:
@@ -154,10 +164,10 @@ class DedupIndex:
             found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
         return found
 
-    def add(self, bucket: int, hashes: Collection[int]) -> None:
-        """Remember the hashes of one committed log row (call :meth:`committed` after its rows)."""
-        self._segments[-1].keys.setdefault(bucket, set()).update(hashes)
-        self._recent.update(hashes)
+    def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
+        """Remember the keys of one committed log row (call :meth:`committed` after its rows)."""
+        self._segments[-1].keys.setdefault(self.bucket(received_at_ms), set()).update(keys)
+        self._recent.update(keys)
 
     def committed(self, next_seq: int) -> None:
         """The log rows added so far end before ``next_seq``; seal the segment once it is full."""
@@ -169,9 +179,10 @@ class DedupIndex:
     def flush_due(self) -> bool:
         return self.recent_keys >= self.memory_keys and len(self._segments) > 1
 
-    def flush(self, conn: sqlite3.Connection, now: float) -> None:
+    def flush(self) -> None:
         """Write the oldest sealed segment into its bucket tables, sorted, and record how far the
         log is flushed (inside a write transaction, after :meth:`sync`)."""
+        conn = self._conn
         segment = self._segments[0]
         for bucket, keys in segment.keys.items():
             table = f"{_PREFIX}{bucket}"

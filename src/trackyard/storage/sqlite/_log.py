@@ -17,8 +17,8 @@ import sys
 from array import array
 from collections.abc import Iterator, Sequence
 
-from trackyard.storage.base import EventRecord, StoredEvent
-from trackyard.storage.sqlite._dedup import FLUSHED_KEY, key_hash, pack_hashes
+from trackyard.storage.base import EventRecord, StoredEvent, dedup_key
+from trackyard.storage.sqlite._dedup import FLUSHED_KEY, pack_hashes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -135,7 +135,7 @@ def migrate_events_table(conn: sqlite3.Connection) -> None:
                 pack(
                     seq,
                     [EventRecord(source_id, message_id, kind, received_at, body)],
-                    [key_hash((source_id, message_id))],
+                    [dedup_key(source_id, message_id)],
                 )
                 for seq, source_id, message_id, kind, received_at, body in page
             ],

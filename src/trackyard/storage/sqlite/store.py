@@ -30,14 +30,20 @@ from trackyard.errors import Overloaded, StoreUnavailable
 from trackyard.storage.base import (
     AppendResult,
     EventRecord,
+    NoSuchSource,
     RejectRecord,
     Source,
+    SourceExists,
     StoredEvent,
     StoredReject,
+    dedup_key,
 )
 from trackyard.storage.secrets import hash_secret
 from trackyard.storage.sqlite import _log
-from trackyard.storage.sqlite._dedup import DedupIndex, key_hash
+from trackyard.storage.sqlite._dedup import SQLiteDedup
+
+#: The database's file name in the store's directory.
+DATABASE_FILENAME = "trackyard.db"
 
 _SCHEMA_VERSION = 3
 _SCHEMA = f"""
@@ -75,11 +81,16 @@ def generate_write_key() -> str:
     return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))
 
 
+def database_path(directory: Path) -> Path:
+    return directory / DATABASE_FILENAME
+
+
 def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode FULL fsyncs the log on every commit; NORMAL only at checkpoints,
-    # which survives a process crash but not a power loss.
+    # The durability modes as pragmas. In WAL mode FULL fsyncs the log on every commit
+    # (durable on disk: ``full``); NORMAL only at checkpoints, which survives a process
+    # crash but not a power loss (``process``).
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
@@ -145,10 +156,11 @@ def _settle(outcomes: list[Outcome]) -> None:
 class _Writer(threading.Thread):
     """The one thread that writes to the database in this process."""
 
-    def __init__(self, conn: sqlite3.Connection, settings: Settings) -> None:
+    def __init__(self, conn: sqlite3.Connection, dedup: SQLiteDedup, settings: Settings) -> None:
         super().__init__(name="trackyard-writer", daemon=True)
         self._conn = conn
-        self._dedup = DedupIndex(settings.dedup_window_seconds, settings.dedup_memory_keys)
+        #: Bound to ``conn``: its checks and inserts run inside this writer's transactions.
+        self._dedup = dedup
         self._max_pending = settings.max_pending_events
         self._max_commit = settings.max_commit_events
         self._jobs: deque[_Job] = deque()
@@ -226,11 +238,10 @@ class _Writer(threading.Thread):
     def _commit(self, jobs: list[_Job]) -> list[AppendResult]:
         conn = self._conn
         dedup = self._dedup
-        now = time.time()
         with _write_transaction(conn):
-            seq = self._catch_up(now)
-            hashes = [[key_hash((e.source_id, e.message_id)) for e in job.events] for job in jobs]
-            seen = dedup.seen(conn, {h for job_hashes in hashes for h in job_hashes}, now)
+            seq = self._catch_up()
+            hashes = [[dedup_key(e.source_id, e.message_id) for e in job.events] for job in jobs]
+            seen = dedup.seen({h for job_hashes in hashes for h in job_hashes})
             results = []
             rows: list[_log.Row] = []
             added: list[tuple[int, list[int]]] = []
@@ -267,26 +278,25 @@ class _Writer(threading.Thread):
                 )
         # Only now: keys of a rolled-back commit must not count as seen.
         for received_at, part_hashes in added:
-            dedup.add(dedup.bucket(received_at), part_hashes)
+            dedup.remember(received_at, part_hashes)
         dedup.committed(seq)
         self.commits += 1
         self.written += sum(row[1] for row in rows)
         return results
 
-    def _catch_up(self, now: float) -> int:
+    def _catch_up(self) -> int:
         """Inside a write transaction: the seq the next log row gets, with the dedup keys in
         memory brought in step with the log (other worker processes write to it too)."""
         next_seq, flushed = self._conn.execute(_log.HEAD_SQL).fetchone()
-        self._dedup.sync(self._conn, next_seq, flushed, now)
+        self._dedup.sync(next_seq, flushed)
         return int(next_seq)
 
     def _flush(self) -> None:
         """Move the oldest segment of dedup keys held in memory into its tables (``_dedup.py``)."""
-        now = time.time()
         try:
             with _write_transaction(self._conn):
-                self._catch_up(now)
-                self._dedup.flush(self._conn, now)
+                self._catch_up()
+                self._dedup.flush()
         except Exception:  # nothing may stop the writer thread
             # The keys stay in memory and the log still has them; the next commit retries.
             log.exception("flushing dedup keys failed; will retry")
@@ -310,15 +320,21 @@ def _by_receipt(
 
 
 class SQLiteStore:
-    """The default backend. ``open(..., writer=False)`` gives a reader for the CLI."""
+    """The default backend: the log, the rejects and the sources in one database.
 
-    def __init__(self, settings: Settings, *, writer: bool = True) -> None:
+    ``directory`` holds the files (the data dir unless the store URL names another one,
+    see ``storage/factory.py``). ``writer=False`` gives a reader, as the CLI uses.
+    """
+
+    def __init__(self, settings: Settings, *, writer: bool = True, directory: Path | None = None) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.directory = settings.data_dir if directory is None else directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = database_path(self.directory)
         self._lock = threading.Lock()
-        self._conn = _connect(settings.database_path, settings.durability)
+        self._conn = _connect(path, settings.durability)
         self._migrate()
-        self._version_path = settings.data_dir / "sources.version"
+        self._version_path = self.directory / "sources.version"
         if not self._version_path.exists():
             self._version_path.write_bytes((0).to_bytes(8, "little"))
         self._version_fd = os.open(self._version_path, os.O_RDWR)
@@ -326,7 +342,9 @@ class SQLiteStore:
         self._version_map = mmap.mmap(self._version_fd, 8)
         self._writer: _Writer | None = None
         if writer:
-            self._writer = _Writer(_connect(settings.database_path, settings.durability), settings)
+            conn = _connect(path, settings.durability)
+            dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
+            self._writer = _Writer(conn, dedup, settings)
             self._writer.start()
 
     def close(self) -> None:
@@ -360,7 +378,7 @@ class SQLiteStore:
     async def ping(self) -> None:
         # A full disk often still takes a small commit (the WAL reuses its space), while every
         # real batch fails: so the free space is checked too, against the largest request.
-        stats = os.statvfs(self.settings.data_dir)
+        stats = os.statvfs(self.directory)
         free = stats.f_bavail * stats.f_frsize
         if free < 2 * self.settings.max_request_bytes:
             raise StoreUnavailable(f"only {free:,} bytes are free on the data dir's disk")
@@ -456,6 +474,7 @@ class SQLiteStore:
             "INSERT INTO sources (name, write_key, rate_limit, created_at, secret_hash)"
             " VALUES (?, ?, ?, ?, ?)",
             (name, key, rate_limit, created, None if secret is None else hash_secret(secret)),
+            f"A source named {name!r}, or one with that write key, exists already.",
         )
         source = self.source_by_name(name)
         assert source is not None
@@ -463,7 +482,9 @@ class SQLiteStore:
 
     def rotate_source(self, name: str, write_key: str | None = None) -> Source:
         self._change_sources(
-            "UPDATE sources SET write_key = ? WHERE name = ?", (write_key or generate_write_key(), name)
+            "UPDATE sources SET write_key = ? WHERE name = ?",
+            (write_key or generate_write_key(), name),
+            "Another source has that write key.",
         )
         return self._existing(name)
 
@@ -482,12 +503,15 @@ class SQLiteStore:
     def _existing(self, name: str) -> Source:
         source = self.source_by_name(name)
         if source is None:
-            raise KeyError(name)
+            raise NoSuchSource(name)
         return source
 
-    def _change_sources(self, sql: str, params: tuple[object, ...]) -> None:
-        with self._lock, _write_transaction(self._conn):
-            self._conn.execute(sql, params)
+    def _change_sources(self, sql: str, params: tuple[object, ...], conflict: str = "") -> None:
+        try:
+            with self._lock, _write_transaction(self._conn):
+                self._conn.execute(sql, params)
+        except sqlite3.IntegrityError:  # a UNIQUE name or write key
+            raise SourceExists(conflict) from None
         # Servers compare this counter on every request and reload their sources when it moves.
         version = self.sources_version() + 1
         self._version_map[:8] = version.to_bytes(8, "little")
