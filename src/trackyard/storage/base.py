@@ -175,7 +175,9 @@ class RejectStore(Protocol):
 class SourceRegistry(Protocol):
     """The sources: who may send, with which write key, secret and rate limit."""
 
-    def sources(self) -> list[Source]: ...
+    def sources(self) -> list[Source]:
+        """Every source, oldest first."""
+        ...
 
     def source_by_name(self, name: str) -> Source | None: ...
 

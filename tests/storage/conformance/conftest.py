@@ -7,12 +7,16 @@ joins the suite by adding its name to ``BACKENDS`` and a branch to ``_settings``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from trackyard.config import Settings
+from trackyard.storage.base import AppendResult, EventRecord, RejectRecord
 from trackyard.storage.factory import Backends, open_backends
 
 #: The backends the suite runs against. PostgreSQL and NATS JetStream (planned) will join
@@ -26,9 +30,28 @@ def _settings(name: str, data_dir: Path) -> Settings:
     raise AssertionError(f"no settings for backend {name!r}")
 
 
-def reopen(backends: Backends, *, writer: bool = True) -> Backends:
-    """Open the same backends again (after ``backends.close()``), as a restarted process would."""
-    return open_backends(backends.settings, writer=writer)
+@contextlib.contextmanager
+def reopened(backends: Backends, *, writer: bool = True) -> Iterator[Backends]:
+    """Close ``backends`` and open the same store again, as a restarted process would."""
+    backends.close()
+    again = open_backends(backends.settings, writer=writer)
+    try:
+        yield again
+    finally:
+        again.close()
+
+
+def event(message_id: str, source_id: int = 1, kind: str = "track") -> EventRecord:
+    # Received now: dedup windows go by receipt time, and keys of long ago have expired.
+    body = b'{"type":"%s","messageId":"%s"}' % (kind.encode(), message_id.encode())
+    return EventRecord(source_id, message_id, kind, int(time.time() * 1000), body)
+
+
+def append(
+    backends: Backends, events: Sequence[EventRecord], rejects: Sequence[RejectRecord] = ()
+) -> AppendResult:
+    """``EventLog.append`` from synchronous test code: it returns once the write is durable."""
+    return asyncio.run(backends.log.append(events, rejects))
 
 
 @pytest.fixture(params=BACKENDS)

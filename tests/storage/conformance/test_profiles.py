@@ -1,0 +1,98 @@
+"""ProfileStore basics: begin/commit/progress, rollback, reset, the rebuild request.
+
+The builder's behaviour (identity graph, merges, traits) is tested in tests/profiles; here
+only what every profile store must keep: a batch commits whole with its progress, or not at all.
+"""
+
+from __future__ import annotations
+
+from tests.storage.conformance.conftest import reopened
+from trackyard.profiles.storage import Changes, Identity, ProfileState, Progress, TraitWrite
+from trackyard.storage.factory import Backends
+
+
+def _changes(cursor: int) -> Changes:
+    person = ProfileState(
+        id=1,
+        kind="p",
+        created_seq=1,
+        unique={"user_id": "u-1"},
+        traits={"plan": ["pro", 1_000, 1]},
+        first_seen=1_000,
+        last_seen=2_000,
+        event_count=2,
+    )
+    return Changes(
+        progress=Progress(cursor=cursor, processed=cursor, next_id=2),
+        identities=[Identity("p:user_id:u-1", 1, 1_000, 1)],
+        profiles=[person],
+        events=[(1, 1), (1, 2)],
+        history=[TraitWrite(1, "plan", 1_000, 1, b'"pro"', True)],
+    )
+
+
+def test_a_new_store_starts_at_the_beginning(backends: Backends) -> None:
+    profiles = backends.profiles()
+    assert profiles.progress() == Progress()
+    assert profiles.counts()["people"] == 0
+    assert not profiles.rebuild_requested()
+
+
+def test_a_committed_batch_is_read_back_with_its_progress(backends: Backends) -> None:
+    profiles = backends.profiles()
+    assert profiles.begin() == Progress()
+    profiles.commit(_changes(cursor=2))
+    assert profiles.progress() == Progress(cursor=2, processed=2, next_id=2)
+    assert profiles.resolve_key("p:user_id:u-1") == 1
+    stored = profiles.profile(1)
+    assert stored is not None
+    assert (stored.kind, stored.unique, stored.traits, stored.event_count) == (
+        "p",
+        {"user_id": "u-1"},
+        {"plan": ["pro", 1_000, 1]},
+        2,
+    )
+    assert profiles.event_seqs(1, None, 10) == [2, 1]
+    assert [w.name for w in profiles.trait_history(1)] == ["plan"]
+    assert profiles.counts()["people"] == 1
+    # The writer sees it too, in its next transaction.
+    assert profiles.begin() == Progress(cursor=2, processed=2, next_id=2)
+    assert profiles.owners(["p:user_id:u-1", "p:user_id:u-2"]) == {"p:user_id:u-1": 1}
+    assert profiles.load([1, 7]).keys() == {1}
+    profiles.rollback()
+
+
+def test_a_rolled_back_batch_leaves_nothing(backends: Backends) -> None:
+    profiles = backends.profiles()
+    profiles.begin()
+    profiles.join(1, 2, 1_000, 1)
+    profiles.rollback()
+    assert profiles.progress() == Progress()
+    assert profiles.memberships(1) == []
+    # The store is usable after a rollback.
+    profiles.begin()
+    profiles.commit(_changes(cursor=1))
+    assert profiles.progress().cursor == 1
+
+
+def test_progress_and_profiles_survive_a_reopen(backends: Backends) -> None:
+    profiles = backends.profiles()
+    profiles.begin()
+    profiles.commit(_changes(cursor=5))
+    snapshot = profiles.snapshot()
+    with reopened(backends, writer=False) as again:
+        assert again.profiles().progress().cursor == 5
+        assert again.profiles().snapshot() == snapshot
+
+
+def test_reset_forgets_everything_and_a_rebuild_request_is_seen(backends: Backends) -> None:
+    profiles = backends.profiles()
+    profiles.begin()
+    profiles.commit(_changes(cursor=3))
+    profiles.request_rebuild()
+    assert profiles.rebuild_requested()
+    profiles.reset()
+    assert profiles.progress() == Progress()
+    assert profiles.resolve_key("p:user_id:u-1") is None
+    assert profiles.counts()["people"] == 0
+    assert not profiles.rebuild_requested()
