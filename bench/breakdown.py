@@ -19,6 +19,7 @@ from trackyard.config import Settings
 from trackyard.storage.base import EventRecord
 from trackyard.storage.sqlite import store as store_sqlite
 from trackyard.storage.sqlite._dedup import SQLiteDedup
+from trackyard.storage.sqlite._writer import Job, Writer
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item
 from trackyard.wire._segment_typed import normalize_raw
@@ -95,10 +96,10 @@ def main() -> None:
         store = store_sqlite.SQLiteStore(settings, writer=False)
         conn = store_sqlite._connect(store_sqlite.database_path(settings.data_dir), "full")
         dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
-        writer = store_sqlite._Writer(conn, dedup, settings)
+        writer = Writer(conn, dedup, settings)
         timed(
             "commit: one log row + dedup per request, fsync",
-            lambda: [writer._commit([store_sqlite._Job(r, [])]) for r in records],
+            lambda: [writer._commit([Job(r, [])]) for r in records],
             commit,
         )
         store.close()

@@ -19,8 +19,8 @@ from tests.conftest import Server, cli
 from trackyard.cli import main
 from trackyard.config import Settings
 from trackyard.storage.base import EventRecord
+from trackyard.storage.factory import open_backends
 from trackyard.storage.secrets import verify_secret
-from trackyard.storage.sqlite.store import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,17 +109,17 @@ def test_sources_errors_say_what_to_do(tmp_path: Path) -> None:
 
 
 def test_events_filters_and_cursor(tmp_path: Path) -> None:
-    store = SQLiteStore(Settings(data_dir=tmp_path))
-    web = store.add_source("web")
-    app = store.add_source("app")
+    backends = open_backends(Settings(data_dir=tmp_path), writer=True)
+    web = backends.sources.add_source("web")
+    app = backends.sources.add_source("app")
     records = [
         EventRecord(src.id, f"m{i}", kind, 0, msgspec.json.encode({"type": kind, "messageId": f"m{i}"}))
         for i, (src, kind) in enumerate(
             [(web, "track"), (app, "identify"), (web, "identify"), (web, "track")]
         )
     ]
-    asyncio.run(store.append(records, []))
-    store.close()
+    asyncio.run(backends.log.append(records, []))
+    backends.close()
 
     def ids(*args: str) -> list[str]:
         out = cli("events", "--data-dir", str(tmp_path), "--json", *args)
@@ -137,6 +137,35 @@ def test_data_dir_from_the_environment(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["sources", "add", "env"], env={"TRACKYARD_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0
     assert (tmp_path / "trackyard.db").exists()
+
+
+def test_the_store_url_from_the_environment(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "store"
+    env = {"TRACKYARD_STORE": f"sqlite://{elsewhere}"}
+    added = CliRunner().invoke(main, ["sources", "add", "web", "--data-dir", str(tmp_path / "d")], env=env)
+    assert added.exit_code == 0, added.output
+    assert (elsewhere / "trackyard.db").exists() and not (tmp_path / "d" / "trackyard.db").exists()
+    listed = CliRunner().invoke(
+        main, ["sources", "list", "--json", "--data-dir", str(tmp_path / "d")], env=env
+    )
+    assert msgspec.json.decode(listed.stdout)["name"] == "web"
+
+
+@pytest.mark.parametrize("args", [["sources", "list"], ["events"], ["rejects"], ["profiles", "status"]])
+def test_a_planned_backend_is_refused_by_every_command(tmp_path: Path, args: list[str]) -> None:
+    env = {"TRACKYARD_STORE": "nats://user:pw@nats.internal:4222"}
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(tmp_path)], env=env)
+    assert result.exit_code == 1
+    assert "NATS JetStream backend (nats://) is not available yet (planned)" in result.output
+    assert "pw@" not in result.output
+
+
+def test_serve_refuses_a_planned_backend_before_listening(tmp_path: Path) -> None:
+    store = "postgresql://trackyard:pw@db.internal/trackyard"
+    result = CliRunner().invoke(main, ["serve", "--port", "0", "--data-dir", str(tmp_path), "--store", store])
+    assert result.exit_code == 1
+    assert "PostgreSQL backend (postgresql://) is not available yet (planned)" in result.output
+    assert "listening" not in result.output and not (tmp_path / "trackyard.db").exists()
 
 
 def test_send_each_call(server: Server) -> None:
@@ -169,9 +198,9 @@ def test_sources_add_sets_a_secret_and_prints_a_generated_one_to_stderr(tmp_path
     assert re.fullmatch(r"[A-Za-z0-9]{32}", key)
     secret = re.search(r"secret: (\S+)", result.stderr)
     assert secret
-    store = SQLiteStore(Settings(data_dir=tmp_path), writer=False)
-    (source,) = store.sources()
-    store.close()
+    backends = open_backends(Settings(data_dir=tmp_path))
+    (source,) = backends.sources.sources()
+    backends.close()
     assert verify_secret(secret.group(1), source.secret_hash)
     assert secret.group(1) not in (source.secret_hash or "")
     chosen = CliRunner().invoke(

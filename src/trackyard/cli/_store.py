@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from trackyard.config import Settings, env_name
-from trackyard.storage.factory import Backends, StoreURLError, open_backends, store_exists
+from trackyard.storage.base import StoreURLError
+from trackyard.storage.factory import Backends, open_backends, store_exists
 
 
 def cli_settings(data_dir: Path) -> Settings:

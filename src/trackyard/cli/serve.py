@@ -15,7 +15,8 @@ from trackyard import __version__
 from trackyard.cli._options import data_dir_option
 from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.http import server
-from trackyard.storage.factory import StoreURLError, describe_store, open_backends
+from trackyard.storage.base import StoreURLError
+from trackyard.storage.factory import describe_store, open_backends
 
 _console = Console(stderr=True)
 

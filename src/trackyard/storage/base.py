@@ -19,6 +19,10 @@ class SourceExists(Exception):
     """A source with that name, or with that write key, exists already."""
 
 
+class StoreURLError(ValueError):
+    """``TRACKYARD_STORE`` names no backend that exists, or names one badly."""
+
+
 class NoSuchSource(KeyError):
     """No source has that name. (A ``KeyError``, so lookups by name read naturally.)"""
 

@@ -15,20 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from trackyard.config import Settings
-from trackyard.storage.base import EventLog, RejectStore, SourceRegistry
+from trackyard.storage.base import EventLog, RejectStore, SourceRegistry, StoreURLError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from trackyard.profiles.storage import ProfileStore
 
-#: What the schemes that exist today mean, for the error that refuses any other.
-_AVAILABLE = (
-    "sqlite: (the default: SQLite files in the data dir) or sqlite:///ABSOLUTE/DIR (SQLite files in DIR)"
-)
 #: Schemes later backends will take, refused until then.
 _PLANNED = {
     "postgresql": "PostgreSQL",
@@ -37,60 +32,49 @@ _PLANNED = {
 }
 
 
-class StoreURLError(ValueError):
-    """``TRACKYARD_STORE`` names no backend that exists."""
-
-
-@dataclass(frozen=True, slots=True)
-class _SQLiteLocation:
-    directory: Path
-
-
-def _locate(settings: Settings) -> _SQLiteLocation:
-    """Where the configured store is, or a ``StoreURLError`` that says what is accepted.
+def _scheme(settings: Settings) -> str:
+    """The configured backend's scheme, or a ``StoreURLError`` that says what is accepted.
 
     Only the scheme is ever quoted back: a URL may carry a password.
     """
+    from trackyard.storage.sqlite.store import URL_FORMS
+
     url = settings.store_url
     if not url:
-        return _SQLiteLocation(settings.data_dir)
+        return "sqlite"
     scheme, sep, _ = url.partition(":")
     scheme = scheme.lower()
     if not sep:
         raise StoreURLError(
-            f"TRACKYARD_STORE must be a URL such as sqlite:, not {url!r}. Accepted: {_AVAILABLE}."
+            f"TRACKYARD_STORE must be a URL such as sqlite:, not {url!r}. Available today: {URL_FORMS}."
         )
     if scheme in _PLANNED:
         raise StoreURLError(
             f"TRACKYARD_STORE: the {_PLANNED[scheme]} backend ({scheme}://) is not available yet (planned). "
-            f"Available today: {_AVAILABLE}."
+            f"Available today: {URL_FORMS}."
         )
     if scheme != "sqlite":
         raise StoreURLError(
-            f"TRACKYARD_STORE: no backend for the scheme {scheme!r}. Available today: {_AVAILABLE}."
+            f"TRACKYARD_STORE: no backend for the scheme {scheme!r}. Available today: {URL_FORMS}."
         )
-    parts = urlsplit(url)
-    if parts.netloc or parts.query or parts.fragment:
-        raise StoreURLError(
-            f"TRACKYARD_STORE {url!r}: a sqlite URL takes no host, query or fragment. Accepted: {_AVAILABLE}."
-        )
-    if not parts.path:
-        return _SQLiteLocation(settings.data_dir)
-    if not parts.path.startswith("/"):
-        raise StoreURLError(
-            f"TRACKYARD_STORE {url!r}: the directory must be absolute (sqlite:///ABSOLUTE/DIR)."
-        )
-    return _SQLiteLocation(Path(unquote(parts.path)))
+    return scheme
+
+
+def _sqlite_directory(settings: Settings) -> Path:
+    _scheme(settings)
+    from trackyard.storage.sqlite.store import store_directory
+
+    return store_directory(settings)
 
 
 def check_store_url(settings: Settings) -> None:
     """Raise ``StoreURLError`` unless ``settings.store_url`` names an available backend."""
-    _locate(settings)
+    _sqlite_directory(settings)
 
 
 def describe_store(settings: Settings) -> str:
     """Where the store is, for the start-up line."""
-    return f"SQLite in {_locate(settings).directory}"
+    return f"SQLite in {_sqlite_directory(settings)}"
 
 
 @dataclass
@@ -124,7 +108,7 @@ def store_exists(settings: Settings) -> bool:
     """Whether the configured store has been created (the CLI refuses to read a missing one)."""
     from trackyard.storage.sqlite.store import database_path
 
-    return database_path(_locate(settings).directory).exists()
+    return database_path(_sqlite_directory(settings)).exists()
 
 
 def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
@@ -133,16 +117,16 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
     ``writer=True`` in the processes that append to the log. Raises ``StoreURLError`` for a
     store URL that names no available backend.
     """
-    location = _locate(settings)
+    directory = _sqlite_directory(settings)
     from trackyard.storage.sqlite.profiles import SQLiteProfiles
     from trackyard.storage.sqlite.store import SQLiteStore
 
-    store = SQLiteStore(settings, writer=writer, directory=location.directory)
+    store = SQLiteStore(settings, writer=writer)
     return Backends(
         settings,
         log=store,
         sources=store,
         rejects=store,
-        _open_profiles=lambda: SQLiteProfiles(location.directory),
+        _open_profiles=lambda: SQLiteProfiles(directory),
         _closers=[store.close],
     )

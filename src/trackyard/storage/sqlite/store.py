@@ -1,32 +1,26 @@
 """The embedded store: one SQLite database (WAL) under the data dir.
 
-All writes go through one writer thread per process (as in Datasette). Requests hand it
-their events and wait; it takes everything that is waiting, writes it in one
-transaction and commits once, so concurrent requests share one fsync (group commit).
+All writes go through one writer thread per process (as in Datasette, ``_writer.py``).
 Worker processes each have a writer; SQLite's write lock (``BEGIN IMMEDIATE``) orders
 them, which also makes the dedup check and the insert atomic across processes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import mmap
 import os
 import secrets
 import sqlite3
 import string
 import threading
-import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from trackyard.config import Durability, Settings
-from trackyard.errors import Overloaded, StoreUnavailable
+from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import (
     AppendResult,
     EventRecord,
@@ -36,11 +30,12 @@ from trackyard.storage.base import (
     SourceExists,
     StoredEvent,
     StoredReject,
-    dedup_key,
+    StoreURLError,
 )
 from trackyard.storage.secrets import hash_secret
 from trackyard.storage.sqlite import _log
 from trackyard.storage.sqlite._dedup import SQLiteDedup
+from trackyard.storage.sqlite._writer import Writer, write_transaction
 
 #: The database's file name in the store's directory.
 DATABASE_FILENAME = "trackyard.db"
@@ -71,7 +66,6 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
-log = logging.getLogger("trackyard.storage")
 _WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
 _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 
@@ -79,6 +73,31 @@ _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_
 def generate_write_key() -> str:
     """32 random letters and digits, the shape of a Segment write key."""
     return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))
+
+
+#: The store URLs this backend takes, for errors that refuse others.
+URL_FORMS = (
+    "sqlite: (the default: SQLite files in the data dir) or sqlite:///ABSOLUTE/DIR (SQLite files in DIR)"
+)
+
+
+def store_directory(settings: Settings) -> Path:
+    """The directory a ``sqlite:`` store URL names: the data dir unless it gives an absolute path."""
+    if not settings.store_url:
+        return settings.data_dir
+    url = settings.store_url
+    parts = urlsplit(url)
+    if parts.netloc or parts.query or parts.fragment:
+        raise StoreURLError(
+            f"TRACKYARD_STORE {url!r}: a sqlite URL takes no host, query or fragment. Accepted: {URL_FORMS}."
+        )
+    if not parts.path:
+        return settings.data_dir
+    if not parts.path.startswith("/"):
+        raise StoreURLError(
+            f"TRACKYARD_STORE {url!r}: the directory must be absolute (sqlite:///ABSOLUTE/DIR)."
+        )
+    return Path(unquote(parts.path))
 
 
 def database_path(directory: Path) -> Path:
@@ -96,19 +115,6 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     return conn
 
 
-@contextlib.contextmanager
-def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` (SQLite's write lock) ... ``COMMIT``; rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> Source:
     return Source(
         id=row[0],
@@ -121,214 +127,16 @@ def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> So
     )
 
 
-class _Job:
-    __slots__ = ("events", "future", "probe", "rejects", "size")
-
-    def __init__(
-        self,
-        events: Sequence[EventRecord],
-        rejects: Sequence[RejectRecord],
-        future: asyncio.Future[AppendResult] | None = None,
-        probe: bool = False,
-    ) -> None:
-        self.events = events
-        self.rejects = rejects
-        self.probe = probe
-        self.size = len(events) + len(rejects)
-        #: Where the request waits; ``None`` when nobody does (the breakdown benchmark).
-        self.future = future
-
-
-Outcome = tuple[asyncio.Future[AppendResult], AppendResult | BaseException]
-
-
-def _settle(outcomes: list[Outcome]) -> None:
-    """In the event loop: wake the requests one commit answered."""
-    for future, outcome in outcomes:
-        if future.done():  # the request was cancelled (its client went away)
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
-class _Writer(threading.Thread):
-    """The one thread that writes to the database in this process."""
-
-    def __init__(self, conn: sqlite3.Connection, dedup: SQLiteDedup, settings: Settings) -> None:
-        super().__init__(name="trackyard-writer", daemon=True)
-        self._conn = conn
-        #: Bound to ``conn``: its checks and inserts run inside this writer's transactions.
-        self._dedup = dedup
-        self._max_pending = settings.max_pending_events
-        self._max_commit = settings.max_commit_events
-        self._jobs: deque[_Job] = deque()
-        self._pending = 0
-        self._stopping = False
-        self._cv = threading.Condition()
-        #: Transactions committed and events written by this writer, for tests and benchmarks.
-        self.commits = 0
-        self.written = 0
-        self.flushes = 0
-
-    def submit(
-        self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
-    ) -> asyncio.Future[AppendResult]:
-        """Queue a write; the returned future (of the running loop) resolves once it is committed."""
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        job = _Job(events, rejects, future, probe)
-        with self._cv:
-            if self._stopping:
-                raise StoreUnavailable("the store is shutting down")
-            # A job larger than the bound still goes through when nothing else waits.
-            if self._pending and self._pending + job.size > self._max_pending:
-                raise Overloaded(f"{self._pending} events are waiting to be written")
-            self._jobs.append(job)
-            self._pending += job.size
-            self._cv.notify()
-        return future
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        self.join()
-
-    def run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._jobs and not self._stopping:
-                    self._cv.wait()
-                if not self._jobs:
-                    return
-                jobs = [self._jobs.popleft()]
-                size = jobs[0].size
-                while self._jobs and size + self._jobs[0].size <= self._max_commit:
-                    job = self._jobs.popleft()
-                    jobs.append(job)
-                    size += job.size
-            outcomes: list[AppendResult | BaseException]
-            try:
-                outcomes = list(self._commit(jobs))
-            except Exception as exc:  # every failure is reported to the waiting requests
-                reason = f"{type(exc).__name__}: {exc}"
-                outcomes = [StoreUnavailable(reason) for _ in jobs]
-            self._wake(jobs, outcomes)
-            with self._cv:
-                self._pending -= size
-            if self._dedup.flush_due():
-                self._flush()
-
-    @staticmethod
-    def _wake(jobs: list[_Job], outcomes: list[AppendResult | BaseException]) -> None:
-        """One hand-off per event loop and commit, not one per request: each costs the loop a wake-up."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if job.future is not None:
-                by_loop.setdefault(job.future.get_loop(), []).append((job.future, outcome))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle, settled)
-
-    def _commit(self, jobs: list[_Job]) -> list[AppendResult]:
-        conn = self._conn
-        dedup = self._dedup
-        with _write_transaction(conn):
-            seq = self._catch_up()
-            hashes = [[dedup_key(e.source_id, e.message_id) for e in job.events] for job in jobs]
-            seen = dedup.seen({h for job_hashes in hashes for h in job_hashes})
-            results = []
-            rows: list[_log.Row] = []
-            added: list[tuple[int, list[int]]] = []
-            for job, job_hashes in zip(jobs, hashes, strict=True):
-                events: list[EventRecord] = []
-                kept: list[int] = []
-                for event, h in zip(job.events, job_hashes, strict=True):
-                    if h not in seen:
-                        seen.add(h)
-                        events.append(event)
-                        kept.append(h)
-                for part, part_hashes in _by_receipt(events, kept):
-                    rows.append(_log.pack(seq, part, part_hashes))
-                    added.append((part[0].received_at_ms, part_hashes))
-                    seq += len(part)
-                results.append(AppendResult(stored=len(events), duplicates=len(job.events) - len(events)))
-            conn.executemany(
-                "INSERT INTO log (seq, n, source_id, received_at, types, sizes, hashes, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.executemany(
-                "INSERT INTO rejects (source_id, received_at, route, code, message, item_index, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.source_id, r.received_at_ms, r.route, r.code, r.message, r.index, r.body)
-                    for job in jobs
-                    for r in job.rejects
-                ],
-            )
-            if any(job.probe for job in jobs):
-                conn.execute(
-                    "INSERT OR REPLACE INTO health (id, probed_at) VALUES (1, ?)", (int(time.time()),)
-                )
-        # Only now: keys of a rolled-back commit must not count as seen.
-        for received_at, part_hashes in added:
-            dedup.remember(received_at, part_hashes)
-        dedup.committed(seq)
-        self.commits += 1
-        self.written += sum(row[1] for row in rows)
-        return results
-
-    def _catch_up(self) -> int:
-        """Inside a write transaction: the seq the next log row gets, with the dedup keys in
-        memory brought in step with the log (other worker processes write to it too)."""
-        next_seq, flushed = self._conn.execute(_log.HEAD_SQL).fetchone()
-        self._dedup.sync(next_seq, flushed)
-        return int(next_seq)
-
-    def _flush(self) -> None:
-        """Move the oldest segment of dedup keys held in memory into its tables (``_dedup.py``)."""
-        try:
-            with _write_transaction(self._conn):
-                self._catch_up()
-                self._dedup.flush()
-        except Exception:  # nothing may stop the writer thread
-            # The keys stay in memory and the log still has them; the next commit retries.
-            log.exception("flushing dedup keys failed; will retry")
-            return
-        self._dedup.flushed()
-        self.flushes += 1
-
-
-def _by_receipt(
-    events: list[EventRecord], hashes: list[int]
-) -> Iterator[tuple[list[EventRecord], list[int]]]:
-    """Split a request's events into runs of one source and one receipt time: one log row each."""
-    start = 0
-    for index in range(1, len(events) + 1):
-        if index == len(events) or (
-            events[index].source_id != events[start].source_id
-            or events[index].received_at_ms != events[start].received_at_ms
-        ):
-            yield events[start:index], hashes[start:index]
-            start = index
-
-
 class SQLiteStore:
     """The default backend: the log, the rejects and the sources in one database.
 
-    ``directory`` holds the files (the data dir unless the store URL names another one,
-    see ``storage/factory.py``). ``writer=False`` gives a reader, as the CLI uses.
+    Its files are in :func:`store_directory`: the data dir unless the store URL names
+    another one. ``writer=False`` gives a reader, as the CLI uses.
     """
 
-    def __init__(self, settings: Settings, *, writer: bool = True, directory: Path | None = None) -> None:
+    def __init__(self, settings: Settings, *, writer: bool = True) -> None:
         self.settings = settings
-        self.directory = settings.data_dir if directory is None else directory
+        self.directory = store_directory(settings)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = database_path(self.directory)
         self._lock = threading.Lock()
@@ -340,11 +148,11 @@ class SQLiteStore:
         self._version_fd = os.open(self._version_path, os.O_RDWR)
         # Mapped, so the per-request check is a memory read: no syscall, no GIL hand-off.
         self._version_map = mmap.mmap(self._version_fd, 8)
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         if writer:
             conn = _connect(path, settings.durability)
             dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
-            self._writer = _Writer(conn, dedup, settings)
+            self._writer = Writer(conn, dedup, settings)
             self._writer.start()
 
     def close(self) -> None:
@@ -361,7 +169,7 @@ class SQLiteStore:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version >= _SCHEMA_VERSION:
                 return
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
                 # Schema 2 kept one row per event; each becomes a row of one, seqs unchanged.
@@ -508,7 +316,7 @@ class SQLiteStore:
 
     def _change_sources(self, sql: str, params: tuple[object, ...], conflict: str = "") -> None:
         try:
-            with self._lock, _write_transaction(self._conn):
+            with self._lock, write_transaction(self._conn):
                 self._conn.execute(sql, params)
         except sqlite3.IntegrityError:  # a UNIQUE name or write key
             raise SourceExists(conflict) from None

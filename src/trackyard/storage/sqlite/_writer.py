@@ -1,0 +1,238 @@
+"""The SQLite store's writer: the one thread per process that writes to the database.
+
+Requests hand it their events and wait; it takes everything that is waiting, writes it in
+one transaction and commits once, so concurrent requests share one fsync (group commit).
+The dedup check (:class:`~trackyard.storage.sqlite._dedup.SQLiteDedup`, injected) and the
+insert run in that same transaction, under SQLite's write lock, so they are atomic across
+worker processes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+from trackyard.config import Settings
+from trackyard.errors import Overloaded, StoreUnavailable
+from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, dedup_key
+from trackyard.storage.sqlite import _log
+from trackyard.storage.sqlite._dedup import SQLiteDedup
+
+log = logging.getLogger("trackyard.storage")
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` (SQLite's write lock) ... ``COMMIT``; rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class Job:
+    __slots__ = ("events", "future", "probe", "rejects", "size")
+
+    def __init__(
+        self,
+        events: Sequence[EventRecord],
+        rejects: Sequence[RejectRecord],
+        future: asyncio.Future[AppendResult] | None = None,
+        probe: bool = False,
+    ) -> None:
+        self.events = events
+        self.rejects = rejects
+        self.probe = probe
+        self.size = len(events) + len(rejects)
+        #: Where the request waits; ``None`` when nobody does (the breakdown benchmark).
+        self.future = future
+
+
+Outcome = tuple[asyncio.Future[AppendResult], AppendResult | BaseException]
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """In the event loop: wake the requests one commit answered."""
+    for future, outcome in outcomes:
+        if future.done():  # the request was cancelled (its client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class Writer(threading.Thread):
+    """The one thread that writes to the database in this process."""
+
+    def __init__(self, conn: sqlite3.Connection, dedup: SQLiteDedup, settings: Settings) -> None:
+        super().__init__(name="trackyard-writer", daemon=True)
+        self._conn = conn
+        #: Bound to ``conn``: its checks and inserts run inside this writer's transactions.
+        self._dedup = dedup
+        self._max_pending = settings.max_pending_events
+        self._max_commit = settings.max_commit_events
+        self._jobs: deque[Job] = deque()
+        self._pending = 0
+        self._stopping = False
+        self._cv = threading.Condition()
+        #: Transactions committed and events written by this writer, for tests and benchmarks.
+        self.commits = 0
+        self.written = 0
+        self.flushes = 0
+
+    def submit(
+        self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
+    ) -> asyncio.Future[AppendResult]:
+        """Queue a write; the returned future (of the running loop) resolves once it is committed."""
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        job = Job(events, rejects, future, probe)
+        with self._cv:
+            if self._stopping:
+                raise StoreUnavailable("the store is shutting down")
+            # A job larger than the bound still goes through when nothing else waits.
+            if self._pending and self._pending + job.size > self._max_pending:
+                raise Overloaded(f"{self._pending} events are waiting to be written")
+            self._jobs.append(job)
+            self._pending += job.size
+            self._cv.notify()
+        return future
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self.join()
+
+    def run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stopping:
+                    self._cv.wait()
+                if not self._jobs:
+                    return
+                jobs = [self._jobs.popleft()]
+                size = jobs[0].size
+                while self._jobs and size + self._jobs[0].size <= self._max_commit:
+                    job = self._jobs.popleft()
+                    jobs.append(job)
+                    size += job.size
+            outcomes: list[AppendResult | BaseException]
+            try:
+                outcomes = list(self._commit(jobs))
+            except Exception as exc:  # every failure is reported to the waiting requests
+                reason = f"{type(exc).__name__}: {exc}"
+                outcomes = [StoreUnavailable(reason) for _ in jobs]
+            self._wake(jobs, outcomes)
+            with self._cv:
+                self._pending -= size
+            if self._dedup.flush_due():
+                self._flush()
+
+    @staticmethod
+    def _wake(jobs: list[Job], outcomes: list[AppendResult | BaseException]) -> None:
+        """One hand-off per event loop and commit, not one per request: each costs the loop a wake-up."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if job.future is not None:
+                by_loop.setdefault(job.future.get_loop(), []).append((job.future, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _commit(self, jobs: list[Job]) -> list[AppendResult]:
+        conn = self._conn
+        dedup = self._dedup
+        with write_transaction(conn):
+            seq = self._catch_up()
+            hashes = [[dedup_key(e.source_id, e.message_id) for e in job.events] for job in jobs]
+            seen = dedup.seen({h for job_hashes in hashes for h in job_hashes})
+            results = []
+            rows: list[_log.Row] = []
+            added: list[tuple[int, list[int]]] = []
+            for job, job_hashes in zip(jobs, hashes, strict=True):
+                events: list[EventRecord] = []
+                kept: list[int] = []
+                for event, h in zip(job.events, job_hashes, strict=True):
+                    if h not in seen:
+                        seen.add(h)
+                        events.append(event)
+                        kept.append(h)
+                for part, part_hashes in _by_receipt(events, kept):
+                    rows.append(_log.pack(seq, part, part_hashes))
+                    added.append((part[0].received_at_ms, part_hashes))
+                    seq += len(part)
+                results.append(AppendResult(stored=len(events), duplicates=len(job.events) - len(events)))
+            conn.executemany(
+                "INSERT INTO log (seq, n, source_id, received_at, types, sizes, hashes, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO rejects (source_id, received_at, route, code, message, item_index, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.source_id, r.received_at_ms, r.route, r.code, r.message, r.index, r.body)
+                    for job in jobs
+                    for r in job.rejects
+                ],
+            )
+            if any(job.probe for job in jobs):
+                conn.execute(
+                    "INSERT OR REPLACE INTO health (id, probed_at) VALUES (1, ?)", (int(time.time()),)
+                )
+        # Only now: keys of a rolled-back commit must not count as seen.
+        for received_at, part_hashes in added:
+            dedup.remember(received_at, part_hashes)
+        dedup.committed(seq)
+        self.commits += 1
+        self.written += sum(row[1] for row in rows)
+        return results
+
+    def _catch_up(self) -> int:
+        """Inside a write transaction: the seq the next log row gets, with the dedup keys in
+        memory brought in step with the log (other worker processes write to it too)."""
+        next_seq, flushed = self._conn.execute(_log.HEAD_SQL).fetchone()
+        self._dedup.sync(next_seq, flushed)
+        return int(next_seq)
+
+    def _flush(self) -> None:
+        """Move the oldest segment of dedup keys held in memory into its tables (``_dedup.py``)."""
+        try:
+            with write_transaction(self._conn):
+                self._catch_up()
+                self._dedup.flush()
+        except Exception:  # nothing may stop the writer thread
+            # The keys stay in memory and the log still has them; the next commit retries.
+            log.exception("flushing dedup keys failed; will retry")
+            return
+        self._dedup.flushed()
+        self.flushes += 1
+
+
+def _by_receipt(
+    events: list[EventRecord], hashes: list[int]
+) -> Iterator[tuple[list[EventRecord], list[int]]]:
+    """Split a request's events into runs of one source and one receipt time: one log row each."""
+    start = 0
+    for index in range(1, len(events) + 1):
+        if index == len(events) or (
+            events[index].source_id != events[start].source_id
+            or events[index].received_at_ms != events[start].received_at_ms
+        ):
+            yield events[start:index], hashes[start:index]
+            start = index
