@@ -88,8 +88,9 @@ def store_directory(settings: Settings) -> Path:
     url = settings.store_url
     parts = urlsplit(url)
     if parts.netloc or parts.query or parts.fragment:
+        # Not quoted back: a host part may carry a password.
         raise StoreURLError(
-            f"TRACKYARD_STORE {url!r}: a sqlite URL takes no host, query or fragment. Accepted: {URL_FORMS}."
+            f"TRACKYARD_STORE: a sqlite URL takes no host, query or fragment. Accepted: {URL_FORMS}."
         )
     if not parts.path:
         return settings.data_dir
