@@ -15,5 +15,6 @@ data_dir_option = click.option(
     show_default=True,
     envvar="TRACKYARD_DATA_DIR",
     show_envvar=True,
-    help="Directory holding the embedded store (trackyard.db, and profiles.db for profiles).",
+    help="Directory holding trackyard's files: the embedded SQLite store, unless TRACKYARD_STORE "
+    "names another place.",
 )
