@@ -109,7 +109,7 @@ class EventLog(Protocol):
 
         Returns only once the write is as durable as the configured mode promises.
         Raises ``Overloaded`` when the writer's queue is full and ``StoreUnavailable``
-        when the store cannot write.
+        when the store cannot write (also when it was opened without ``writer=True``).
         """
         ...
 
