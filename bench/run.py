@@ -473,9 +473,11 @@ def main() -> int:
             [
                 py,
                 "-c",
-                "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute("
-                "'select coalesce(sum(n), 0) from log').fetchone()[0])",
-                str(data / "trackyard.db"),
+                # Seqs are dense from 1 (docs/storage.md), so the head is the number stored.
+                "import sys;from pathlib import Path;from trackyard.config import Settings;"
+                "from trackyard.storage.factory import open_backends;"
+                "b=open_backends(Settings(data_dir=Path(sys.argv[1])));print(b.log.head_seq());b.close()",
+                str(data),
             ],
             capture_output=True,
             text=True,
