@@ -28,7 +28,8 @@ def test_a_stalled_store_under_heavy_load_sheds_with_429_and_recovers(tmp_path: 
 def test_requests_in_flight_are_bounded_before_their_bodies_are_read(tmp_path: Path) -> None:
     """Connections that each announce a 400 KB batch and send half of it: past the bound the
     server must refuse at once (429, Retry-After) instead of buffering every body."""
-    server = start_server(tmp_path / "data", env={"TRACKYARD_MAX_IN_FLIGHT_REQUESTS": "32"})
+    # Room for 32 such bodies in flight.
+    server = start_server(tmp_path / "data", env={"TRACKYARD_MAX_IN_FLIGHT_BYTES": str(32 * 400_000)})
     auth = "Authorization: Basic " + base64.b64encode(f"{server.write_key}:".encode()).decode()
     socks = []
     try:
