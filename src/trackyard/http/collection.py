@@ -4,9 +4,10 @@ CORS is open to every origin, since write keys are public in browsers, but only 
 collection routes: the admin API and unknown paths get no CORS headers, so a browser on
 another origin cannot read them. Every answer on a collection path carries them, errors
 included (401, 404, 405, 429...): a browser that cannot read an answer reports a CORS
-failure instead of the error, and SDKs retry it as if the network had failed. A path
-under a collection prefix (``/v1/``, ``/web/``...) counts, so a mistyped route's 404 is
-readable too.
+failure instead of the error, and SDKs retry it as if the network had failed. The 404
+for an unknown path under a collection prefix (``/v1/``, ``/web/``...) is readable too,
+so a mistyped route says so; its preflight is not answered, since the admin API's paths
+share the ``/v1/`` prefix.
 
 The fast path: a POST to a collection route with a fixed path (``/v1/track``,
 ``/v1/batch``, ``/analytics/v1/batch``, ...) goes straight to its endpoint. That skips
@@ -82,15 +83,17 @@ class CollectionCORS:
             max_age=CORS_MAX_AGE,
         )
 
-    def _is_collection(self, scope: Scope) -> bool:
-        if any(r.matches(scope)[0] != Match.NONE for r in self.router.routes):
-            return True
-        path: str = scope["path"]
-        return ("/" + path.split("/")[1]) in self.prefixes
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._is_collection(scope):
+        if scope["type"] != "http":
             await self.router(scope, receive, send)
+            return
+        if all(r.matches(scope)[0] == Match.NONE for r in self.router.routes):
+            path: str = scope["path"]
+            # No preflight here: admin routes' OPTIONS fall through to this mount too.
+            if scope["method"] != "OPTIONS" and "/" + path.split("/")[1] in self.prefixes:
+                await send_answer(send, _http_error(scope, HTTPException(404)), cors_headers(scope))
+            else:
+                await self.router(scope, receive, send)
             return
         try:
             if any(name == b"origin" for name, _ in scope["headers"]):
