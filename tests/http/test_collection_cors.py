@@ -8,13 +8,14 @@ as much as a 200. The admin API and unknown paths outside the collection prefixe
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import Server, start_server
-from tests.faults._raw import connect, head
+from tests.faults._raw import closed_within, connect, head, status_of
 
 ORIGIN = "http://localhost:5173"
 
@@ -81,4 +82,16 @@ def test_the_overload_429_carries_cors(tmp_path: Path) -> None:
         assert answer.headers["access-control-allow-credentials"] == "true"
     finally:
         held.close()
+        server.stop()
+
+
+def test_the_late_body_408_carries_cors(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", env={"TRACKYARD_BODY_TIMEOUT_SECONDS": "1"})
+    try:
+        with contextlib.closing(connect(server.url)) as sock:
+            sock.sendall(head("/v1/track", 1000, f"Origin: {ORIGIN}") + b'{"userId"')
+            closed, answer = closed_within(sock, 10)
+        assert closed and status_of(answer) == 408, answer[:300]
+        assert f"access-control-allow-origin: {ORIGIN}".encode() in answer.lower()
+    finally:
         server.stop()
