@@ -8,7 +8,9 @@
   most a body is ever read to); a compressed body, or one of undeclared length, counts as
   the request limit, since what it decodes to is not known before it is read. So an SDK's
   burst of many small batches fits where a count of requests would refuse it, and
-  memory stays bounded by the worst case. Health probes are exempt.
+  memory stays bounded by the worst case. One request is always let in, however large,
+  so a bound set below the request limit slows clients down instead of stalling them.
+  Health probes are exempt.
 - While the writer's queue is full, a POST is refused the same way before anything is
   read or decoded: under overload, shedding must cost as little as possible.
 - The 429s carry CORS headers: they hold no data, and a browser SDK that cannot read
@@ -81,7 +83,6 @@ class RequestGuard:
             return
         cost = self._cost(scope)
         in_flight = self.in_flight_bytes
-        # One request is always let in, however large, or a bound set below it would stall all.
         if (in_flight and in_flight + cost > self.max_in_flight_bytes) or (
             scope["method"] == "POST" and self.saturated()
         ):
