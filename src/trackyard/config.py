@@ -54,9 +54,14 @@ class Settings:
     max_event_bytes: int = MAX_EVENT_BYTES
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS
-    #: Requests being served at once (per worker) beyond which new ones get 429 at once,
-    #: before their bodies are read: bodies are what fills memory under overload.
-    max_in_flight_requests: int = 128
+    #: Body bytes of the requests being served at once (per worker) beyond which new ones
+    #: get 429 at once, before their bodies are read: bodies are what fills memory under
+    #: overload. Each request counts as its declared Content-Length, at least
+    #: ``max_event_bytes`` and at most ``max_request_bytes`` (the most any body is read to);
+    #: a compressed body, or one of undeclared length, counts as ``max_request_bytes``.
+    #: The default holds 256 small requests (an SDK's burst of batches) or 16 full batches;
+    #: decoding multiplies what a body holds in memory several times over.
+    max_in_flight_bytes: int = 256 * MAX_EVENT_BYTES
     #: Seconds a request head (request line and headers) may take to arrive, and its size.
     header_timeout_seconds: int = 10
     max_head_bytes: int = 64 * 1024

@@ -124,3 +124,24 @@ def test_node_sdk_small_batches(server: Any) -> None:
     stored = stored_for(server, summary)
     ids = [e["messageId"] for e in server.events()]
     assert all(ids.count(mid) == 1 for mid in stored)
+
+
+def test_node_sdk_burst_with_default_settings_gets_no_429(server: Any) -> None:
+    """2,000 calls at once go out as about 134 concurrent batches of 15: an ordinary burst,
+    which the bound on what is in flight (bytes, not requests) must let through."""
+    require(NODE is not None, "node is not installed")
+    config = {"host": server.url, "writeKey": server.write_key, "count": 2000}
+    proc = subprocess.run(
+        [str(NODE), "node_burst.mjs", json.dumps(config)],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"node_burst.mjs failed:\n{proc.stdout}\n{proc.stderr}"
+    summary = json.loads(proc.stdout)
+    assert summary["errors"] == []
+    assert set(summary["statuses"]) == {"200"}, summary["statuses"]
+    assert summary["statuses"]["200"] >= 2000 // 15
+    assert len(server.wait_for_events(2000, timeout=30)) == 2000

@@ -43,6 +43,9 @@ def perturbed_calls(draw: st.DrawFn) -> dict[str, Any]:
         call["timestamp"] = draw(TIMESTAMPS)
     if draw(st.booleans()):
         call["sentAt"] = draw(TIMESTAMPS)
+    if draw(st.booleans()):  # RudderStack's SDKs send only originalTimestamp
+        call.pop("timestamp", None)
+        call["originalTimestamp"] = draw(TIMESTAMPS | ODD_VALUES)
     if draw(st.booleans()):
         call["writeKey"] = draw(st.sampled_from(["k", "other"]))
     if draw(st.booleans()):
@@ -115,6 +118,19 @@ def test_the_calls_sdks_send_take_the_fast_path() -> None:
             "timestamp": "2026-01-01T12:00:00.123456+00:00",
             "messageId": "7c8c6b0a-3f00-4a36-8f5e-6a5b2c1d0e9f",
         },
+        # @rudderstack/rudder-sdk-node and @rudderstack/analytics-js: no timestamp
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "channel": "server",
+            "properties": {"revenue": 1},
+            "context": {"library": {"name": "analytics-node", "version": "3.0.13"}},
+            "integrations": {"All": True},
+            "originalTimestamp": "2026-01-01T11:00:00.000Z",
+            "messageId": "c0a9e6c4-9a3d-4f7e-9a61-3e6f6f3ad8e1",
+        },
         # analytics-node
         {
             "type": "identify",
@@ -128,3 +144,28 @@ def test_the_calls_sdks_send_take_the_fast_path() -> None:
     ]
     for call in sdk_calls:
         assert normalize_raw(msgspec.json.encode(call), None, receipt) is not None, call["type"]
+
+
+def test_an_original_timestamp_alone_is_the_client_time_with_the_skew_corrected() -> None:
+    """RudderStack's SDKs send no ``timestamp``: an event backdated an hour stays an hour back."""
+    sent_at = "2026-01-02T03:04:06.678Z"  # the client's clock runs a second ahead of the server's
+    call = {"type": "track", "event": "E", "userId": "u", "originalTimestamp": "2026-01-02T02:04:06.678Z"}
+    receipt = wire.Receipt("/v1/batch", RECEIVED, None, "k", {"id": 1}, sent_at=sent_at)
+    fast = normalize_raw(msgspec.json.encode(call), None, copy.deepcopy(receipt))
+    assert fast is not None
+    _, _, reference = wire.normalize(copy.deepcopy(call), None, receipt)
+    for event in (msgspec.json.decode(fast[2]), reference):
+        assert event["originalTimestamp"] == "2026-01-02T02:04:06.678Z"
+        assert event["timestamp"] == "2026-01-02T02:04:05.678Z"  # receivedAt - (sentAt - original)
+
+
+def test_a_bad_original_timestamp_alone_is_refused_by_name() -> None:
+    receipt = wire.Receipt("/v1/batch", RECEIVED, None, "k", {"id": 1})
+    call = {"type": "track", "event": "E", "userId": "u", "originalTimestamp": "yesterday"}
+    assert normalize_raw(msgspec.json.encode(call), None, receipt) is None
+    try:
+        wire.normalize(call, None, receipt)
+    except CallError as error:
+        assert error.code == "invalid_timestamp" and "originalTimestamp" in error.message
+    else:
+        raise AssertionError("accepted")

@@ -1,10 +1,20 @@
 """The outermost layer of every request: bounded and tidy.
 
-- At most ``max_in_flight_requests`` requests are served at once per worker. Beyond that a
-  request gets ``429`` with ``Retry-After`` before its body is read, since buffered bodies
-  are what fills memory under overload. Health probes are exempt.
+- The bodies of the requests served at once per worker are bounded in bytes
+  (``max_in_flight_bytes``). A request that would pass the bound gets ``429`` with
+  ``Retry-After`` before its body is read, since buffered bodies are what fills memory
+  under overload. A request counts as the body it declares (``Content-Length``), at least
+  one event's limit (what serving any request costs) and at most the request limit (the
+  most a body is ever read to); a compressed body, or one of undeclared length, counts as
+  the request limit, since what it decodes to is not known before it is read. So an SDK's
+  burst of many small batches fits where a count of requests would refuse it, and
+  memory stays bounded by the worst case. One request is always let in, however large,
+  so a bound set below the request limit slows clients down instead of stalling them.
+  Health probes are exempt.
 - While the writer's queue is full, a POST is refused the same way before anything is
   read or decoded: under overload, shedding must cost as little as possible.
+- The 429s carry CORS headers: they hold no data, and a browser SDK that cannot read
+  them sees a network failure instead of a request to slow down.
 - A client that hangs up mid-body is let go quietly. Nothing of its request was
   acknowledged, so there is nothing to log as an error. A body that takes longer than
   ``body_timeout_seconds`` ends the same way here, once the server has answered it ``408``
@@ -19,8 +29,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackyard.config import Settings
+from trackyard.http.collection import cors_headers
 
 _EXEMPT = frozenset({"/healthz", "/readyz"})
+_IDENTITY = (b"", b"identity")
 
 
 def _json(status: int, code: str, message: str, retry_after: int | None = None) -> tuple[Message, Message]:
@@ -43,21 +55,45 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, settings: Settings, saturated: Callable[[], bool]) -> None:
         self.app = app
         self.saturated = saturated
-        self.max_in_flight = settings.max_in_flight_requests
-        self.in_flight = 0
+        self.max_in_flight_bytes = settings.max_in_flight_bytes
+        self.least = settings.max_event_bytes
+        self.most = settings.max_request_bytes
+        self.in_flight_bytes = 0
+
+    def _cost(self, scope: Scope) -> int:
+        """What the request counts for against the bound (see the module docstring)."""
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding" or (
+                name == b"content-encoding" and value.strip().lower() not in _IDENTITY
+            ):
+                return self.most
+        if length is None:  # and not chunked: no body at all
+            return self.least
+        try:
+            return min(max(int(length), self.least), self.most)
+        except ValueError:  # the HTTP parser refuses these first; count the worst case anyway
+            return self.most
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _EXEMPT:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight or (scope["method"] == "POST" and self.saturated()):
-            for message in _TOO_MANY:
-                await send(message)
+        cost = self._cost(scope)
+        in_flight = self.in_flight_bytes
+        if (in_flight and in_flight + cost > self.max_in_flight_bytes) or (
+            scope["method"] == "POST" and self.saturated()
+        ):
+            start, body = _TOO_MANY
+            await send({**start, "headers": [*start["headers"], *cors_headers(scope)]})
+            await send(body)
             return
-        self.in_flight += 1
+        self.in_flight_bytes += cost
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
             pass
         finally:
-            self.in_flight -= 1
+            self.in_flight_bytes -= cost

@@ -17,12 +17,14 @@ import socket
 import threading
 from collections.abc import Generator
 from functools import cache
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import uvicorn
+from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from trackyard.config import Settings
+from trackyard.http.collection import cors_headers
 
 _HEAD_TOO_LARGE = (
     b'{"success": false, "code": "headers_too_large", "message": "The request head is too large."}'
@@ -179,6 +181,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             (b"content-type", b"application/json"),
             (b"content-length", str(len(_BODY_TOO_SLOW)).encode()),
             (b"connection", b"close"),
+            # Readable by a browser SDK, as every collection answer is; it holds no data.
+            *cors_headers(cast(Scope, cycle.scope)),
         ]:
             head += [name, b": ", value, b"\r\n"]
         self.transport.write(b"".join([*head, b"\r\n", _BODY_TOO_SLOW]))

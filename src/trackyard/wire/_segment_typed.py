@@ -120,6 +120,10 @@ def _stamp_times(call: Call, receipt: reference.Receipt) -> bool:
     """As ``reference._stamp_times``; ``False`` where the reference path must decide."""
     sent_at = call.sentAt or receipt.sent_at
     client_time = call.timestamp
+    if client_time is UNSET and call.originalTimestamp is not UNSET:  # RudderStack's SDKs
+        if not isinstance(call.originalTimestamp, str):
+            return False
+        client_time = call.originalTimestamp
     received_at = receipt.received_at
     call.receivedAt = received_at
     call.sentAt = UNSET if sent_at is None else sent_at

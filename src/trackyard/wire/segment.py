@@ -187,9 +187,14 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
 
 
 def _stamp_times(event: dict[str, Any], receipt: Receipt) -> None:
-    """``timestamp = receivedAt - (sentAt - originalTimestamp)``: correct the client's clock skew."""
+    """``timestamp = receivedAt - (sentAt - originalTimestamp)``: correct the client's clock skew.
+
+    RudderStack's SDKs send the client time only as ``originalTimestamp``; it stands in
+    for an absent ``timestamp``, as on RudderStack's own server.
+    """
     sent_at = event.get("sentAt") or receipt.sent_at
-    client_time = event.get("timestamp")
+    time_key = "timestamp" if event.get("timestamp") is not None else "originalTimestamp"
+    client_time = event.get(time_key)
     event["receivedAt"] = receipt.received_at
     if sent_at is not None:
         event["sentAt"] = sent_at
@@ -199,7 +204,7 @@ def _stamp_times(event: dict[str, Any], receipt: Receipt) -> None:
         event.pop("originalTimestamp", None)
         event["timestamp"] = event["receivedAt"]
         return
-    original = _timestamp(client_time, "timestamp")
+    original = _timestamp(client_time, time_key)
     event["originalTimestamp"] = client_time
     if sent_at is None:
         corrected = original
