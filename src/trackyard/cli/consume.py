@@ -1,0 +1,103 @@
+"""``trackyard consume`` and ``trackyard consumers``: run the consumers, see how far they are."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from trackyard import __version__
+from trackyard.cli._options import data_dir_option
+from trackyard.config import Settings
+from trackyard.consumers.registry import CONSUMERS, UnknownConsumer, resolve
+from trackyard.consumers.supervisor import run_in_foreground
+from trackyard.storage.factory import open_backends, store_exists
+
+_log_level = click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    envvar="TRACKYARD_LOG_LEVEL",
+    show_envvar=True,
+    help="Log verbosity.",
+)
+
+
+@click.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@data_dir_option
+@_log_level
+def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
+    """Run consumers of the event log in the foreground: NAMEs, or all of them.
+
+    \b
+    Consumers: profiles (builds people and accounts).
+    Each runs in a process of its own under a lease, so one instance of a consumer runs
+    per data dir: started twice, the second waits and takes over when the first stops.
+    A consumer that dies is restarted. Pair it with `trackyard serve --role ingest` on
+    the same data dir. Stops on SIGTERM or Ctrl-C once each consumer has committed its batch.
+    """
+    try:
+        resolve(names)
+    except UnknownConsumer as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
+    os.environ.update(settings.to_env())
+    shown = ", ".join(names or CONSUMERS)
+    click.echo(f"trackyard {__version__} consumers running: {shown} (data: {data_dir})")
+    sys.stdout.flush()
+    run_in_foreground(settings, names, log_level)
+
+
+@click.group()
+def consumers() -> None:
+    """See the consumers of the event log (run them with `trackyard consume`)."""
+
+
+@consumers.command("status")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object a consumer, a line each.")
+def consumers_status(data_dir: Path, as_json: bool) -> None:
+    """Print each consumer's cursor, the log's head, the lag, whether it runs, and its dead letters.
+
+    A dead letter is an event a consumer failed on again and again; it is kept with the
+    reason, and the consumer went on past it.
+    """
+    settings = Settings(data_dir=data_dir)
+    if not store_exists(settings):
+        raise click.ClickException(
+            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
+        )
+    backends = open_backends(settings)
+    try:
+        rows = []
+        for spec in CONSUMERS.values():
+            runner = spec.open_runner(backends)
+            cursor = runner.position()
+            head = backends.log.head_seq()
+            rows.append(
+                {
+                    "name": spec.name,
+                    "running": backends.leases().held(spec.name),
+                    "cursor": cursor,
+                    "head": head,
+                    "lag": max(head - cursor, 0),
+                    "dead_letters": backends.dead_letters().count(spec.name),
+                }
+            )
+    finally:
+        backends.close()
+    for row in rows:
+        if as_json:
+            sys.stdout.buffer.write(msgspec.json.encode(row) + b"\n")
+        else:
+            click.echo(
+                f"{row['name']}: {'running' if row['running'] else 'not running'}, cursor {row['cursor']}, "
+                f"head {row['head']}, lag {row['lag']}, dead letters {row['dead_letters']}"
+            )
+    sys.stdout.flush()
