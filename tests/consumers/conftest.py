@@ -38,7 +38,9 @@ class RecordingSink:
     profile store does.
     """
 
-    def __init__(self, fails: Callable[[Sequence[StoredEvent]], bool] = lambda _: False, own_cursor: bool = False):
+    def __init__(
+        self, fails: Callable[[Sequence[StoredEvent]], bool] = lambda _: False, own_cursor: bool = False
+    ):
         self.fails = fails
         self.own_cursor = own_cursor
         self.delivered: list[int] = []

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from tests.consumers.conftest import RecordingSink, append
-from trackyard.consumers.runner import RunPolicy, Runner
+from trackyard.consumers.runner import Runner, RunPolicy
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.factory import Backends, open_backends
 

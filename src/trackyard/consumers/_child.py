@@ -16,10 +16,6 @@ import signal
 import sys
 import threading
 
-from trackyard.config import Settings
-from trackyard.consumers.registry import CONSUMERS
-from trackyard.storage.factory import open_backends
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -39,15 +35,21 @@ def _stop_with_parent(parent: int, stop: threading.Event) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # Before the imports below (the slow part of starting): a stop asked for while they
+    # run is then a clean exit too.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     name, parent = argv[1], int(argv[2])
+    _stop_with_parent(parent, stop)
     logging.basicConfig(
         level=os.environ.get("TRACKYARD_LOG_LEVEL", "info").upper(),
         format=f"%(levelname)s:     [{name} {os.getpid()}] %(message)s",
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    _stop_with_parent(parent, stop)
+    from trackyard.config import Settings
+    from trackyard.consumers.registry import CONSUMERS
+    from trackyard.storage.factory import open_backends
+
     backends = open_backends(Settings.from_env())
     try:
         runner = CONSUMERS[name].open_runner(backends)

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from trackyard.config import Settings
 from trackyard.consumers.registry import ConsumerSpec, resolve
@@ -58,6 +58,7 @@ class _Slot:
     next_start: float = 0.0
     next_lease_try: float = 0.0
     waiting_logged: bool = False
+    exits: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -86,6 +87,14 @@ class Supervisor:
     def pids(self) -> dict[str, int]:
         """The consumers running now, by name: their process ids."""
         return {s.spec.name: s.process.pid for s in self._slots if s.process and s.process.poll() is None}
+
+    def waiting(self) -> list[str]:
+        """The consumers whose lease another process holds (this supervisor waits for it)."""
+        return [s.spec.name for s in self._slots if s.lease is None and s.next_lease_try > 0]
+
+    def exits(self) -> dict[str, list[int]]:
+        """Each consumer's exit statuses so far (negative: killed by that signal)."""
+        return {s.spec.name: list(s.exits) for s in self._slots}
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe in a signal handler (it only sets a flag)."""
@@ -118,7 +127,9 @@ class Supervisor:
             if now < slot.next_lease_try:
                 return
             slot.lease = self._leases.acquire(slot.spec.name)
-            if slot.lease is None:
+            if slot.lease is not None:
+                slot.next_lease_try = 0.0
+            else:
                 slot.next_lease_try = now + self.policy.lease_retry
                 if not slot.waiting_logged:
                     log.info(
@@ -126,6 +137,7 @@ class Supervisor:
                     )
                     slot.waiting_logged = True
                 return
+            log.info("consumer %s: lease taken", slot.spec.name)
             slot.next_start = now
         if slot.process is not None:
             code = slot.process.poll()
@@ -133,6 +145,7 @@ class Supervisor:
                 return
             ran = now - slot.started_at
             slot.process = None
+            slot.exits.append(code)
             slot.failures = 1 if ran >= _HEALTHY_SECONDS else slot.failures + 1
             delay = min(self.policy.cap, self.policy.base * 2 ** (slot.failures - 1))
             slot.next_start = now + delay
@@ -177,6 +190,7 @@ class Supervisor:
                 )
                 slot.process.kill()
                 slot.process.wait()
+            slot.exits.append(slot.process.returncode)
             slot.process = None
         for slot in self._slots:
             if slot.lease is not None:
