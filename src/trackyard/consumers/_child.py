@@ -15,11 +15,15 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trackyard.consumers.runner import StopFlag
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _stop_with_parent(parent: int, stop: threading.Event) -> None:
+def _stop_with_parent(parent: int, stop: StopFlag) -> None:
     with contextlib.suppress(OSError, AttributeError):
         # Linux: the kernel sends SIGTERM when the supervisor dies, SIGKILL included.
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -37,7 +41,9 @@ def _stop_with_parent(parent: int, stop: threading.Event) -> None:
 def main(argv: list[str]) -> int:
     # Before the imports below (the slow part of starting): a stop asked for while they
     # run is then a clean exit too.
-    stop = threading.Event()
+    from trackyard.consumers.runner import StopFlag  # small: the slow imports come later
+
+    stop = StopFlag()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     name, parent = argv[1], int(argv[2])

@@ -16,7 +16,7 @@ halves are tried once each, single events with the full backoff.
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -62,6 +62,36 @@ class RunPolicy:
         return float(min(self.backoff_cap, self.backoff_base * 2 ** max(failures - 1, 0)))
 
 
+class StopFlag:
+    """A stop request that a signal handler may set.
+
+    Not a ``threading.Event``: its ``set()`` takes a lock that is not reentrant, and a
+    signal handler runs in the main thread, possibly while that very thread holds the
+    lock inside ``wait()``, which then never returns (a rare hang at Ctrl-C).
+    """
+
+    _SLICE = 0.02
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until set or ``timeout`` passes (in short slices); whether it is set."""
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, self._SLICE))
+        return True
+
+
 class _Stopped(Exception):
     """Raised inside the runner when it is asked to stop while waiting to retry."""
 
@@ -77,7 +107,7 @@ class Runner:
         cursors: CursorStore | None,
         dead_letters: DeadLetters | None,
         policy: RunPolicy,
-        stop: threading.Event | None = None,
+        stop: StopFlag | None = None,
     ) -> None:
         self.name = name
         self._log = log_
@@ -85,7 +115,7 @@ class Runner:
         self._cursors = cursors
         self._dead_letters = dead_letters
         self.policy = policy
-        self.stop = stop or threading.Event()
+        self.stop = stop or StopFlag()
 
     def position(self) -> int:
         """The seq of the last event handled (delivered or dead-lettered)."""

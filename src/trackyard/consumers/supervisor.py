@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from trackyard.config import Settings
 from trackyard.consumers.registry import ConsumerSpec, resolve
+from trackyard.consumers.runner import StopFlag
 from trackyard.storage.base import Lease, LeaseProvider
 from trackyard.storage.factory import open_leases
 
@@ -77,7 +78,7 @@ class Supervisor:
         self._leases: LeaseProvider = open_leases(settings)
         self._log_level = log_level
         self.policy = policy or RestartPolicy()
-        self._stop = threading.Event()
+        self._stop = StopFlag()
         self._thread: threading.Thread | None = None
 
     @property
