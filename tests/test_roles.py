@@ -3,6 +3,7 @@ the event log; killing the consumers under load loses nothing, and they resume."
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -14,6 +15,9 @@ from click.testing import CliRunner
 from tests.conftest import cli
 from tests.faults._group import Group, Load, add_source, stored_message_ids
 from trackyard.cli import main
+from trackyard.config import Settings
+from trackyard.storage.base import StoredEvent
+from trackyard.storage.factory import open_backends
 
 _TOKEN = "roles-token"
 _ADMIN = {"Authorization": f"Bearer {_TOKEN}"}
@@ -83,8 +87,10 @@ def test_a_second_consume_waits_and_takes_over_when_the_first_is_killed(tmp_path
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         assert second.consumer_pids() == []  # one instance per data dir
-        first.signal_group(signal.SIGKILL)
-        first.wait_gone(10)
+        # Only the supervisor: its consumer follows it (the parent-death signal), and the
+        # lease, which they held together, is free once both are gone.
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait_gone(20)
         second.wait_for_consumer()
         assert _until_caught_up(data)["running"]
         second.signal_group(signal.SIGTERM)
@@ -113,3 +119,33 @@ def test_consumers_status_shows_cursor_head_lag_running_and_dead_letters(tmp_pat
     assert "profiles: not running, cursor 0, head 0, lag 0, dead letters 0" in cli(
         "consumers", "status", "--data-dir", str(data)
     )
+
+
+def test_dead_letters_are_listed_with_their_reason_and_event(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    add_source(data)
+    backends = open_backends(Settings(data_dir=data))
+    try:
+        event = StoredEvent(7, 1, "track", b'{"type":"track","event":"Bad"}')
+        backends.dead_letters().add("profiles", event, "ValueError: no", 5)
+    finally:
+        backends.close()
+    assert "dead letters 1" in cli("consumers", "status", "--data-dir", str(data))
+    [row] = [
+        msgspec.json.decode(line)
+        for line in _lines("consumers", "dead-letters", "--json", "--data-dir", str(data))
+    ]
+    assert (row["consumer"], row["seq"], row["reason"], row["attempts"]) == (
+        "profiles",
+        7,
+        "ValueError: no",
+        5,
+    )
+    assert row["event"] == {"type": "track", "event": "Bad"}
+    assert "seq 7\t5 attempts\tValueError: no" in cli(
+        "consumers", "dead-letters", "profiles", "--data-dir", str(data)
+    )
+
+
+def _lines(*args: str) -> list[str]:
+    return [line for line in cli(*args).split("\n") if line]

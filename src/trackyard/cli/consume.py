@@ -101,3 +101,51 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
                 f"head {row['head']}, lag {row['lag']}, dead letters {row['dead_letters']}"
             )
     sys.stdout.flush()
+
+
+@consumers.command("dead-letters")
+@click.argument("name", required=False)
+@data_dir_option
+@click.option("--after", default=0, type=click.IntRange(min=0), metavar="ID", help="Start after this id.")
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(1, 100_000), help="At most this many."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON, one dead letter a line, the event included."
+)
+def consumers_dead_letters(name: str | None, data_dir: Path, after: int, limit: int, as_json: bool) -> None:
+    """Print the events consumers gave up on (of consumer NAME, or all), oldest first, with why.
+
+    Each was tried again and again (with backoff) before it was set aside; the consumer
+    went on past it. The event itself is still in the log at its seq.
+    """
+    if name is not None and name not in CONSUMERS:
+        raise click.BadParameter(f"no consumer named {name!r}; there are: {', '.join(CONSUMERS)}")
+    settings = Settings(data_dir=data_dir)
+    if not store_exists(settings):
+        raise click.ClickException(
+            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
+        )
+    backends = open_backends(settings)
+    try:
+        letters = backends.dead_letters().read(name, after=after, limit=limit)
+    finally:
+        backends.close()
+    for letter in letters:
+        if as_json:
+            row = {
+                "id": letter.id,
+                "consumer": letter.consumer,
+                "seq": letter.seq,
+                "reason": letter.reason,
+                "attempts": letter.attempts,
+                "failed_at_ms": letter.failed_at_ms,
+                "event": msgspec.json.decode(letter.body),
+            }
+            sys.stdout.buffer.write(msgspec.json.encode(row) + b"\n")
+        else:
+            click.echo(
+                f"{letter.id}\t{letter.consumer}\tseq {letter.seq}\t"
+                f"{letter.attempts} attempts\t{letter.reason}"
+            )
+    sys.stdout.flush()

@@ -65,8 +65,8 @@ def profiles() -> None:
     \b
     A person is named by any of their ids, TYPE:VALUE:
       user_id:u-1  anonymous_id:3e6a…  email:ann@example.com  registered:u-1  id:12
-    Profiles are built in the background by the server from the event log; see
-    `trackyard profiles status` for how far it has got.
+    Profiles are built from the event log by the profiles consumer, which `trackyard serve`
+    runs (or `trackyard consume`); see `trackyard profiles status` for how far it has got.
     """
 
 
@@ -138,7 +138,7 @@ def profiles_status(data_dir: Path, as_json: bool) -> None:
     "--wait/--no-wait",
     default=True,
     show_default=True,
-    help="When a server is running, wait until it has rebuilt everything.",
+    help="When a consumer is running, wait until it has rebuilt everything.",
 )
 @click.option(
     "--timeout",
@@ -151,9 +151,10 @@ def profiles_status(data_dir: Path, as_json: bool) -> None:
 def profiles_rebuild(data_dir: Path, wait: bool, timeout: float) -> None:
     """Forget every profile and build them again from the whole event log.
 
-    Needed after changing a rule (TRACKYARD_PROFILES_* variables). With no server running
-    it rebuilds here and now; with a server running, it asks the server's consumer to do
-    it and waits. The result is the same as building them as the events arrived.
+    Needed after changing a rule (TRACKYARD_PROFILES_* variables). With no consumer
+    running it rebuilds here and now; with one running (under `trackyard serve` or
+    `trackyard consume`), it asks that consumer to do it and waits. The result is the same
+    as building them as the events arrived.
     """
     with _open(data_dir) as views:
         with consumer_lock(data_dir) as held:
