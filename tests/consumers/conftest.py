@@ -52,6 +52,9 @@ class RecordingSink:
     def position(self) -> int | None:
         return self._position if self.own_cursor else None
 
+    def before_read(self) -> None:
+        pass
+
     def deliver(self, events: Sequence[StoredEvent]) -> None:
         with self.lock:
             self.calls += 1

@@ -11,6 +11,9 @@ fail alone are found; each of those is kept in the dead letters with its reason 
 its own ``max_attempts``, and the consumer goes on past it. One bad event never stops a
 consumer, and a sink that is down for a while (every event failing) only delays it:
 halves are tried once each, single events with the full backoff.
+
+Before each read the sink may move its own position (``before_read``: a profile rebuild
+starts again from 0); status readers only call ``position``, which has no side effect.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ class Sink(Protocol):
     def position(self) -> int | None:
         """The seq the sink has committed with its own writes, or ``None`` when the runner
         keeps the cursor (then it commits after :meth:`deliver` returns)."""
+        ...
+
+    def before_read(self) -> None:
+        """Called before each read of the log (not by status readers): a sink may move its
+        own position here (profiles: a requested rebuild starts again from 0)."""
         ...
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
@@ -116,10 +124,12 @@ class Runner:
         self._dead_letters = dead_letters
         self.policy = policy
         self.stop = stop or StopFlag()
+        self._sink_keeps_cursor = False
 
     def position(self) -> int:
         """The seq of the last event handled (delivered or dead-lettered)."""
         own = self.sink.position()
+        self._sink_keeps_cursor = own is not None
         return self._cursor_store().get(self.name) if own is None else own
 
     def _cursor_store(self) -> CursorStore:
@@ -134,6 +144,7 @@ class Runner:
 
     def step(self, until: int | None = None) -> int:
         """Read one batch after the cursor and deliver it; return how many events it held."""
+        self.sink.before_read()
         cursor = self.position()
         if until is not None and cursor >= until:
             return 0
@@ -201,7 +212,7 @@ class Runner:
                 if self.stop.wait(delay):
                     raise _Stopped from None
                 continue
-            if self.sink.position() is None:
+            if not self._sink_keeps_cursor:
                 self._cursor_store().commit(self.name, events[-1].seq)
             return
 
@@ -217,5 +228,5 @@ class Runner:
         )
         self._dead_letters.add(self.name, event, reason, attempts)
         self.sink.advance(event.seq)
-        if self.sink.position() is None:
+        if not self._sink_keeps_cursor:
             self._cursor_store().commit(self.name, event.seq)

@@ -33,10 +33,13 @@ class ProfileSink:
         self._profiles = profiles
         self._builder = ProfileBuilder(profiles, settings)
 
-    def position(self) -> int:
-        """The committed cursor. A requested rebuild first forgets every profile (back to 0)."""
+    def before_read(self) -> None:
+        """A requested rebuild forgets every profile here: the next read starts from 0."""
         if self._profiles.rebuild_requested():
             self._profiles.reset()
+
+    def position(self) -> int:
+        """The cursor committed with the profiles."""
         return self._profiles.progress().cursor
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
