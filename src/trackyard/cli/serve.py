@@ -140,13 +140,9 @@ def serve(
         err=False,
     )
     sys.stdout.flush()
-    if supervisor is None:
-        server.run(
-            "trackyard.http.app:create_app_from_env", sock, workers=workers, log_level=log_level, factory=True
-        )
-        return
-    log_to_stderr(log_level)
-    supervisor.start()
+    if supervisor is not None:
+        log_to_stderr(log_level)
+        supervisor.start()
     try:
         server.run(
             "trackyard.http.app:create_app_from_env",
@@ -154,10 +150,11 @@ def serve(
             workers=workers,
             log_level=log_level,
             factory=True,
-            on_stop=supervisor.request_stop,
+            on_stop=None if supervisor is None else supervisor.request_stop,
         )
     finally:
-        supervisor.stop()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def _run_consumers(settings: Settings, log_level: str) -> None:

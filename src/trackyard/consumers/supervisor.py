@@ -81,13 +81,14 @@ class Supervisor:
         self._stop = StopFlag()
         self._thread: threading.Thread | None = None
 
-    @property
-    def names(self) -> list[str]:
-        return [slot.spec.name for slot in self._slots]
-
     def pids(self) -> dict[str, int]:
         """The consumers running now, by name: their process ids."""
-        return {s.spec.name: s.process.pid for s in self._slots if s.process and s.process.poll() is None}
+        running = {}
+        for slot in self._slots:
+            process = slot.process  # read once: the supervisor's thread may replace it
+            if process is not None and process.poll() is None:
+                running[slot.spec.name] = process.pid
+        return running
 
     def waiting(self) -> list[str]:
         """The consumers whose lease another process holds (this supervisor waits for it)."""
