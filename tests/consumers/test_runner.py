@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import pytest
 
 from tests.consumers.conftest import RecordingSink, append
-from trackyard.consumers.runner import Runner, RunPolicy
+from trackyard.consumers.runner import Backoff, Runner, RunPolicy
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.factory import Backends, open_backends
 
-_FAST = RunPolicy(batch_size=4, poll_interval=0.01, max_attempts=3, backoff_base=0.001, backoff_cap=0.004)
+_FAST = RunPolicy(batch_size=4, poll_interval=0.01, max_attempts=3, retry=Backoff(0.001, 0.004))
 
 
 def _runner(backends: Backends, sink: RecordingSink, policy: RunPolicy = _FAST) -> Runner:
@@ -88,8 +88,7 @@ def test_a_failing_batch_is_retried_with_doubling_capped_backoff(
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2 and "cannot deliver seq 1" in retries[0]
     assert backends.dead_letters().count("test") == 0
-    policy = RunPolicy(backoff_base=0.5, backoff_cap=30.0)
-    assert [policy.backoff(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert [Backoff(0.5, 30.0).delay(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
 
 
 @pytest.mark.parametrize("own_cursor", [False, True], ids=["runner-cursor", "sink-cursor"])
@@ -101,7 +100,7 @@ def test_a_poison_event_goes_to_the_dead_letters_and_the_rest_is_delivered_once(
     bodies[where] = b'{"poison": true}'
     append(backends, bodies)
     sink = RecordingSink(fails=_poison, own_cursor=own_cursor)
-    runner = _runner(backends, sink, RunPolicy(batch_size=10, max_attempts=3, backoff_base=0.001))
+    runner = _runner(backends, sink, RunPolicy(batch_size=10, max_attempts=3, retry=Backoff(0.001, 0.004)))
     assert runner.catch_up() == 10
     poison_seq = where + 1
     assert sink.delivered == [seq for seq in range(1, 11) if seq != poison_seq]
@@ -116,7 +115,7 @@ def test_a_poison_event_goes_to_the_dead_letters_and_the_rest_is_delivered_once(
 def test_a_stop_during_backoff_ends_the_run_without_moving_the_cursor(backends: Backends) -> None:
     append(backends, [b"{}"] * 2)
     sink = RecordingSink(fails=lambda _: True)
-    runner = _runner(backends, sink, RunPolicy(max_attempts=1000, backoff_base=60.0, backoff_cap=60.0))
+    runner = _runner(backends, sink, RunPolicy(max_attempts=1000, retry=Backoff(60.0, 60.0)))
     thread = threading.Thread(target=runner.run)
     thread.start()
     try:

@@ -15,11 +15,12 @@ import pytest
 from tests.consumers.conftest import append
 from tests.profiles.conftest import at
 from trackyard.config import Settings
+from trackyard.consumers.runner import Backoff
 from trackyard.consumers.supervisor import RestartPolicy, Supervisor
 from trackyard.profiles.facts import PERSON, make_key
 from trackyard.storage.factory import Backends, open_backends
 
-_FAST = RestartPolicy(base=0.05, cap=0.2, lease_retry=0.05, stop_timeout=20)
+_FAST = RestartPolicy(restart=Backoff(0.05, 0.2), lease_retry=0.05, stop_timeout=20)
 
 
 def _identifies(start: int, count: int) -> list[bytes]:

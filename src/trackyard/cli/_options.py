@@ -17,3 +17,13 @@ data_dir_option = click.option(
     show_envvar=True,
     help="Directory holding the embedded store (trackyard.db, and profiles.db for profiles).",
 )
+
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    envvar="TRACKYARD_LOG_LEVEL",
+    show_envvar=True,
+    help="Log verbosity (the server's and the consumers').",
+)

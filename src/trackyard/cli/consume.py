@@ -2,36 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import msgspec
 
 from trackyard import __version__
-from trackyard.cli._options import data_dir_option
+from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, UnknownConsumer, resolve
 from trackyard.consumers.supervisor import run_in_foreground
-from trackyard.storage.factory import open_backends, store_exists
+from trackyard.storage.factory import Backends, open_backends, store_exists
 
-_log_level = click.option(
-    "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="info",
-    show_default=True,
-    envvar="TRACKYARD_LOG_LEVEL",
-    show_envvar=True,
-    help="Log verbosity.",
-)
+
+@contextlib.contextmanager
+def _backends(data_dir: Path) -> Iterator[Backends]:
+    settings = Settings(data_dir=data_dir)
+    if not store_exists(settings):
+        raise click.ClickException(
+            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
+        )
+    backends = open_backends(settings)
+    try:
+        yield backends
+    finally:
+        backends.close()
 
 
 @click.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @data_dir_option
-@_log_level
+@log_level_option
 def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
     """Run consumers of the event log in the foreground: NAMEs, or all of them.
 
@@ -68,13 +75,7 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
     A dead letter is an event a consumer failed on again and again; it is kept with the
     reason, and the consumer went on past it.
     """
-    settings = Settings(data_dir=data_dir)
-    if not store_exists(settings):
-        raise click.ClickException(
-            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
-        )
-    backends = open_backends(settings)
-    try:
+    with _backends(data_dir) as backends:
         rows = []
         for spec in CONSUMERS.values():
             runner = spec.open_runner(backends)
@@ -90,17 +91,15 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
                     "dead_letters": backends.dead_letters().count(spec.name),
                 }
             )
-    finally:
-        backends.close()
-    for row in rows:
-        if as_json:
-            sys.stdout.buffer.write(msgspec.json.encode(row) + b"\n")
-        else:
-            click.echo(
-                f"{row['name']}: {'running' if row['running'] else 'not running'}, cursor {row['cursor']}, "
-                f"head {row['head']}, lag {row['lag']}, dead letters {row['dead_letters']}"
-            )
-    sys.stdout.flush()
+    _emit(
+        rows,
+        as_json,
+        lambda row: (
+            f"{row['name']}: {'running' if row['running'] else 'not running'}, "
+            f"cursor {row['cursor']}, head {row['head']}, lag {row['lag']}, "
+            f"dead letters {row['dead_letters']}"
+        ),
+    )
 
 
 @consumers.command("dead-letters")
@@ -121,31 +120,34 @@ def consumers_dead_letters(name: str | None, data_dir: Path, after: int, limit: 
     """
     if name is not None and name not in CONSUMERS:
         raise click.BadParameter(f"no consumer named {name!r}; there are: {', '.join(CONSUMERS)}")
-    settings = Settings(data_dir=data_dir)
-    if not store_exists(settings):
-        raise click.ClickException(
-            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
-        )
-    backends = open_backends(settings)
-    try:
+    with _backends(data_dir) as backends:
         letters = backends.dead_letters().read(name, after=after, limit=limit)
-    finally:
-        backends.close()
-    for letter in letters:
+    rows = [
+        {
+            "id": letter.id,
+            "consumer": letter.consumer,
+            "seq": letter.seq,
+            "reason": letter.reason,
+            "attempts": letter.attempts,
+            "failed_at_ms": letter.failed_at_ms,
+            "event": msgspec.json.decode(letter.body),
+        }
+        for letter in letters
+    ]
+    _emit(
+        rows,
+        as_json,
+        lambda row: (
+            f"{row['id']}\t{row['consumer']}\tseq {row['seq']}\t{row['attempts']} attempts\t{row['reason']}"
+        ),
+    )
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    """One row a line: JSON, or ``text(row)``."""
+    for row in rows:
         if as_json:
-            row = {
-                "id": letter.id,
-                "consumer": letter.consumer,
-                "seq": letter.seq,
-                "reason": letter.reason,
-                "attempts": letter.attempts,
-                "failed_at_ms": letter.failed_at_ms,
-                "event": msgspec.json.decode(letter.body),
-            }
             sys.stdout.buffer.write(msgspec.json.encode(row) + b"\n")
         else:
-            click.echo(
-                f"{letter.id}\t{letter.consumer}\tseq {letter.seq}\t"
-                f"{letter.attempts} attempts\t{letter.reason}"
-            )
+            click.echo(text(row))
     sys.stdout.flush()

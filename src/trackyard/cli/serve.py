@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from trackyard import __version__
-from trackyard.cli._options import data_dir_option
+from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
 from trackyard.http import server
@@ -86,15 +86,7 @@ _console = Console(stderr=True)
     show_envvar=True,
     help="Bearer token that unlocks the read and admin API (profiles, accounts). Without it that API is off.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="info",
-    show_default=True,
-    envvar="TRACKYARD_LOG_LEVEL",
-    show_envvar=True,
-    help="Server log verbosity.",
-)
+@log_level_option
 def serve(
     role: str,
     host: str,

@@ -56,18 +56,24 @@ class Sink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Backoff:
+    """Seconds to wait after failures in a row: ``base`` after the first, doubling, at most ``cap``."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.cap, self.base * 2 ** max(failures - 1, 0)))
+
+
+@dataclass(frozen=True, slots=True)
 class RunPolicy:
     batch_size: int = 1000
     #: Seconds to wait for new events once the consumer has caught up.
     poll_interval: float = 0.05
     #: Failures of one batch (or one event) before it is split (or dead-lettered).
     max_attempts: int = 5
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th failure in a row: doubling, capped."""
-        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(failures - 1, 0)))
+    retry: Backoff = Backoff()
 
 
 class StopFlag:
@@ -199,7 +205,7 @@ class Runner:
                 if len(events) == 1 and failures >= self.policy.max_attempts:
                     self._bury(events[0], reason, failures)
                     return
-                delay = self.policy.backoff(failures)
+                delay = self.policy.retry.delay(failures)
                 log.warning(
                     "consumer %s: seqs %d-%d failed (%s); retry %d in %.1fs",
                     self.name,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from trackyard.config import Settings
 from trackyard.consumers.registry import ConsumerSpec, resolve
-from trackyard.consumers.runner import StopFlag
+from trackyard.consumers.runner import Backoff, StopFlag
 from trackyard.storage.base import Lease, LeaseProvider
 from trackyard.storage.factory import open_leases
 
@@ -41,8 +41,7 @@ _HEALTHY_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
-    base: float = 0.5
-    cap: float = 30.0
+    restart: Backoff = Backoff()
     #: Seconds between attempts to take a lease someone else holds.
     lease_retry: float = 1.0
     #: Seconds a child may take to stop after SIGTERM before it is killed.
@@ -149,7 +148,7 @@ class Supervisor:
             slot.process = None
             slot.exits.append(code)
             slot.failures = 1 if ran >= _HEALTHY_SECONDS else slot.failures + 1
-            delay = min(self.policy.cap, self.policy.base * 2 ** (slot.failures - 1))
+            delay = self.policy.restart.delay(slot.failures)
             slot.next_start = now + delay
             log.warning(
                 "consumer %s exited (%s) after %.1fs; restarting in %.1fs",
