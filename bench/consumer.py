@@ -16,14 +16,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
 from trackyard.config import Settings
 from trackyard.profiles.consumer import catch_up
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.storage.base import EventRecord, Store
+from trackyard.storage.base import EventRecord
 from trackyard.storage.factory import open_backends
 
 
@@ -95,7 +95,7 @@ def main() -> None:
     try:
         start = time.perf_counter()
         # The consumer types its log as a whole Store but only reads the log.
-        applied = catch_up(cast(Store, backends.log), profiles, ProfileSettings.from_env())
+        applied = catch_up(backends.log, profiles, ProfileSettings.from_env())
         elapsed = time.perf_counter() - start
     finally:
         backends.close()

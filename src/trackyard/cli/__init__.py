@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from trackyard import __version__
+from trackyard.cli.consume import consume, consumers
 from trackyard.cli.log import events, rejects
 from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
@@ -32,5 +33,5 @@ def main() -> None:
     """
 
 
-for command in (serve, sources, events, rejects, send, profiles, accounts):
+for command in (serve, consume, consumers, sources, events, rejects, send, profiles, accounts):
     main.add_command(command)

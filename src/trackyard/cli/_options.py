@@ -18,3 +18,13 @@ data_dir_option = click.option(
     help="Directory holding trackyard's files: the embedded SQLite store, unless TRACKYARD_STORE "
     "names another place.",
 )
+
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    envvar="TRACKYARD_LOG_LEVEL",
+    show_envvar=True,
+    help="Log verbosity (the server's and the consumers').",
+)

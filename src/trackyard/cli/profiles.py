@@ -6,7 +6,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import click
 import msgspec
@@ -17,7 +17,6 @@ from trackyard.profiles.consumer import catch_up, consumer_lock, status, wait_un
 from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.storage.base import EventLog, Store
 
 _json = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (the HTTP API's answer) instead of text."
@@ -29,11 +28,6 @@ _ref = click.argument("ref", metavar="TYPE:VALUE")
 def _open(data_dir: Path) -> Iterator[ProfileViews]:
     with opened(data_dir) as backends:
         yield ProfileViews(backends.log, backends.profiles(), ProfileSettings.from_env())
-
-
-def _whole(log: EventLog) -> Store:
-    """The consumer's functions type their log as a whole ``Store`` but only read the log."""
-    return cast(Store, log)
 
 
 def _print(body: Any, as_json: bool) -> None:
@@ -60,8 +54,8 @@ def profiles() -> None:
     \b
     A person is named by any of their ids, TYPE:VALUE:
       user_id:u-1  anonymous_id:3e6a…  email:ann@example.com  registered:u-1  id:12
-    Profiles are built in the background by the server from the event log; see
-    `trackyard profiles status` for how far it has got.
+    Profiles are built from the event log by the profiles consumer, which `trackyard serve`
+    runs (or `trackyard consume`); see `trackyard profiles status` for how far it has got.
     """
 
 
@@ -124,7 +118,7 @@ def profiles_events(ref: str, limit: int, before: int | None, data_dir: Path, as
 def profiles_status(data_dir: Path, as_json: bool) -> None:
     """Print the profile consumer's progress: its cursor, the log's head, the lag, counts and rules."""
     with _open(data_dir) as views:
-        _print(status(_whole(views.log), views.profiles, data_dir, views.settings), as_json)
+        _print(status(views.log, views.profiles, data_dir, views.settings), as_json)
 
 
 @profiles.command("rebuild")
@@ -133,7 +127,7 @@ def profiles_status(data_dir: Path, as_json: bool) -> None:
     "--wait/--no-wait",
     default=True,
     show_default=True,
-    help="When a server is running, wait until it has rebuilt everything.",
+    help="When a consumer is running, wait until it has rebuilt everything.",
 )
 @click.option(
     "--timeout",
@@ -146,12 +140,13 @@ def profiles_status(data_dir: Path, as_json: bool) -> None:
 def profiles_rebuild(data_dir: Path, wait: bool, timeout: float) -> None:
     """Forget every profile and build them again from the whole event log.
 
-    Needed after changing a rule (TRACKYARD_PROFILES_* variables). With no server running
-    it rebuilds here and now; with a server running, it asks the server's consumer to do
-    it and waits. The result is the same as building them as the events arrived.
+    Needed after changing a rule (TRACKYARD_PROFILES_* variables). With no consumer
+    running it rebuilds here and now; with one running (under `trackyard serve` or
+    `trackyard consume`), it asks that consumer to do it and waits. The result is the same
+    as building them as the events arrived.
     """
     with opened(data_dir) as backends:
-        log, profiles, rules = _whole(backends.log), backends.profiles(), ProfileSettings.from_env()
+        log, profiles, rules = backends.log, backends.profiles(), ProfileSettings.from_env()
         with consumer_lock(data_dir) as held:
             if held:
                 profiles.reset()

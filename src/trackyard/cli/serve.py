@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 
 from trackyard import __version__
-from trackyard.cli._options import data_dir_option
+from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
 from trackyard.http import server
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
@@ -22,6 +23,17 @@ _console = Console(stderr=True)
 
 
 @click.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "ingest", "consumers"]),
+    default="all",
+    show_default=True,
+    envvar="TRACKYARD_ROLE",
+    show_envvar=True,
+    help="all: the HTTP collectors and every consumer (profiles), on this machine. ingest: only the "
+    "HTTP collectors. consumers: only the consumers, no port (like `trackyard consume`). The roles "
+    "meet only in the event log, so an ingest and a consumers process can share a data dir.",
+)
 @click.option(
     "--host",
     default=DEFAULT_HOST,
@@ -84,16 +96,9 @@ _console = Console(stderr=True)
     show_envvar=True,
     help="Bearer token that unlocks the read and admin API (profiles, accounts). Without it that API is off.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="info",
-    show_default=True,
-    envvar="TRACKYARD_LOG_LEVEL",
-    show_envvar=True,
-    help="Server log verbosity.",
-)
+@log_level_option
 def serve(
+    role: str,
     host: str,
     port: int,
     data_dir: Path,
@@ -104,11 +109,13 @@ def serve(
     admin_token: str | None,
     log_level: str,
 ) -> None:
-    """Run the collector.
+    """Run the collector and the consumers that build on its log.
 
     Creates the store under --data-dir if needed, and a source named "default" when there
-    is none, printing its write key. Stops gracefully on SIGTERM or Ctrl-C: requests in
-    flight finish and their events are committed first.
+    is none, printing its write key. By default (--role all) one command runs everything:
+    the HTTP workers and a supervisor with every consumer in processes of their own.
+    Stops gracefully on SIGTERM or Ctrl-C: requests in flight finish and their events are
+    committed, and each consumer commits its batch, within seconds.
     """
     # Settings without an option (limits, queue bounds) come from TRACKYARD_* variables.
     settings = dataclasses.replace(
@@ -123,6 +130,10 @@ def serve(
         backends = open_backends(settings)
     except StoreURLError as exc:
         raise click.ClickException(str(exc)) from None
+    if role == "consumers":
+        backends.close()
+        _run_consumers(settings, log_level)
+        return
     try:
         first = None if backends.sources.sources() else backends.sources.add_source("default")
     finally:
@@ -132,15 +143,35 @@ def serve(
     if first is not None:
         _print_first_source(url, first.write_key)
     os.environ.update(settings.to_env())
+    supervisor = None if role == "ingest" else Supervisor(settings, log_level=log_level)
     click.echo(
         f"trackyard {__version__} listening on {url} (data: {data_dir}, store: {describe_store(settings)}, "
-        f"workers: {workers}, durability: {durability})",
+        f"workers: {workers}, durability: {durability}, role: {role})",
         err=False,
     )
     sys.stdout.flush()
-    server.run(
-        "trackyard.http.app:create_app_from_env", sock, workers=workers, log_level=log_level, factory=True
-    )
+    if supervisor is not None:
+        log_to_stderr(log_level)
+        supervisor.start()
+    try:
+        server.run(
+            "trackyard.http.app:create_app_from_env",
+            sock,
+            workers=workers,
+            log_level=log_level,
+            factory=True,
+            on_stop=None if supervisor is None else supervisor.request_stop,
+        )
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+def _run_consumers(settings: Settings, log_level: str) -> None:
+    os.environ.update(settings.to_env())
+    click.echo(f"trackyard {__version__} consumers running (data: {settings.data_dir}, role: consumers)")
+    sys.stdout.flush()
+    run_in_foreground(settings, log_level=log_level)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -24,7 +24,6 @@ from trackyard.http.routes import health
 from trackyard.http.routes.admin import AdminAPI
 from trackyard.http.routes.profiles import ProfilesAPI
 from trackyard.ingest.collector import Collector
-from trackyard.profiles import start_consumer
 from trackyard.storage.factory import open_backends
 
 
@@ -46,12 +45,10 @@ def create_app(settings: Settings) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stop_profiles = start_consumer(settings)
+        # Consumers (profiles) run under the supervisor (trackyard.consumers), not in workers.
         try:
             yield
         finally:
-            if stop_profiles is not None:
-                stop_profiles()
             backends.close()
 
     collection = collection_router(collector)

@@ -15,13 +15,15 @@ import contextlib
 import signal
 import socket
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import cache
+from types import FrameType
 from typing import NamedTuple, cast
 
 import uvicorn
 from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from trackyard.config import Settings
 from trackyard.http.collection import cors_headers
@@ -256,6 +258,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class _Server(uvicorn.Server):
+    #: Called on the first SIGTERM or SIGINT, so what runs beside the server stops with it.
+    on_stop: Callable[[], None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.on_stop is not None:
+            self.on_stop()
+        super().handle_exit(sig, frame)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         """As uvicorn's, except that a graceful stop is a clean exit: the signal is not re-raised."""
@@ -268,6 +278,26 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
+
+
+class _Multiprocess(Multiprocess):
+    """uvicorn's worker supervisor, telling ``on_stop`` when a stop signal arrives."""
+
+    def __init__(
+        self, config: uvicorn.Config, sockets: list[socket.socket], on_stop: Callable[[], None] | None
+    ):
+        super().__init__(config, sockets)
+        self._on_stop = on_stop
+
+    def handle_int(self) -> None:
+        if self._on_stop is not None:
+            self._on_stop()
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        if self._on_stop is not None:
+            self._on_stop()
+        super().handle_term()
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -287,11 +317,19 @@ def url_of(sock: socket.socket) -> str:
 
 
 def run(
-    app: str, sock: socket.socket, *, workers: int = 1, log_level: str = "warning", factory: bool = False
+    app: str,
+    sock: socket.socket,
+    *,
+    workers: int = 1,
+    log_level: str = "warning",
+    factory: bool = False,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the ASGI app named by the import string ``app`` on ``sock`` until SIGTERM or SIGINT."""
-    from uvicorn.supervisors import Multiprocess
+    """Serve the ASGI app named by the import string ``app`` on ``sock`` until SIGTERM or SIGINT.
 
+    ``on_stop`` is called (in a signal handler: it must only set a flag) as soon as a stop
+    signal arrives, before in-flight requests have finished.
+    """
     config = uvicorn.Config(
         app,
         factory=factory,
@@ -305,6 +343,8 @@ def run(
         server_header=False,
     )
     if workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        _Multiprocess(config, [sock], on_stop).run()
     else:
-        _Server(config).run(sockets=[sock])
+        single = _Server(config)
+        single.on_stop = on_stop
+        single.run(sockets=[sock])

@@ -212,3 +212,74 @@ class SourceRegistry(Protocol):
 
 class Store(EventLog, RejectStore, SourceRegistry, Protocol):
     """A backend that provides the log, the rejects and the sources together (SQLite does)."""
+
+
+# -- consumers: cursors, leases, dead letters -------------------------------------------------
+
+
+class CursorStore(Protocol):
+    """Each consumer's position in the log: the seq of the last event it has handled."""
+
+    def get(self, consumer: str) -> int:
+        """The committed cursor, 0 for a consumer that never committed."""
+        ...
+
+    def commit(self, consumer: str, cursor: int) -> None:
+        """Durably record ``cursor`` for ``consumer`` (it only ever moves as told, even backwards)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """A held lease: while it is held, no other process holds the same name."""
+
+    @property
+    def name(self) -> str: ...
+
+    def fileno(self) -> int | None:
+        """A descriptor a child process may inherit to hold the lease with its parent, if any."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class LeaseProvider(Protocol):
+    """Who runs a consumer: one holder per name at a time, freed when the holder dies."""
+
+    def acquire(self, name: str) -> Lease | None:
+        """Take the lease ``name`` if nobody holds it; never waits. ``None`` when it is held."""
+        ...
+
+    def held(self, name: str) -> bool:
+        """Whether some process (this one included) holds ``name`` right now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a consumer gave up on, kept with its reason (like a reject) so it can be replayed."""
+
+    id: int
+    consumer: str
+    seq: int
+    source_id: int
+    type: str
+    body: bytes
+    reason: str
+    attempts: int
+    failed_at_ms: int
+
+
+class DeadLetters(Protocol):
+    """The events consumers could not handle, with why."""
+
+    def add(self, consumer: str, event: StoredEvent, reason: str, attempts: int) -> None: ...
+
+    def read(self, consumer: str | None = None, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters with ``id > after``, oldest first, of one consumer or all."""
+        ...
+
+    def count(self, consumer: str) -> int: ...
+
+    def close(self) -> None: ...

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackyard.config import Settings
-from trackyard.storage.base import EventLog, RejectStore, SourceRegistry, StoreURLError
+from trackyard.storage.base import (
+    CursorStore,
+    DeadLetters,
+    EventLog,
+    LeaseProvider,
+    RejectStore,
+    SourceRegistry,
+    StoreURLError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,6 +96,9 @@ class Backends:
     _open_profiles: Callable[[], ProfileStore] = field(repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _profiles: ProfileStore | None = field(default=None, repr=False)
+    _cursors: CursorStore | None = field(default=None, repr=False)
+    _dead_letters: DeadLetters | None = field(default=None, repr=False)
+    _leases: LeaseProvider | None = field(default=None, repr=False)
 
     def profiles(self) -> ProfileStore:
         """The profile store, opened on first use (readers that never ask never create it)."""
@@ -95,10 +106,39 @@ class Backends:
             self._profiles = self._open_profiles()
         return self._profiles
 
+    def cursors(self) -> CursorStore:
+        """Consumers' cursors, opened on first use."""
+        if self._cursors is None:
+            self._open_consumer_stores()
+        assert self._cursors is not None
+        return self._cursors
+
+    def dead_letters(self) -> DeadLetters:
+        """Events consumers gave up on, opened on first use."""
+        if self._dead_letters is None:
+            self._open_consumer_stores()
+        assert self._dead_letters is not None
+        return self._dead_letters
+
+    def leases(self) -> LeaseProvider:
+        """Which process runs each consumer."""
+        if self._leases is None:
+            self._leases = open_leases(self.settings)
+        return self._leases
+
+    def _open_consumer_stores(self) -> None:
+        from trackyard.storage.sqlite.consumers import open_consumer_stores
+
+        self._cursors, self._dead_letters = open_consumer_stores(self.settings.data_dir)
+
     def close(self) -> None:
         if self._profiles is not None:
             self._profiles.close()
             self._profiles = None
+        for consumer_store in (self._cursors, self._dead_letters):
+            if consumer_store is not None:
+                consumer_store.close()
+        self._cursors = self._dead_letters = None
         for close in self._closers:
             close()
         self._closers.clear()
@@ -130,3 +170,10 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
         _open_profiles=lambda: SQLiteProfiles(directory),
         _closers=[store.close],
     )
+
+
+def open_leases(settings: Settings) -> LeaseProvider:
+    """The lease provider alone (status probes need nothing else): cheap, opens no database."""
+    from trackyard.storage.sqlite.consumers import FlockLeases
+
+    return FlockLeases(settings.data_dir)

@@ -8,7 +8,7 @@ percent-decoding, so a value may contain anything, ``/`` (as ``%2F``) included.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote
 
 import msgspec
@@ -24,7 +24,6 @@ from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import ProfileStore
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.storage.base import Store
 
 MAX_PAGE = 1000
 
@@ -55,8 +54,7 @@ class ProfilesAPI:
     async def status(self, request: Request) -> Response:
         """``GET /v1/profiles-status``: the consumer's cursor, the log head, the lag, counts."""
         views = self._views()
-        # The consumer types its log as a whole Store but only reads the log (head_seq).
-        log = cast(Store, views.log)
+        log = views.log
         data_dir = self.collector.settings.data_dir
         body = await run_in_threadpool(status, log, views.profiles, data_dir, self.rules)
         return _json(body)
