@@ -94,6 +94,14 @@ class Group:
             time.sleep(0.05)
         return pids[0]
 
+    def wait_for_workers(self, workers: int, timeout: float = 30.0) -> None:
+        """Wait until every HTTP worker has started: a Ctrl-C that reaches a worker still
+        importing (spawned, before it can install handlers) ends it with a traceback."""
+        deadline = time.monotonic() + timeout
+        while self.log.read_text().count("Application startup complete.") < workers:
+            assert time.monotonic() < deadline, f"{workers} workers did not start:\n{self.log.read_text()}"
+            time.sleep(0.05)
+
     def signal_group(self, sig: int) -> None:
         os.killpg(self.pid, sig)
 

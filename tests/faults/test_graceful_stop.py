@@ -127,6 +127,7 @@ def test_every_stop_path_ends_everything_within_seconds_and_loses_nothing_acknow
     group = Group(data, "serve", "--port", "0", "--workers", str(workers), log=log)
     try:
         group.wait_for_consumer()
+        group.wait_for_workers(workers)
         load = Load(group.url, key)
         load.wait_for(500)
         stop(group)
