@@ -101,7 +101,7 @@ def test_what_the_fast_path_accepts_the_reference_accepts_identically(
 
 def test_the_calls_sdks_send_take_the_fast_path() -> None:
     receipt = wire.Receipt(
-        "/v1/batch", RECEIVED, "10.0.0.1", "k", {"id": 1}, sent_at="2026-01-01T12:00:01.000Z"
+        "/v1/batch", RECEIVED, {"id": 1}, "10.0.0.1", "k", sent_at="2026-01-01T12:00:01.000Z"
     )
     sdk_calls = [
         # analytics-python

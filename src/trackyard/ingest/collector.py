@@ -38,14 +38,12 @@ class Collector:
             return await self.store.append(events, rejects)
         except Overloaded:
             raise IngestError(
-                429,
                 "overloaded",
                 "The server is saturated and is shedding load; retry after the Retry-After delay.",
                 retry_after=RETRY_AFTER_SECONDS,
             ) from None
         except StoreUnavailable as exc:
             raise IngestError(
-                503,
                 "store_unavailable",
                 f"The event store cannot write right now ({exc}); nothing was stored, retry later.",
                 retry_after=RETRY_AFTER_SECONDS,
