@@ -1,7 +1,8 @@
 """The part of ingestion every wire format shares: who is sending, may they, and the durable write.
 
-Wire modules turn a request into canonical events; the collector decides whether the
-source may send them and only answers once the store has them durably.
+``trackyard.ingest.pipeline`` runs every request through it: the sources, secrets and
+rate limits it keeps decide who may send, and it answers only once the store has the
+events durably.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
 from trackyard.ingest.auth import SecretChecker, SourceCache
 from trackyard.ingest.limits import RateLimiter
-from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, Source, Store
+from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, Store
 
 #: Seconds a client is asked to wait when the writer is saturated or the store is down.
 RETRY_AFTER_SECONDS = 1
@@ -25,12 +26,6 @@ class Collector:
         self.sources = SourceCache(store)
         self.secrets = SecretChecker()
         self.limiter = RateLimiter()
-
-    def authorize(self, write_key: str | None, events: int) -> Source:
-        """The source ``write_key`` names, if it may send ``events`` events now (else 401 or 429)."""
-        source = self.sources.resolve(write_key)
-        self.limiter.take(source, events)
-        return source
 
     async def commit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         """Write durably; turn the store's refusals into the answers clients retry on."""
