@@ -73,21 +73,20 @@ class SourceCache:
         return None
 
 
-async def authenticate(credentials: Credentials, sources: SourceCache, secrets: SecretChecker) -> Source:
-    """The source ``credentials`` name; a refusal worded for how they were given otherwise."""
-    if credentials.project is not None:
-        return await _project_source(credentials, sources, secrets)
-    *first, last = credentials.forms or (None,)
-    for write_key in first:
-        try:
-            return sources.resolve(write_key)
-        except IngestError:
-            continue
+def resolve_write_key(credentials: Credentials, sources: SourceCache) -> Source:
+    """The source a write key names, trying each of its forms (no project, no secret)."""
+    forms = credentials.forms
+    if len(forms) > 1:
+        for write_key in forms[:-1]:
+            try:
+                return sources.resolve(write_key)
+            except IngestError:
+                continue
     # The last form says best what is wrong when none resolves.
-    return sources.resolve(last, credentials.missing)
+    return sources.resolve(forms[-1] if forms else None, credentials.missing)
 
 
-async def _project_source(credentials: Credentials, sources: SourceCache, secrets: SecretChecker) -> Source:
+async def project_source(credentials: Credentials, sources: SourceCache, secrets: SecretChecker) -> Source:
     """Bloomreach's order and words: credentials present (access_key_not_provided), project
     known (invalid_project_id), key of that project (access_key_not_found), secret right."""
     if not credentials.forms:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from trackyard.errors import CallError, IngestError
 from trackyard.event import now_micros
-from trackyard.ingest.auth import authenticate
+from trackyard.ingest.auth import project_source, resolve_write_key
 from trackyard.ingest.collector import Collector
 from trackyard.storage.base import EventRecord, RejectRecord, Source
 from trackyard.wire.base import Credentials, Decoded, Format, Receipt, source_tag
@@ -57,9 +57,15 @@ class Accepted:
 
 async def authorize(collector: Collector, credentials: Credentials, events: int) -> Source:
     """The source ``credentials`` name, if it may send ``events`` events now."""
-    source = await authenticate(credentials, collector.sources, collector.secrets)
+    source = await _authenticate(collector, credentials)
     collector.limiter.take(source, events)
     return source
+
+
+async def _authenticate(collector: Collector, credentials: Credentials) -> Source:
+    if credentials.project is None:  # no secret to check off the event loop: no coroutine either
+        return resolve_write_key(credentials, collector.sources)
+    return await project_source(credentials, collector.sources, collector.secrets)
 
 
 def _credentials(fmt: Format[Any], incoming: Incoming, body_keys: tuple[str, ...]) -> Credentials:
@@ -72,7 +78,7 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
     source: Source | None = None
     if not fmt.keys_in_body:
         # The key travels outside the body: a stranger is refused before anything is decoded.
-        source = await authenticate(_credentials(fmt, incoming, ()), collector.sources, collector.secrets)
+        source = await _authenticate(collector, _credentials(fmt, incoming, ()))
     try:
         if incoming.unread is not None:
             raise incoming.unread
@@ -85,7 +91,10 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
         raise
     if source is None:
         credentials = _credentials(fmt, incoming, decoded.write_keys)
-        source = await authenticate(credentials, collector.sources, collector.secrets)
+        if credentials.project is None:  # the usual case, without a coroutine
+            source = resolve_write_key(credentials, collector.sources)
+        else:
+            source = await _authenticate(collector, credentials)
     collector.limiter.take(source, len(decoded.items) if decoded.cost is None else decoded.cost)
     receipt = Receipt(
         incoming.route,
@@ -116,14 +125,15 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
             events.append(EventRecord(source_id, message_id, kind, received_at_ms, body))
     if rejected and policy != "each":
         await _refuse(collector, fmt, source, incoming, received_at_us, decoded, rejected)
-    items = decoded.items
-    route = incoming.route
-    rejects = [
-        _reject(source, route, received_at_us, error.code, error.message, index, fmt.item_bytes(items[index]))
-        for index, error in rejected
-    ]
-    if events or rejects:
+    if rejected:
+        items, route = decoded.items, incoming.route
+        rejects = [
+            _reject(source, route, received_at_us, error.code, error.message, i, fmt.item_bytes(items[i]))
+            for i, error in rejected
+        ]
         await collector.commit(events, rejects)
+    elif events:
+        await collector.commit(events, ())
     return Accepted(decoded, rejected, received_at_us)
 
 

@@ -14,7 +14,7 @@ from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from trackyard.errors import CallError, IngestError
 from trackyard.event import API_VERSION, format_timestamp, ordered
@@ -74,14 +74,14 @@ class Decoded:
     cost: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):
     """Where a request says who sends it, as the format reads its transport.
 
     ``forms`` are the forms one write key may take, tried in order (the last one's error is
     the answer when none is known). ``project`` is set for project-scoped credentials
     (Bloomreach: the key must be the key of the project named in the path; ``secret`` is
-    the optional private half). ``missing`` is what to say when no key came at all.
+    the optional private half). ``missing`` is what to say when no key came at all. A named
+    tuple: one is built per request.
     """
 
     forms: tuple[str, ...]
@@ -145,6 +145,7 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return (user, password) if user else None
 
 
+@lru_cache(maxsize=1024)
 def basic_username(authorization: str | None) -> str | None:
     """The username of ``Authorization: Basic``: how Segment's SDKs send the write key."""
     credentials = basic_credentials(authorization)

@@ -31,7 +31,7 @@ def _key(value: object) -> tuple[str, ...]:
 
 def _credentials(authorization: str | None, body_keys: Sequence[str], fallback: str | None) -> Credentials:
     write_key = basic_username(authorization) or (body_keys[0] if body_keys else None) or fallback
-    return Credentials(_key(write_key), NO_WRITE_KEY)
+    return Credentials((write_key,) if write_key else (), NO_WRITE_KEY)
 
 
 @dataclass(slots=True)
@@ -61,7 +61,8 @@ class SegmentCall(Format[_Call]):
         # A plain call is decoded once, typed; anything else the reference way (see wire._segment_typed).
         call = typed.decode_call(body)
         if call is not None:
-            return Decoded((_Call(body, call),), _key(call.writeKey))
+            key = call.writeKey
+            return Decoded((_Call(body, call),), (key,) if isinstance(key, str) and key else ())
         item = decode_json(body)
         return Decoded(
             (_Call(body, None, item),), _key(item.get("writeKey") if isinstance(item, dict) else None)
