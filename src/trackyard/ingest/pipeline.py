@@ -187,9 +187,10 @@ def _reject(
     source: Source, route: str, received_at_us: int, code: str, message: str, index: int | None, body: bytes
 ) -> RejectRecord:
     """A refusal as kept: its bytes less any write key (never stored), cut at ``MAX_KEPT_BYTES``."""
+    size = len(body)
     if b"writeKey" in body:
         body = _WRITE_KEY_FIELD.sub(rb'\1"[redacted]"', body)
     if len(body) > MAX_KEPT_BYTES:
-        message += f" (The payload had {len(body):,} bytes; the first {MAX_KEPT_BYTES:,} are kept.)"
+        message += f" (The payload had {size:,} bytes; the first {MAX_KEPT_BYTES:,} are kept.)"
         body = body[:MAX_KEPT_BYTES]
     return RejectRecord(source.id, received_at_us // 1000, route, code, message, index, body)
