@@ -29,9 +29,19 @@ def _key(value: object) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) and value else ()
 
 
-def _credentials(authorization: str | None, body_keys: Sequence[str], fallback: str | None) -> Credentials:
-    write_key = basic_username(authorization) or (body_keys[0] if body_keys else None) or fallback
-    return Credentials((write_key,) if write_key else (), NO_WRITE_KEY)
+class _Segment(Format[Any]):
+    name = reference.FORMAT
+    keys_in_body = True
+    #: Whether ``?writeKey=`` may carry the key (beacons cannot set headers).
+    key_in_query = False
+
+    def credentials(
+        self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]
+    ) -> Credentials:
+        write_key = basic_username(authorization) or (body_keys[0] if body_keys else None)
+        if not write_key and self.key_in_query:
+            write_key = query_key
+        return Credentials((write_key,) if write_key else (), NO_WRITE_KEY)
 
 
 @dataclass(slots=True)
@@ -43,19 +53,11 @@ class _Call:
     item: Any = None
 
 
-class SegmentCall(Format[_Call]):
+class SegmentCall(_Segment):
     """``POST /v1/{track,identify,...}`` (and the short forms): one call, its type from the route."""
-
-    name = reference.FORMAT
-    keys_in_body = True
 
     def __init__(self, kind: str | None) -> None:
         self.kind = kind
-
-    def credentials(
-        self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]
-    ) -> Credentials:
-        return _credentials(authorization, body_keys, None)
 
     def decode(self, body: bytes) -> Decoded:
         # A plain call is decoded once, typed; anything else the reference way (see wire._segment_typed).
@@ -81,21 +83,15 @@ class SegmentCall(Format[_Call]):
         return item.body
 
 
-class SegmentBatch(Format[msgspec.Raw]):
+class SegmentBatch(_Segment):
     """``POST /v1/batch`` (and ``/v1/b``, ``/v1/import``, ``/beacon/v1/batch``): each item alone."""
 
-    name = reference.FORMAT
     policy = "each"
-    keys_in_body = True
+    key_in_query = True
 
     def __init__(self, max_event_bytes: int, max_batch_events: int) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_batch_events = max_batch_events
-
-    def credentials(
-        self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]
-    ) -> Credentials:
-        return _credentials(authorization, body_keys, query_key)
 
     def decode(self, body: bytes) -> Decoded:
         try:
