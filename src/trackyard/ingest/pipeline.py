@@ -3,8 +3,9 @@
 A route reads the body and hands it over as an :class:`Incoming`; :func:`accept` does the
 rest and returns what the route answers with, or raises ``IngestError``. Every request
 refused once its source is known (bad body, bad JSON, a malformed or oversized batch, an
-invalid event) is kept in the rejects store here, the same way for every format; refusals
-that retrying can cure (401, 429, 503) are not, since the client sends them again.
+invalid event) is kept in the rejects store here, the same way for every format. Unknown
+keys are not kept, nor refusals that retrying cures (a rate limit, an overloaded or
+unavailable store), since the client sends those again.
 """
 
 from __future__ import annotations
