@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
+from trackyard.errors import CallError
+
 EVENT_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
 #: The Spec's fields in the order trackyard writes them; any other field the client
@@ -81,6 +83,32 @@ def format_timestamp(micros: int) -> str:
 @lru_cache(maxsize=4096)
 def _format_second(seconds: int) -> str:
     return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}"
+
+
+def seconds_to_micros(value: Any, field: str) -> int:
+    """A Bloomreach time: float or int Unix seconds, or an ISO-8601 string (a string of
+    digits is taken as seconds too). Never milliseconds: Bloomreach does not detect them."""
+    micros: int | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        micros = round(value * 1_000_000)
+    elif isinstance(value, str):
+        try:
+            micros = parse_timestamp(value)
+        except ValueError:
+            try:
+                micros = round(float(value) * 1_000_000)
+            except (ValueError, OverflowError):
+                micros = None
+    if micros is not None:
+        try:
+            format_timestamp(micros)
+            return micros
+        except (ValueError, OverflowError, OSError):
+            pass
+    raise CallError(
+        "invalid_timestamp",
+        f"Field '{field}' must be Unix seconds (such as 1533833360.25) or an ISO-8601 date-time.",
+    )
 
 
 def now_micros() -> int:

@@ -17,23 +17,25 @@ from hypothesis import strategies as st
 from tests.fuzz.cases import UNDECODABLE, bodies, gzip_bomb
 from tests.strategies import json_values
 from trackyard.errors import CallError, IngestError
+from trackyard.http.answers import status_of
 from trackyard.http.body import read_body
 from trackyard.wire import bloomreach, koala, segment, vitally
 from trackyard.wire._json import decode_item, decode_json
 from trackyard.wire._segment_typed import normalize_raw
+from trackyard.wire.base import Receipt
 
 _TAG = {"id": 1, "name": "fuzz", "format": "fuzz", "route": "/fuzz"}
 _NOW = 1_750_000_000_000_000
 
 
 def _segment_single(body: bytes) -> list[Any]:
-    receipt = segment.Receipt("/v1/track", _NOW, "127.0.0.1", "key", _TAG)
+    receipt = Receipt("/v1/track", _NOW, _TAG, "127.0.0.1", "key")
     return [segment.normalize(decode_json(body), "track", receipt)]
 
 
 def _segment_batch(body: bytes) -> list[Any]:
     envelope = segment.decode_envelope(body)
-    receipt = segment.Receipt("/v1/b", _NOW, "127.0.0.1", "key", _TAG, envelope.sentAt, envelope.context)
+    receipt = Receipt("/v1/b", _NOW, _TAG, "127.0.0.1", "key", envelope.sentAt, envelope.context)
     out = []
     for raw in envelope.batch:
         try:
@@ -46,7 +48,7 @@ def _segment_batch(body: bytes) -> list[Any]:
 def _segment_typed(body: bytes) -> list[Any]:
     """The routes' fast path, which must never raise: it answers ``None`` and leaves the
     call to the reference path (checked for agreement in tests/wire/test_segment_typed.py)."""
-    receipt = segment.Receipt("/v1/b", _NOW, "127.0.0.1", "key", _TAG)
+    receipt = Receipt("/v1/b", _NOW, _TAG, "127.0.0.1", "key")
     out = [normalize_raw(body, "track", receipt)]
     with contextlib.suppress(IngestError):
         out += [normalize_raw(raw, None, receipt) for raw in segment.decode_envelope(body).batch]
@@ -57,11 +59,11 @@ def _segment_typed(body: bytes) -> list[Any]:
 
 
 def _koala(body: bytes) -> list[Any]:
-    return list(koala.decode(body, "profile", koala.Receipt(koala.PROFILE_ROUTE, _NOW, _TAG)))
+    return list(koala.decode(body, "profile", Receipt(koala.PROFILE_ROUTE, _NOW, _TAG)))
 
 
 def _bloomreach(body: bytes) -> list[Any]:
-    receipt = bloomreach.Receipt(_NOW, _TAG)
+    receipt = Receipt("/fuzz", _NOW, _TAG)
     out = []
     for raw in bloomreach.decode_batch(body):
         try:
@@ -74,7 +76,7 @@ def _bloomreach(body: bytes) -> list[Any]:
 
 
 def _vitally(body: bytes) -> list[Any]:
-    receipt = vitally.Receipt(_NOW, _TAG)
+    receipt = Receipt("/fuzz", _NOW, _TAG)
     out = []
     for raw in vitally.decode_batch(body):
         try:
@@ -157,7 +159,7 @@ def test_reading_a_body_only_ever_refuses_with_a_400(
     try:
         out = asyncio.run(read_body(_chunks(body, chunk), encoding, limit, "request"))
     except IngestError as error:
-        assert error.status == 400 and error.code in (
+        assert status_of(error) == 400 and error.code in (
             "payload_too_large", "invalid_gzip", "unsupported_encoding",
         )  # fmt: skip
         return

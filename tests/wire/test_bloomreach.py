@@ -13,6 +13,7 @@ from tests.strategies import json_objects, json_scalars, json_values
 from trackyard.errors import CallError
 from trackyard.event import format_timestamp, parse_timestamp
 from trackyard.wire import bloomreach as wire
+from trackyard.wire.base import Receipt
 
 RECEIVED = parse_timestamp("2026-01-02T03:04:05.678Z")
 TAG = {"id": 7, "name": "shop", "format": "bloomreach", "route": "/track/v2/projects/{projectToken}/batch"}
@@ -28,8 +29,8 @@ iso_times = st.integers(0, 4_102_444_800_000_000).map(format_timestamp)
 times = st.none() | seconds | iso_times
 
 
-def receipt() -> wire.Receipt:
-    return wire.Receipt(received_at_us=RECEIVED, source_tag=TAG)
+def receipt() -> Receipt:
+    return Receipt(route="/track/v2/projects/{projectToken}/batch", received_at_us=RECEIVED, source_tag=TAG)
 
 
 @st.composite

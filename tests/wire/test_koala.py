@@ -15,14 +15,15 @@ from hypothesis import strategies as st
 from tests.strategies import json_objects, json_values
 from trackyard.errors import CallError
 from trackyard.wire import koala as wire
+from trackyard.wire.base import Receipt
 
 RECEIVED_US = 1_700_000_000_123_000
 SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seeds" / "koala-profile-batch-request.schema.json"
 
 
-def receipt(level: wire.Level = "profile") -> wire.Receipt:
+def receipt(level: wire.Level = "profile") -> Receipt:
     route = wire.PROFILE_ROUTE if level == "profile" else wire.ACCOUNT_ROUTE
-    return wire.Receipt(route, RECEIVED_US, {"id": 1, "name": "t", "format": "koala", "route": route})
+    return Receipt(route, RECEIVED_US, {"id": 1, "name": "t", "format": "koala", "route": route})
 
 
 def decode(message: Any, level: wire.Level = "profile") -> list[dict[str, Any]]:

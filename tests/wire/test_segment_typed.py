@@ -104,7 +104,7 @@ def test_what_the_fast_path_accepts_the_reference_accepts_identically(
 
 def test_the_calls_sdks_send_take_the_fast_path() -> None:
     receipt = wire.Receipt(
-        "/v1/batch", RECEIVED, "10.0.0.1", "k", {"id": 1}, sent_at="2026-01-01T12:00:01.000Z"
+        "/v1/batch", RECEIVED, {"id": 1}, "10.0.0.1", "k", sent_at="2026-01-01T12:00:01.000Z"
     )
     sdk_calls = [
         # analytics-python
@@ -150,7 +150,7 @@ def test_an_original_timestamp_alone_is_the_client_time_with_the_skew_corrected(
     """RudderStack's SDKs send no ``timestamp``: an event backdated an hour stays an hour back."""
     sent_at = "2026-01-02T03:04:06.678Z"  # the client's clock runs a second ahead of the server's
     call = {"type": "track", "event": "E", "userId": "u", "originalTimestamp": "2026-01-02T02:04:06.678Z"}
-    receipt = wire.Receipt("/v1/batch", RECEIVED, None, "k", {"id": 1}, sent_at=sent_at)
+    receipt = wire.Receipt("/v1/batch", RECEIVED, {"id": 1}, None, "k", sent_at=sent_at)
     fast = normalize_raw(msgspec.json.encode(call), None, copy.deepcopy(receipt))
     assert fast is not None
     _, _, reference = wire.normalize(copy.deepcopy(call), None, receipt)
@@ -160,7 +160,7 @@ def test_an_original_timestamp_alone_is_the_client_time_with_the_skew_corrected(
 
 
 def test_a_bad_original_timestamp_alone_is_refused_by_name() -> None:
-    receipt = wire.Receipt("/v1/batch", RECEIVED, None, "k", {"id": 1})
+    receipt = wire.Receipt("/v1/batch", RECEIVED, {"id": 1}, None, "k")
     call = {"type": "track", "event": "E", "userId": "u", "originalTimestamp": "yesterday"}
     assert normalize_raw(msgspec.json.encode(call), None, receipt) is None
     try:

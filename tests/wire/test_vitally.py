@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.strategies import json_objects, json_values
 from trackyard.event import CANONICAL_FIELDS, EVENT_TYPES
 from trackyard.wire import vitally as wire
+from trackyard.wire.base import Receipt
 
 KNOWN_KEYS = {
     "type",
@@ -95,8 +96,8 @@ def messages(draw: st.DrawFn, kind: str) -> dict[str, Any]:
     return message
 
 
-def receipt() -> wire.Receipt:
-    return wire.Receipt(1_700_000_000_000_000, {"id": 1, "name": "t", "format": "vitally", "route": "/x"})
+def receipt() -> Receipt:
+    return Receipt("/x", 1_700_000_000_000_000, {"id": 1, "name": "t", "format": "vitally", "route": "/x"})
 
 
 def exact(value: Any) -> bytes:

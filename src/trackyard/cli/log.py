@@ -103,8 +103,12 @@ def events(
 def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) -> None:
     """Print events and requests that were refused, oldest first, with the reason.
 
-    Each refused event is kept here with its exact payload, so nothing a client sent
-    disappears without a trace.
+    Every request refused once its write key is known is kept here, in all four formats:
+    bad JSON, a malformed or oversized batch, a body over a limit, an invalid event. Each
+    has its route, batch index, code, message and payload: the bytes sent, any writeKey
+    redacted, at most the first 64 KiB (a longer one is cut, and its message gives its
+    size). A body refused before it was read to the end (over a limit, bad gzip) has an
+    empty payload. Requests with no known key, and 429 or 503 refusals, are not kept.
     """
     with opened(data_dir) as backends:
         rows = backends.rejects.read_rejects(0, limit, _source_filter(backends.sources, source_name))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from trackyard.config import Settings
+from trackyard.http.answers import error_body
 from trackyard.http.collection import CollectionCORS, FastCollect, collection_router
 from trackyard.http.guard import RequestGuard
 from trackyard.http.routes import health
@@ -29,12 +29,9 @@ from trackyard.storage.factory import open_backends
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    body = msgspec.json.encode(
-        {
-            "success": False,
-            "code": "not_found" if exc.status_code == 404 else "method_not_allowed",
-            "message": f"{request.method} {request.url.path}: {exc.detail}. See docs/api.md for the routes.",
-        }
+    code = "not_found" if exc.status_code == 404 else "method_not_allowed"
+    body = error_body(
+        code, f"{request.method} {request.url.path}: {exc.detail}. See docs/api.md for the routes."
     )
     return Response(body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
 

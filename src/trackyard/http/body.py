@@ -1,4 +1,4 @@
-"""Read a request body, decompressing it, and stop as soon as a limit is passed.
+"""Read a request body, decompressing it, and stop as soon as a limit is passed; hand it on.
 
 Limits apply to the decoded JSON (reference segment.md 1.3 leaves this open; decoded is
 what protects the server). Decompression is bounded by ``max_length``, so a gzip bomb
@@ -10,10 +10,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator
 
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from trackyard.errors import IngestError
+from trackyard.ingest.pipeline import Incoming
 
 # 32 + 15: accept both gzip and zlib headers, detected automatically.
 _GZIP_OR_ZLIB = 47
@@ -21,7 +23,6 @@ _GZIP_OR_ZLIB = 47
 
 def too_large(limit: int, what: str) -> IngestError:
     return IngestError(
-        400,
         "payload_too_large" if what == "request" else "event_too_large",
         f"The {what} is larger than {limit:,} bytes of JSON. Send fewer or smaller events per request.",
     )
@@ -30,7 +31,7 @@ def too_large(limit: int, what: str) -> IngestError:
 async def read_body(
     chunks: AsyncIterator[bytes], content_encoding: str | None, limit: int, what: str
 ) -> bytes:
-    """Return the decoded body, or raise a 400 ``IngestError`` once it exceeds ``limit`` bytes."""
+    """Return the decoded body, or raise ``IngestError`` once it exceeds ``limit`` bytes."""
     encoding = _normalized(content_encoding)
     if encoding in _IDENTITY:
         parts: list[bytes] = []
@@ -43,7 +44,6 @@ async def read_body(
         return b"".join(parts)
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise IngestError(
-            400,
             "unsupported_encoding",
             f"Content-Encoding {content_encoding!r} is not supported; send gzip or an uncompressed body.",
         )
@@ -65,6 +65,43 @@ async def receive_body(receive: Receive, content_encoding: str | None, limit: in
     if len(body) > limit:
         raise too_large(limit, what)
     return body
+
+
+async def incoming(
+    scope: Scope,
+    receive: Receive,
+    route: str,
+    limit: int,
+    what: str,
+    *,
+    path_key: str | None = None,
+    query_key: str | None = None,
+) -> Incoming:
+    """The request as the ingest pipeline takes it: its body (or why it could not be read),
+    its credentials as sent, and where it came from. ``query_key`` names the query
+    parameter that may carry a key."""
+    authorization = encoding = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"content-encoding" and encoding is None:
+            encoding = value.decode("latin-1")
+    client = scope.get("client")
+    query = scope["query_string"]
+    arrived = Incoming(
+        route,
+        b"",
+        authorization,
+        path_key,
+        QueryParams(query).get(query_key) if query_key and query else None,
+        client[0] if client else None,
+    )
+    try:
+        arrived.body = await receive_body(receive, encoding, limit, what)
+    except IngestError as error:
+        arrived.unread = error
+    return arrived
 
 
 async def _next_chunk(receive: Receive) -> tuple[bytes, bool]:
@@ -129,4 +166,4 @@ async def _inflate(chunks: AsyncIterator[bytes], limit: int, what: str) -> bytes
 
 
 def _bad_gzip(detail: str) -> IngestError:
-    return IngestError(400, "invalid_gzip", f"The body is not valid gzip ({detail}).")
+    return IngestError("invalid_gzip", f"The body is not valid gzip ({detail}).")

@@ -13,7 +13,7 @@ The fast path: a POST to a collection route with a fixed path (``/v1/track``,
 ``/v1/batch``, ``/analytics/v1/batch``, ...) goes straight to its endpoint. That skips
 Starlette's middleware layers and the route-by-route regex matching, which on a
 single-event request cost more than the event itself. Endpoints written on bare ASGI
-(``AnswerEndpoint``: Segment's) also skip Starlette's ``Request`` and ``Response``.
+(``AnswerEndpoint``, ``trackyard.http.answers``) also skip Starlette's ``Request`` and ``Response``.
 Everything else goes the normal way.
 """
 
@@ -29,10 +29,11 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from trackyard.http.answers import Answer, AnswerEndpoint, json_answer, send_answer
 from trackyard.http.routes.bloomreach import BloomreachAPI
 from trackyard.http.routes.koala import KoalaAPI
 from trackyard.http.routes.rudderstack import RudderStackAPI
-from trackyard.http.routes.segment import Answer, AnswerEndpoint, SegmentAPI, json_answer, send_answer
+from trackyard.http.routes.segment import SegmentAPI
 from trackyard.http.routes.vitally import VitallyAPI
 from trackyard.ingest.collector import Collector
 

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackyard.config import Settings
+from trackyard.http.answers import error_body
 from trackyard.http.collection import cors_headers
 
 _EXEMPT = frozenset({"/healthz", "/readyz"})
@@ -36,7 +37,7 @@ _IDENTITY = (b"", b"identity")
 
 
 def _json(status: int, code: str, message: str, retry_after: int | None = None) -> tuple[Message, Message]:
-    body = f'{{"success": false, "code": "{code}", "message": "{message}"}}'.encode()
+    body = error_body(code, message)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if retry_after is not None:
         seconds = str(retry_after).encode()

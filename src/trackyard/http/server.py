@@ -26,14 +26,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from trackyard.config import Settings
+from trackyard.http.answers import error_body
 from trackyard.http.collection import cors_headers
 
-_HEAD_TOO_LARGE = (
-    b'{"success": false, "code": "headers_too_large", "message": "The request head is too large."}'
-)
-_BODY_TOO_SLOW = (
-    b'{"success": false, "code": "request_timeout", "message": "The request body took too long to arrive."}'
-)
+_HEAD_TOO_LARGE = error_body("headers_too_large", "The request head is too large.")
+_BODY_TOO_SLOW = error_body("request_timeout", "The request body took too long to arrive.")
 
 
 class _Limits(NamedTuple):

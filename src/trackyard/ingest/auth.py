@@ -1,35 +1,17 @@
-"""Write keys: where a request carries one, and which source it names."""
+"""Which source a request's credentials name, and whether they are right (wire formats say where they are)."""
 
 from __future__ import annotations
 
-import binascii
-from base64 import b64decode
-from functools import lru_cache
+import anyio.to_thread
 
 from trackyard.errors import IngestError
 from trackyard.storage.base import Source, SourceRegistry
 from trackyard.storage.secrets import verify_secret
-
-
-# Cached: a source's SDKs send the same header on every request, and decoding it is a
-# fair share of a single event's cost. The function is pure, and the cache is bounded.
-@lru_cache(maxsize=1024)
-def basic_username(authorization: str | None) -> str | None:
-    """The username of ``Authorization: Basic base64(user:password)``; the colon is optional."""
-    if not authorization:
-        return None
-    scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() != "basic" or not credentials:
-        return None
-    try:
-        decoded = b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0] or None
+from trackyard.wire.base import Credentials
 
 
 def unauthorized(message: str) -> IngestError:
-    return IngestError(401, "invalid_write_key", message)
+    return IngestError("invalid_write_key", message)
 
 
 class SecretChecker:
@@ -61,13 +43,10 @@ class SourceCache:
         self._version = -1
         self._by_key: dict[str, Source] = {}
 
-    def resolve(self, write_key: str | None) -> Source:
-        """The enabled source ``write_key`` names, or a 401 that says what is wrong."""
+    def resolve(self, write_key: str | None, missing: str = "No write key.") -> Source:
+        """The enabled source ``write_key`` names, or a refusal that says what is wrong."""
         if not write_key:
-            raise unauthorized(
-                "No write key. Send it as the 'writeKey' field of the body or as "
-                "'Authorization: Basic base64(<writeKey>:)'."
-            )
+            raise unauthorized(missing)
         version = self._registry.sources_version()
         if version != self._version:
             self._by_key = {s.write_key: s for s in self._registry.sources()}
@@ -83,3 +62,43 @@ class SourceCache:
                 f"Enable it with: trackyard sources enable {source.name}."
             )
         return source
+
+    def known(self, write_keys: tuple[str | None, ...]) -> Source | None:
+        """The enabled source the first of ``write_keys`` that has one names, else ``None``."""
+        for write_key in write_keys:
+            try:
+                return self.resolve(write_key)
+            except IngestError:
+                continue
+        return None
+
+
+def resolve_write_key(credentials: Credentials, sources: SourceCache) -> Source:
+    """The source a write key names, trying each of its forms (no project, no secret)."""
+    forms = credentials.forms
+    if len(forms) > 1:
+        for write_key in forms[:-1]:
+            try:
+                return sources.resolve(write_key)
+            except IngestError:
+                continue
+    # The last form says best what is wrong when none resolves.
+    return sources.resolve(forms[-1] if forms else None, credentials.missing)
+
+
+async def project_source(credentials: Credentials, sources: SourceCache, secrets: SecretChecker) -> Source:
+    """Bloomreach's order and words: credentials present (access_key_not_provided), project
+    known (invalid_project_id), key of that project (access_key_not_found), secret right."""
+    if not credentials.forms:
+        raise IngestError("access_key_not_provided", "Access key not provided")
+    try:
+        source = sources.resolve(credentials.project)
+    except IngestError:
+        raise IngestError("invalid_project_id", "Invalid project id") from None
+    if credentials.forms[0] != source.write_key:
+        raise IngestError("access_key_not_found", "Access key not found")
+    # The first check of a secret runs PBKDF2 (slow on purpose): keep it off the event loop.
+    secret = credentials.secret
+    if secret is not None and not await anyio.to_thread.run_sync(secrets.check, source, secret):
+        raise IngestError("invalid_secret", "invalid secret")
+    return source

@@ -1,7 +1,8 @@
 """The part of ingestion every wire format shares: who is sending, may they, and the durable write.
 
-Wire modules turn a request into canonical events; the collector decides whether the
-source may send them and only answers once the store has them durably.
+``trackyard.ingest.pipeline`` runs every request through it: the sources, secrets and
+rate limits it keeps decide who may send, and it answers only once the store has the
+events durably.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
 from trackyard.ingest.auth import SecretChecker, SourceCache
 from trackyard.ingest.limits import RateLimiter
-from trackyard.storage.base import AppendResult, EventLog, EventRecord, RejectRecord, Source, SourceRegistry
+from trackyard.storage.base import AppendResult, EventLog, EventRecord, RejectRecord, SourceRegistry
 
 #: Seconds a client is asked to wait when the writer is saturated or the store is down.
 RETRY_AFTER_SECONDS = 1
@@ -27,26 +28,18 @@ class Collector:
         self.secrets = SecretChecker()
         self.limiter = RateLimiter()
 
-    def authorize(self, write_key: str | None, events: int) -> Source:
-        """The source ``write_key`` names, if it may send ``events`` events now (else 401 or 429)."""
-        source = self.sources.resolve(write_key)
-        self.limiter.take(source, events)
-        return source
-
     async def commit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         """Write durably; turn the store's refusals into the answers clients retry on."""
         try:
             return await self.log.append(events, rejects)
         except Overloaded:
             raise IngestError(
-                429,
                 "overloaded",
                 "The server is saturated and is shedding load; retry after the Retry-After delay.",
                 retry_after=RETRY_AFTER_SECONDS,
             ) from None
         except StoreUnavailable as exc:
             raise IngestError(
-                503,
                 "store_unavailable",
                 f"The event store cannot write right now ({exc}); nothing was stored, retry later.",
                 retry_after=RETRY_AFTER_SECONDS,

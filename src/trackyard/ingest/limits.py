@@ -14,7 +14,7 @@ from trackyard.storage.base import Source
 
 
 def rate_limited(retry_after: int, message: str) -> IngestError:
-    return IngestError(429, "rate_limited", message, retry_after=max(1, retry_after))
+    return IngestError("rate_limited", message, retry_after=max(1, retry_after))
 
 
 class RateLimiter:

@@ -17,9 +17,8 @@ from typing import Any
 
 import msgspec
 
-from trackyard.event import parse_timestamp
+from trackyard.event import parse_timestamp, seconds_to_micros
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.wire.bloomreach import seconds_to_micros
 
 SEP = "\x1f"
 PERSON = "p"

@@ -17,7 +17,7 @@ DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def decode_json(body: bytes) -> Any:
-    """Decode a whole body; a 400 ``invalid_json`` saying why when it is not JSON."""
+    """Decode a whole body; ``invalid_json`` saying why when it is not JSON."""
     try:
         return _decoder.decode(body)
     except DECODE_ERRORS as exc:
@@ -33,7 +33,7 @@ def decode_item(raw: msgspec.Raw) -> Any:
 
 
 def invalid_json(exc: Exception) -> IngestError:
-    return IngestError(400, "invalid_json", f"The body is not valid JSON: {exc}.")
+    return IngestError("invalid_json", f"The body is not valid JSON: {exc}.")
 
 
 def json_type(value: object) -> str:

@@ -14,14 +14,24 @@ under ``context.bloomreach``, so :func:`encode` rebuilds exactly the command tha
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
 from trackyard.errors import CallError, IngestError
-from trackyard.event import API_VERSION, format_timestamp, ordered, parse_timestamp
+from trackyard.event import format_timestamp, parse_timestamp, seconds_to_micros
 from trackyard.wire._json import DECODE_ERRORS
+from trackyard.wire.base import (
+    Credentials,
+    Decoded,
+    Format,
+    Normalized,
+    Receipt,
+    basic_credentials,
+    canonical,
+)
 
 FORMAT: Final = "bloomreach"
 
@@ -68,20 +78,8 @@ class Batch(msgspec.Struct):
 _batch_decoder = msgspec.json.Decoder(Batch)
 
 
-@dataclass(slots=True)
-class Receipt:
-    """What is known about a request before its commands are decoded."""
-
-    received_at_us: int
-    source_tag: dict[str, Any]
-
-    @property
-    def received_at(self) -> str:
-        return format_timestamp(self.received_at_us)
-
-
 def invalid_json() -> IngestError:
-    return IngestError(400, "invalid_json", "Invalid JSON")
+    return IngestError("invalid_json", "Invalid JSON")
 
 
 def decode_json(body: bytes | msgspec.Raw) -> Any:
@@ -95,14 +93,13 @@ def decode_batch(body: bytes) -> list[msgspec.Raw]:
     try:
         commands = _batch_decoder.decode(body).commands
     except msgspec.ValidationError as exc:
-        raise IngestError(400, "invalid_batch", f"Invalid batch: {exc}.") from None
+        raise IngestError("invalid_batch", f"Invalid batch: {exc}.") from None
     except DECODE_ERRORS:
         raise invalid_json() from None
     if not commands:
-        raise IngestError(400, "empty_batch", "At least one command is required in 'commands'.")
+        raise IngestError("empty_batch", "At least one command is required in 'commands'.")
     if len(commands) > MAX_BATCH_COMMANDS:
         raise IngestError(
-            400,
             "batch_too_large",
             f"The batch has {len(commands)} commands; at most {MAX_BATCH_COMMANDS} are allowed per request.",
         )
@@ -172,9 +169,7 @@ def decode(command: dict[str, Any], receipt: Receipt) -> tuple[str, str, dict[st
         bloomreach["data"] = rest
     context["bloomreach"] = bloomreach
     event["context"] = context
-    event["version"] = API_VERSION
-    event["source"] = receipt.source_tag
-    return event["messageId"], event["type"], ordered(event)
+    return event["messageId"], event["type"], canonical(event, receipt)
 
 
 def valid_id(value: Any) -> bool:
@@ -225,32 +220,6 @@ def _check_property_sizes(properties: dict[str, Any], kind: str) -> None:
             )
 
 
-def seconds_to_micros(value: Any, field: str) -> int:
-    """A Bloomreach time: float or int Unix seconds, or an ISO-8601 string (a string of
-    digits is taken as seconds too). Never milliseconds: Bloomreach does not detect them."""
-    micros: int | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        micros = round(value * 1_000_000)
-    elif isinstance(value, str):
-        try:
-            micros = parse_timestamp(value)
-        except ValueError:
-            try:
-                micros = round(float(value) * 1_000_000)
-            except (ValueError, OverflowError):
-                micros = None
-    if micros is not None:
-        try:
-            format_timestamp(micros)
-            return micros
-        except (ValueError, OverflowError, OSError):
-            pass
-    raise CallError(
-        "invalid_timestamp",
-        f"Field '{field}' must be Unix seconds (such as 1533833360.25) or an ISO-8601 date-time.",
-    )
-
-
 def _times(rest: dict[str, Any], event: dict[str, Any], receipt: Receipt, name: str) -> None:
     """``timestamp`` is the client's time; the legacy ``age`` (seconds before receipt) stands in
     for it; on customers, ``update_timestamp`` (last write wins) takes precedence."""
@@ -266,7 +235,6 @@ def _times(rest: dict[str, Any], event: dict[str, Any], receipt: Receipt, name: 
         event["originalTimestamp"] = rest.pop("timestamp")
     if name == CUSTOMERS and rest.get("update_timestamp") is not None:
         when = seconds_to_micros(rest["update_timestamp"], "update_timestamp")
-    event["receivedAt"] = receipt.received_at
     try:
         event["timestamp"] = format_timestamp(receipt.received_at_us if when is None else when)
     except (ValueError, OverflowError, OSError):
@@ -312,3 +280,107 @@ def encode(event: dict[str, Any]) -> dict[str, Any]:
         data.setdefault(key, value)
     command["data"] = data
     return command
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def credentials(authorization: str | None, project: str | None, access_token: str | None) -> Credentials:
+    """Public ``Authorization: Token <key>`` (or ``?access_token=``), or private
+    ``Authorization: Basic base64(<key>:<secret>)``, for the project named in the path."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    value = value.strip()
+    forms: tuple[str, ...] = ()
+    secret = None
+    if scheme.lower() == "token" and value:
+        forms = (value,)
+    elif scheme.lower() == "basic" and value and (basic := basic_credentials(authorization)) is not None:
+        forms, secret = (basic[0],), basic[1]
+    if not forms and access_token:
+        forms = (access_token,)
+    return Credentials(forms, "Access key not provided", project or "", secret)
+
+
+class _Bloomreach(Format[Any]):
+    name = FORMAT
+
+    def credentials(
+        self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]
+    ) -> Credentials:
+        return credentials(authorization, path_key, query_key)
+
+
+@dataclass(slots=True)
+class _Single:
+    body: bytes
+    command: dict[str, Any]
+
+
+class BloomreachCommand(_Bloomreach):
+    """A single route (``/customers``, ``/customers/events``, ``/campaigns/clicks``): its body is
+    the ``data`` of one command named after the route."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def decode(self, body: bytes) -> Decoded:
+        return Decoded((_Single(body, {"name": self.command, "data": decode_json(body)}),))
+
+    def normalize(self, item: _Single, receipt: Receipt) -> Normalized:
+        if len(item.body) >= MAX_COMMAND_BYTES:
+            raise CallError("command_too_large", TOO_LARGE)
+        message_id, kind, event = decode(item.command, receipt)
+        return message_id, kind, _encoder.encode(event)
+
+    def item_bytes(self, item: _Single) -> bytes:
+        return item.body
+
+
+@dataclass(slots=True)
+class Command:
+    """One command of a batch: its bytes, and the command or why it cannot be one."""
+
+    raw: msgspec.Raw
+    command: Any = None
+    error: CallError | None = None
+
+    @property
+    def asks_time(self) -> bool:
+        """A ``system/time`` command: answered with the clock, not stored."""
+        return self.error is None and self.command.get("name") == SYSTEM_TIME
+
+
+def _command(raw: msgspec.Raw) -> Command:
+    if len(raw) >= MAX_COMMAND_BYTES:
+        return Command(raw, error=CallError("command_too_large", TOO_LARGE))
+    try:
+        command = _decoder.decode(raw)
+    except DECODE_ERRORS:
+        return Command(raw, error=CallError("invalid_json", "Invalid JSON"))
+    if not isinstance(command, dict):
+        return Command(raw, command, CallError("invalid_command", "Command must be a JSON object."))
+    try:
+        command_name(command)
+    except CallError as error:
+        return Command(raw, command, error)
+    return Command(raw, command)
+
+
+class BloomreachBatch(_Bloomreach):
+    """``POST /batch``: each command alone; a refused one does not stop the others."""
+
+    policy = "each"
+
+    def decode(self, body: bytes) -> Decoded:
+        return Decoded([_command(raw) for raw in decode_batch(body)])
+
+    def normalize(self, item: Command, receipt: Receipt) -> Normalized | None:
+        if item.error is not None:
+            raise item.error
+        if item.asks_time:
+            return None
+        message_id, kind, event = decode(item.command, receipt)
+        return message_id, kind, _encoder.encode(event)
+
+    def item_bytes(self, item: Command) -> bytes:
+        return bytes(item.raw)

@@ -20,9 +20,10 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from trackyard.errors import CallError
-from trackyard.event import API_VERSION, format_timestamp, ordered, parse_timestamp
+from trackyard.errors import CallError, IngestError
+from trackyard.event import format_timestamp, parse_timestamp
 from trackyard.wire._json import DECODE_ERRORS, json_type
+from trackyard.wire.base import Decoded, Format, Normalized, Receipt, canonical
 
 FORMAT: Final = "koala"
 PROFILE_ROUTE: Final = "/web/projects/{key}/batch"
@@ -60,15 +61,7 @@ _EXTERNAL_IDS: Final = {
 _EXTERNAL_FIELD: Final = {id_type: field for field, (id_type, _) in _EXTERNAL_IDS.items()}
 
 _decoder = msgspec.json.Decoder()
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What is known about a request before its entries are decoded."""
-
-    route: str
-    received_at_us: int
-    source_tag: dict[str, Any]
+_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +72,8 @@ class _Shared:
     identity: dict[str, str]
     context: dict[str, Any]
     leftovers: dict[str, Any]
-    receipt: Receipt
+    #: The whole request, which entries are checked against (one person per request).
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +97,16 @@ def decode(body: bytes, level: Level, receipt: Receipt) -> list[tuple[str, str, 
     Koala validates a request as one JSON document, so any problem refuses all of it:
     raises ``CallError`` naming the first offending field.
     """
+    return [_normalize(entry, receipt) for entry in _entries_of(body, level)]
+
+
+#: One entry of a request: what the request shares, its list, its index there, the entry
+#: (``None, None, None`` stands for a request with no entries).
+_Entry = tuple[_Shared, str | None, int | None, Any]
+
+
+def _entries_of(body: bytes, level: Level) -> list[_Entry]:
+    """The request's entries, once the request as a whole is valid; raises ``CallError``."""
     try:
         request = _decoder.decode(body)
     except DECODE_ERRORS as exc:
@@ -129,13 +133,40 @@ def decode(body: bytes, level: Level, receipt: Receipt) -> list[tuple[str, str, 
         del leftovers[list_name]
         entries += [(list_name, index, entry) for index, entry in enumerate(value)]
 
-    shared = _Shared(level, identity, context, leftovers, receipt)
+    shared = _Shared(level, identity, context, leftovers, request)
     if not entries:
-        return [_event("identify" if level == "profile" else "group", {}, shared, None, {})]
-    return [
-        _entry_event(list_name, index, entry, lists[list_name], shared, request)
-        for list_name, index, entry in entries
-    ]
+        return [(shared, None, None, None)]
+    return [(shared, list_name, index, entry) for list_name, index, entry in entries]
+
+
+def _normalize(entry: _Entry, receipt: Receipt) -> tuple[str, str, dict[str, Any]]:
+    shared, list_name, index, value = entry
+    if list_name is None or index is None:
+        return _event("identify" if shared.level == "profile" else "group", {}, shared, None, {}, receipt)
+    return _entry_event(list_name, index, value, LISTS[shared.level][list_name], shared, receipt)
+
+
+class KoalaBatch(Format[_Entry]):
+    """``/batch`` (one person) or ``/accounts/batch`` (one account): all or nothing, as Koala."""
+
+    name = FORMAT
+
+    def __init__(self, level: Level) -> None:
+        self.level = level
+
+    def decode(self, body: bytes) -> Decoded:
+        if not body:
+            # An empty POST is a key check: the first Segment Koala destination tested its
+            # credentials this way (vendors.md 1.1). It counts as one event.
+            return Decoded((), cost=1)
+        try:
+            return Decoded(_entries_of(body, self.level))
+        except CallError as error:
+            raise IngestError(error.code, error.message) from None
+
+    def normalize(self, item: _Entry, receipt: Receipt) -> Normalized:
+        message_id, kind, event = _normalize(item, receipt)
+        return message_id, kind, _encoder.encode(event)
 
 
 def _request_identity(leftovers: dict[str, Any], level: Level) -> tuple[dict[str, str], dict[str, Any]]:
@@ -171,12 +202,7 @@ def _request_identity(leftovers: dict[str, Any], level: Level) -> tuple[dict[str
 
 
 def _entry_event(
-    list_name: str,
-    index: int,
-    entry: Any,
-    types: tuple[str, str],
-    shared: _Shared,
-    request: dict[str, Any],
+    list_name: str, index: int, entry: Any, types: tuple[str, str], shared: _Shared, receipt: Receipt
 ) -> tuple[str, str, dict[str, Any]]:
     where = f"{list_name}[{index}]"
     if not isinstance(entry, dict):
@@ -185,7 +211,7 @@ def _entry_event(
     if entry.get("type") != koala_type:
         raise CallError("invalid_type", f'{where}.type must be "{koala_type}", not {entry.get("type")!r}.')
     if shared.level == "profile":
-        _check_same_person(entry, request, where)
+        _check_same_person(entry, shared.request, where)
     leftovers = dict(entry)
     del leftovers["type"]
     mapped: dict[str, Any] = {}
@@ -224,7 +250,7 @@ def _entry_event(
                 "invalid_type", f"{where}.message_id must be a string, not {json_type(message_id)}."
             )
         mapped["messageId"] = leftovers.pop("message_id")
-    return _event(kind, mapped, shared, list_name, leftovers)
+    return _event(kind, mapped, shared, list_name, leftovers, receipt)
 
 
 def _check_same_person(entry: dict[str, Any], person: dict[str, Any], where: str) -> None:
@@ -241,7 +267,12 @@ def _check_same_person(entry: dict[str, Any], person: dict[str, Any], where: str
 
 
 def _event(
-    kind: str, mapped: dict[str, Any], shared: _Shared, list_name: str | None, entry_leftovers: dict[str, Any]
+    kind: str,
+    mapped: dict[str, Any],
+    shared: _Shared,
+    list_name: str | None,
+    entry_leftovers: dict[str, Any],
+    receipt: Receipt,
 ) -> tuple[str, str, dict[str, Any]]:
     context = dict(shared.context)
     event: dict[str, Any] = {"type": kind, **mapped}
@@ -262,13 +293,7 @@ def _event(
         koala["messageIdGenerated"] = True
     context["koala"] = koala
     event["context"] = context
-    receipt = shared.receipt
-    received_at = format_timestamp(receipt.received_at_us)
-    event.setdefault("timestamp", received_at)
-    event["receivedAt"] = received_at
-    event["version"] = API_VERSION
-    event["source"] = receipt.source_tag
-    return event["messageId"], kind, ordered(event)
+    return event["messageId"], kind, canonical(event, receipt)
 
 
 # -- encode ------------------------------------------------------------------------------------

@@ -9,14 +9,15 @@ identity on everything the client sent, less the write key.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
 from trackyard.errors import CallError, IngestError
-from trackyard.event import API_VERSION, EVENT_TYPES, format_timestamp, ordered, parse_timestamp
+from trackyard.event import EVENT_TYPES, format_timestamp, parse_timestamp
 from trackyard.wire._json import DECODE_ERRORS, invalid_json, json_type
+from trackyard.wire.base import Receipt as Receipt  # re-exported: the fast path names it from here
+from trackyard.wire.base import canonical
 
 FORMAT: Final = "segment"
 MAX_MESSAGE_ID_LENGTH: Final = 100
@@ -53,29 +54,11 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
 
 
-@dataclass(slots=True)
-class Receipt:
-    """What is known about a request before its events are decoded."""
-
-    route: str
-    received_at_us: int
-    client_ip: str | None
-    write_key: str
-    source_tag: dict[str, Any]
-    sent_at: str | None = None
-    context: dict[str, Any] | None = None
-    integrations: dict[str, Any] | None = None
-
-    @property
-    def received_at(self) -> str:
-        return format_timestamp(self.received_at_us)
-
-
 def decode_envelope(body: bytes) -> Envelope:
     try:
         return _envelope_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise IngestError(400, "invalid_batch", f"The batch is malformed: {exc}.") from None
+        raise IngestError("invalid_batch", f"The batch is malformed: {exc}.") from None
     except DECODE_ERRORS as exc:
         raise invalid_json(exc) from None
 
@@ -181,9 +164,7 @@ def normalize(item: Any, call_type: str | None, receipt: Receipt) -> tuple[str, 
 
     _stamp_times(event, receipt)
     _merge_envelope(event, receipt)
-    event.setdefault("version", API_VERSION)
-    event["source"] = receipt.source_tag
-    return message_id, kind, ordered(event)
+    return message_id, kind, canonical(event, receipt)
 
 
 def _stamp_times(event: dict[str, Any], receipt: Receipt) -> None:

@@ -14,14 +14,15 @@ back, so ``encode(decode(m)) == m`` for every valid message.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
 
 from trackyard.errors import CallError, IngestError
-from trackyard.event import API_VERSION, format_timestamp, ordered, parse_timestamp
-from trackyard.wire._json import DECODE_ERRORS, decode_json, invalid_json, json_type
+from trackyard.event import format_timestamp, parse_timestamp
+from trackyard.wire._json import DECODE_ERRORS, decode_item, decode_json, invalid_json, json_type
+from trackyard.wire.base import Credentials, Decoded, Format, Normalized, Receipt, basic_username, canonical
 
 FORMAT: Final = "vitally"
 MAX_BATCH_MESSAGES: Final = 100
@@ -39,18 +40,7 @@ _NOT_HASHED: Final = frozenset({"type", "messageId"})
 T = TypeVar("T")
 
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
-
-
-@dataclass(slots=True)
-class Receipt:
-    """What is known about a request before its messages are decoded."""
-
-    received_at_us: int
-    source_tag: dict[str, Any]
-    received_at: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.received_at = format_timestamp(self.received_at_us)
+_encoder = msgspec.json.Encoder()
 
 
 # -- request bodies ---------------------------------------------------------------------------
@@ -62,7 +52,6 @@ def decode_batch(body: bytes) -> list[msgspec.Raw]:
         return _batch_decoder.decode(body)
     except msgspec.ValidationError:
         raise IngestError(
-            400,
             "invalid_batch",
             f"The batch body must be a JSON array of messages, not {json_type(decode_json(body))}.",
         ) from None
@@ -174,15 +163,10 @@ def decode(item: Any, route_type: str | None, receipt: Receipt) -> tuple[str, st
     context["vitally"] = vitally
     event["messageId"] = message_id
     event["context"] = context
-    event["receivedAt"] = receipt.received_at
-    if timestamp is None:
-        event["timestamp"] = receipt.received_at
-    else:
+    if timestamp is not None:
         event["originalTimestamp"] = item["timestamp"]
         event["timestamp"] = format_timestamp(timestamp)
-    event["version"] = API_VERSION
-    event["source"] = receipt.source_tag
-    return message_id, event["type"], ordered(event)
+    return message_id, event["type"], canonical(event, receipt)
 
 
 def json_or_absent(value: object) -> str:
@@ -348,3 +332,87 @@ _GROUP_ID_KEY: Final = {
 def _put(message: dict[str, Any], key: str, value: Any) -> None:
     if value is not None:
         message[key] = value
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+NO_WRITE_KEY: Final = (
+    "No write key. Send 'Authorization: Basic <write key>' (the key as it is, or base64 of '<write key>:')."
+)
+
+
+def write_key_candidates(authorization: str | None) -> tuple[str, ...]:
+    """What a ``Basic`` token may hold: the key itself (as Vitally's docs paste it), the key with
+    a trailing colon, or base64 of ``key`` / ``key:`` (as HTTP clients send Basic auth)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "basic" or not token:
+        return ()
+    candidates = [token]
+    if token.endswith(":") and len(token) > 1:
+        candidates.append(token[:-1])
+    decoded = basic_username(authorization)
+    if decoded is not None and decoded not in candidates:
+        candidates.append(decoded)
+    return tuple(candidates)
+
+
+class _Vitally(Format[Any]):
+    name = FORMAT
+
+    def credentials(
+        self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]
+    ) -> Credentials:
+        return Credentials(write_key_candidates(authorization), NO_WRITE_KEY)
+
+
+class VitallyMessage(_Vitally):
+    """A single route (``/analytics/v1/track`` ...): one message, its type from the route."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def decode(self, body: bytes) -> Decoded:
+        return Decoded((decode_json(body),))
+
+    def normalize(self, item: Any, receipt: Receipt) -> Normalized:
+        message_id, kind, event = decode(item, self.kind, receipt)
+        return message_id, kind, _encoder.encode(event)
+
+
+class VitallyBatch(_Vitally):
+    """``/analytics/v1/batch``: all or nothing, every message of a refused batch kept apart."""
+
+    policy = "atomic"
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+
+    def decode(self, body: bytes) -> Decoded:
+        items = decode_batch(body)
+        if len(items) > MAX_BATCH_MESSAGES:
+            raise IngestError(
+                "batch_too_large",
+                f"The batch has {len(items):,} messages; the limit is {MAX_BATCH_MESSAGES}."
+                " Split it into smaller batches. Nothing in this batch was stored.",
+                parts=[bytes(raw) for raw in items],
+            )
+        return Decoded(items)
+
+    def normalize(self, item: msgspec.Raw, receipt: Receipt) -> Normalized:
+        if len(item) > self.max_message_bytes:
+            raise CallError(
+                "message_too_large", f"The message is larger than {self.max_message_bytes:,} bytes of JSON."
+            )
+        message_id, kind, event = decode(decode_item(item), None, receipt)
+        return message_id, kind, _encoder.encode(event)
+
+    def batch_refused(self, rejected: Sequence[tuple[int, CallError]]) -> IngestError:
+        index, first = rejected[0]
+        summary = (
+            f"Message {index} of the batch is invalid: {first.message}"
+            + (f" ({len(rejected) - 1} more invalid, listed in 'errors')." if len(rejected) > 1 else "")
+            + " Nothing in this batch was stored."
+        )
+        errors = [{"index": i, "code": error.code, "message": error.message} for i, error in rejected]
+        return IngestError("invalid_batch", summary, errors=errors)

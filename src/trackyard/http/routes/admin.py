@@ -17,13 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trackyard.config import Settings
+from trackyard.http.answers import error_body
 from trackyard.ingest.collector import Collector
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def admin_error(status: int, code: str, message: str) -> Response:
-    body = msgspec.json.encode({"success": False, "code": code, "message": message})
+    body = error_body(code, message)
     headers = {"WWW-Authenticate": 'Bearer realm="trackyard"'} if status == 401 else None
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

@@ -2,49 +2,20 @@
 
 The key in the path is the source's write key (Koala's public API key); there is no header
 auth. Answers follow what Koala's clients expect (vendors.md 1.4): any 2xx is success, and
-errors are ``{"error", "code", "message"}`` JSON; the choices are in docs/formats/koala.md.
+errors are ``{"error", "code", "message"}`` JSON (``trackyard.http.answers``); the choices
+are in docs/formats/koala.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope
 
-from trackyard.errors import CallError, IngestError
-from trackyard.event import now_micros
-from trackyard.http.body import read_body
+from trackyard.http.answers import KOALA_KEY_OK, KOALA_OK, Answer, AnswerEndpoint, koala_refused
+from trackyard.http.body import incoming
 from trackyard.ingest.collector import Collector
-from trackyard.storage.base import EventRecord, RejectRecord, Source
+from trackyard.ingest.pipeline import accept
 from trackyard.wire import koala as wire
-
-#: Both success bodies on record (an unmerged docs branch and a third-party analysis) in one
-#: object; every known client checks only for a 2xx.
-SUCCESS = b'{"ok":true,"status":"success"}'
-
-_TITLES = {
-    400: "Invalid request",
-    401: "Unauthorized",
-    429: "Too many requests",
-    503: "Service unavailable",
-}
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-def error_response(error: IngestError) -> Response:
-    """Koala's error shape: ``error`` is a short title, ``message`` says what to fix."""
-    headers = None if error.retry_after is None else {"Retry-After": str(error.retry_after)}
-    title = _TITLES.get(error.status, "Error")
-    body = msgspec.json.encode({"error": title, "code": error.code, "message": error.message})
-    return json_response(body, error.status, headers)
 
 
 class KoalaAPI:
@@ -54,72 +25,25 @@ class KoalaAPI:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/web/projects/{key}/batch", self._handler("profile"), methods=["POST"]),
-            Route("/web/projects/{key}/accounts/batch", self._handler("account"), methods=["POST"]),
-            Route("/web/projects/{key}/auth", self.auth, methods=["GET"]),
+            Route(wire.PROFILE_ROUTE, self._endpoint(wire.PROFILE_ROUTE, "profile"), methods=["POST"]),
+            Route(wire.ACCOUNT_ROUTE, self._endpoint(wire.ACCOUNT_ROUTE, "account"), methods=["POST"]),
+            Route("/web/projects/{key}/auth", AnswerEndpoint(self.auth, koala_refused), methods=["GET"]),
         ]
 
-    def _handler(self, level: wire.Level) -> Endpoint:
-        route = wire.PROFILE_ROUTE if level == "profile" else wire.ACCOUNT_ROUTE
+    def _endpoint(self, route: str, level: wire.Level) -> AnswerEndpoint:
+        fmt = wire.KoalaBatch(level)
 
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await self.batch(request, level, route)
-            except IngestError as error:
-                return error_response(error)
-
-        return endpoint
-
-    async def batch(self, request: Request, level: wire.Level, route: str) -> Response:
-        key = request.path_params["key"]
-        # The key is in the path, so an unknown one is refused before the body is read.
-        source = self.collector.sources.resolve(key)
-        receipt = wire.Receipt(
-            route=route,
-            received_at_us=now_micros(),
-            source_tag={"id": source.id, "name": source.name, "format": wire.FORMAT, "route": route},
-        )
-        try:
-            body = await read_body(
-                request.stream(),
-                request.headers.get("content-encoding"),
-                self.settings.max_request_bytes,
-                "request",
+        async def batch(scope: Scope, receive: Receive) -> Answer:
+            key = scope["path_params"]["key"]
+            request = await incoming(
+                scope, receive, route, self.settings.max_request_bytes, "request", path_key=key
             )
-        except IngestError as error:
-            # The body is not kept (too large or undecodable), but the refusal is.
-            await self._reject(source, receipt, CallError(error.code, error.message), b"")
-            raise
-        if not body:
-            # An empty POST is a key check: the first Segment Koala destination tested its
-            # credentials this way (vendors.md 1.1).
-            self.collector.limiter.take(source, 1)
-            return json_response(SUCCESS)
-        try:
-            decoded = wire.decode(body, level, receipt)
-        except CallError as error:
-            await self._reject(source, receipt, error, body)
-            raise IngestError(400, error.code, error.message) from None
-        self.collector.limiter.take(source, len(decoded))
-        received_at_ms = receipt.received_at_us // 1000
-        encode = msgspec.json.encode
-        events = [
-            EventRecord(source.id, message_id, kind, received_at_ms, encode(event))
-            for message_id, kind, event in decoded
-        ]
-        await self.collector.commit(events, ())
-        return json_response(SUCCESS)
+            await accept(self.collector, fmt, request)
+            return KOALA_OK
 
-    async def _reject(self, source: Source, receipt: wire.Receipt, error: CallError, body: bytes) -> None:
-        reject = RejectRecord(
-            source.id, receipt.received_at_us // 1000, receipt.route, error.code, error.message, None, body
-        )
-        await self.collector.commit((), (reject,))
+        return AnswerEndpoint(batch, koala_refused)
 
-    async def auth(self, request: Request) -> Response:
+    async def auth(self, scope: Scope, receive: Receive) -> Answer:
         """Segment's "Koala (Cloud)" destination tests a key here and checks only for a 2xx."""
-        try:
-            self.collector.sources.resolve(request.path_params["key"])
-        except IngestError as error:
-            return error_response(error)
-        return Response(status_code=204)
+        self.collector.sources.resolve(scope["path_params"]["key"])
+        return KOALA_KEY_OK

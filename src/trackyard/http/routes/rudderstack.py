@@ -18,9 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trackyard.errors import IngestError
-from trackyard.http.routes.segment import error_response, json_response
-from trackyard.ingest.auth import basic_username, unauthorized
+from trackyard.http.answers import segment_refused
+from trackyard.ingest.auth import unauthorized
 from trackyard.ingest.collector import Collector
+from trackyard.wire.base import basic_username
 
 #: Off: with them on, the SDK posts its own errors and metrics to RudderStack's services.
 _STATS_OFF = {"errors": {"enabled": False}, "metrics": {"enabled": False}}
@@ -40,7 +41,7 @@ class RudderStackAPI:
         header = request.headers.get("authorization")
         write_key = basic_username(header) or request.query_params.get("writeKey")
         if not write_key:
-            return error_response(
+            return _refused(
                 unauthorized(
                     "No write key. Send it as 'Authorization: Basic base64(<writeKey>:)' "
                     "or as ?writeKey=, as RudderStack's SDKs do."
@@ -50,7 +51,7 @@ class RudderStackAPI:
             source = self.collector.sources.resolve(write_key)
         except IngestError as error:
             # As for Segment's settings: no config exists for a key that names no enabled source.
-            return error_response(IngestError(404, error.code, error.message))
+            return _refused(error, 404)
         config = {
             "isHosted": False,
             "source": {
@@ -63,4 +64,9 @@ class RudderStackAPI:
                 "destinations": [],
             },
         }
-        return json_response(msgspec.json.encode(config))
+        return Response(msgspec.json.encode(config), media_type="application/json")
+
+
+def _refused(error: IngestError, status: int | None = None) -> Response:
+    status_code, body, _ = segment_refused(error, status)
+    return Response(body, status_code=status_code, media_type="application/json")
