@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 
 from trackyard import __version__
+from trackyard.cli import _snippets
 from trackyard.cli._options import data_dir_option
-from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.http import server
 from trackyard.storage.sqlite.store import SQLiteStore
 
@@ -108,12 +109,21 @@ def serve(
         admin_token=admin_token or None,
     )
     store = SQLiteStore(settings, writer=False)
-    first = None if store.sources() else store.add_source("default")
+    existing = store.sources()
+    first = None if existing else store.add_source("default")
     store.close()
     sock = _listen(host, port)
     url = server.url_of(sock)
     if first is not None:
         _print_first_source(url, first.write_key)
+    else:
+        names = [s.name for s in existing]
+        shown = "default" if "default" in names else names[0]
+        where = "" if data_dir == Path(DEFAULT_DATA_DIR) else f" --data-dir {data_dir}"
+        click.echo(
+            f"Sources: {', '.join(names)}. Print a write key and snippets with: "
+            f"trackyard sources show {shown}{where}"
+        )
     os.environ.update(settings.to_env())
     click.echo(
         f"trackyard {__version__} listening on {url} (data: {data_dir}, workers: {workers}, "
@@ -136,9 +146,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _print_first_source(url: str, write_key: str) -> None:
-    example = (
-        f"curl -u '{write_key}:' -H 'Content-Type: application/json' {url}/v1/track \\\n"
-        """  -d '{"userId": "user-1", "event": "Signed Up", "properties": {"plan": "pro"}}'"""
-    )
     click.echo(f"Created a source named 'default'. Its write key:\n\n    {write_key}\n")
-    click.echo(f"Send a first event:\n\n{example}\n")
+    click.echo("(Print it again at any time with: trackyard sources show default)\n")
+    click.echo(f"{_snippets.sdks(url, write_key)}\n")
+    # The curl example comes last, just above the "listening" line, where it is easiest to copy.
+    click.echo(f"Send a first event:\n\n{_snippets.curl(url, write_key)}\n")

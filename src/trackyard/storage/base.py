@@ -155,6 +155,14 @@ class SourceRegistry(Protocol):
 
     def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source: ...
 
+    def remove_source(self, name: str) -> Source:
+        """Delete the source (``KeyError`` if there is none) and return what it was.
+
+        Its events and rejects stay, under its id, which no later source is given; a new
+        source may take the name.
+        """
+        ...
+
 
 class Store(EventLog, RejectStore, SourceRegistry, Protocol):
     """A backend that provides the log, the rejects and the sources together (SQLite does)."""
