@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from rich.table import Table
 from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import open_store
 from trackyard.event import EVENT_TYPES
+from trackyard.storage.base import StoredEvent
 from trackyard.storage.sqlite.store import SQLiteStore
 
 _console = Console(stderr=True)
@@ -27,6 +31,26 @@ def _source_filter(store: SQLiteStore, name: str | None) -> int | None:
     if source is None:
         raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.")
     return source.id
+
+
+def _envelope(row: StoredEvent) -> bytes:
+    # Built around the stored bytes: the canonical event is printed exactly as stored.
+    return b'{"seq":%d,"event":%b}\n' % (row.seq, row.body)
+
+
+def _line(row: StoredEvent) -> list[str]:
+    e = msgspec.json.decode(row.body)
+    return [
+        str(row.seq),
+        e["type"],
+        e.get("messageId", ""),
+        e.get("userId") or e.get("anonymousId") or "",
+        e.get("event") or e.get("name") or "",
+        e.get("receivedAt", ""),
+    ]
+
+
+_COLUMNS = ("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
 
 
 @click.command()
@@ -48,6 +72,26 @@ def _source_filter(store: SQLiteStore, name: str | None) -> int | None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print canonical JSON, one event a line (for jq and scripts)."
 )
+@click.option(
+    "--with-seq",
+    is_flag=True,
+    help='With --json, print each event inside {"seq": N, "event": {...}}, so a script can '
+    "resume with --after N.",
+)
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep running and print new events as they are stored, like tail -f; Ctrl-C stops.",
+)
+@click.option(
+    "--interval",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    metavar="SECONDS",
+    help="With --follow, how often to look for new events.",
+)
 def events(
     data_dir: Path,
     source_name: str | None,
@@ -55,41 +99,57 @@ def events(
     limit: int | None,
     after: int,
     as_json: bool,
+    with_seq: bool,
+    follow: bool,
+    interval: float,
 ) -> None:
     """Print stored events, oldest first, in the canonical shape (the Segment Spec).
 
-    Safe to run while the server is running.
+    Safe to run while the server is running. To follow the log from a script, use
+    --json --with-seq and keep the last seq: --after SEQ resumes right after it, and
+    --follow keeps printing events as they arrive.
     """
+    if with_seq and not as_json:
+        raise click.UsageError("--with-seq goes with --json.")
     store = open_store(data_dir)
     source_id = _source_filter(store, source_name)
     out = sys.stdout.buffer
-    table = (
-        None if as_json else Table("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
-    )
+    table = None if as_json or follow else Table(*_COLUMNS)
+    if follow:
+        # A follower ends with Ctrl-C, even when started with SIGINT ignored (in the background).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not as_json:
+            click.echo("\t".join(_COLUMNS))
     remaining = limit
-    while remaining is None or remaining > 0:
-        page = store.read_events(
-            after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
-        )
-        if not page:
-            break
-        for row in page:
-            if table is None:
-                out.write(row.body + b"\n")
-            else:
-                e = msgspec.json.decode(row.body)
-                table.add_row(
-                    str(row.seq),
-                    e["type"],
-                    e.get("messageId", ""),
-                    e.get("userId") or e.get("anonymousId"),
-                    e.get("event") or e.get("name") or "",
-                    e.get("receivedAt", ""),
-                )
-        after = page[-1].seq
-        if remaining is not None:
-            remaining -= len(page)
-    store.close()
+    try:
+        while remaining is None or remaining > 0:
+            page = store.read_events(
+                after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
+            )
+            if not page:
+                if not follow:
+                    break
+                time.sleep(interval)
+                continue
+            for row in page:
+                if table is not None:
+                    table.add_row(*_line(row))
+                elif not as_json:
+                    out.write("\t".join(_line(row)).encode() + b"\n")
+                else:
+                    out.write(_envelope(row) if with_seq else row.body + b"\n")
+            out.flush()
+            after = page[-1].seq
+            if remaining is not None:
+                remaining -= len(page)
+    except KeyboardInterrupt:
+        pass  # the way to stop --follow: a clean end, exit status 0
+    except BrokenPipeError:
+        # The reader went away (| head -n 5): stop quietly, as tail does, with nothing left
+        # for Python to fail flushing at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        store.close()
     if table is not None:
         Console().print(table)
 
