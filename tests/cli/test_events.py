@@ -66,7 +66,7 @@ def _lines(stream: IO[str]) -> queue.Queue[str]:
 
 def _take(lines: queue.Queue[str], n: int, timeout: float = 20.0) -> list[Any]:
     deadline = time.monotonic() + timeout
-    taken = []
+    taken: list[Any] = []
     while len(taken) < n:
         taken.append(msgspec.json.decode(lines.get(timeout=max(0.0, deadline - time.monotonic()))))
     return taken
