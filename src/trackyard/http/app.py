@@ -23,6 +23,7 @@ from trackyard.http.guard import RequestGuard
 from trackyard.http.routes import health
 from trackyard.http.routes.admin import AdminAPI
 from trackyard.http.routes.profiles import ProfilesAPI
+from trackyard.http.traffic import TrafficSummary
 from trackyard.ingest.collector import Collector
 from trackyard.profiles import start_consumer
 from trackyard.storage.sqlite.store import SQLiteStore
@@ -66,7 +67,10 @@ def create_app(settings: Settings) -> ASGIApp:
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    return RequestGuard(FastCollect(app, collection), settings, store.saturated)
+    guarded = RequestGuard(FastCollect(app, collection), settings, store.saturated)
+    if not settings.traffic_summary_seconds:
+        return guarded
+    return TrafficSummary(guarded, lambda: store.stats()["written"], settings.traffic_summary_seconds)
 
 
 def create_app_from_env() -> ASGIApp:
