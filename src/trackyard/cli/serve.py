@@ -82,7 +82,8 @@ _console = Console(stderr=True)
     show_default=True,
     envvar="TRACKYARD_LOG_LEVEL",
     show_envvar=True,
-    help="Server log verbosity.",
+    help="Server log verbosity. At info, a one-line traffic summary every 10 s while there is traffic "
+    "(TRACKYARD_TRAFFIC_SUMMARY_SECONDS; 0 turns it off).",
 )
 def serve(
     host: str,
