@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -123,3 +125,34 @@ def test_second_serve_says_where_to_find_the_key(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=30)
         process.stdout.close()
+
+
+def test_remove_on_a_terminal_asks_first(tmp_path: Path) -> None:
+    data = str(tmp_path)
+    cli("sources", "add", "web", "--data-dir", data)
+    cli("sources", "add", "app", "--data-dir", data)
+
+    def remove(name: str, answer: bytes) -> subprocess.CompletedProcess[str]:
+        controller, terminal = pty.openpty()
+        try:
+            os.write(controller, answer)
+            return subprocess.run(
+                [sys.executable, "-m", "trackyard", "sources", "remove", name, "--data-dir", data],
+                stdin=terminal,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        finally:
+            os.close(controller)
+            os.close(terminal)
+
+    kept = remove("web", b"n\n")
+    assert kept.returncode == 1 and "Remove it?" in kept.stderr and "stay in the log" in kept.stderr
+    assert remove("app", b"y\n").returncode == 0
+    names = [
+        msgspec.json.decode(line)["name"]
+        for line in cli("sources", "list", "--json", "--data-dir", data).split("\n")
+        if line
+    ]
+    assert names == ["web"]
