@@ -123,12 +123,16 @@ def events(
     remaining = limit
     try:
         while remaining is None or remaining > 0:
+            head = store.head_seq() if follow else 0
             page = store.read_events(
                 after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
             )
             if not page:
                 if not follow:
                     break
+                # Nothing up to the head matched the filters: the next poll starts past it
+                # instead of scanning the same events again. Later commits get larger seqs.
+                after = max(after, head)
                 time.sleep(interval)
                 continue
             for row in page:
