@@ -67,6 +67,8 @@ class Settings:
     max_head_bytes: int = 64 * 1024
     #: Seconds a request body may take to arrive in full; past it the answer is 408.
     body_timeout_seconds: int = 30
+    #: Seconds between the server log's traffic summaries (while there is traffic); 0 turns them off.
+    traffic_summary_seconds: int = 10
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
 

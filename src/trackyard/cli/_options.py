@@ -26,5 +26,6 @@ log_level_option = click.option(
     show_default=True,
     envvar="TRACKYARD_LOG_LEVEL",
     show_envvar=True,
-    help="Log verbosity (the server's and the consumers').",
+    help="Log verbosity (the server's and the consumers'). At info, the server logs a one-line traffic "
+    "summary every 10 s while there is traffic (TRACKYARD_TRAFFIC_SUMMARY_SECONDS; 0 turns it off).",
 )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ from rich.table import Table
 from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES
-from trackyard.storage.base import SourceRegistry
+from trackyard.storage.base import SourceRegistry, StoredEvent
+from trackyard.storage.factory import Backends
 
 _console = Console(stderr=True)
 
@@ -27,6 +31,26 @@ def _source_filter(registry: SourceRegistry, name: str | None) -> int | None:
     if source is None:
         raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.")
     return source.id
+
+
+def _envelope(row: StoredEvent) -> bytes:
+    # Built around the stored bytes: the canonical event is printed exactly as stored.
+    return b'{"seq":%d,"event":%b}\n' % (row.seq, row.body)
+
+
+def _line(row: StoredEvent) -> list[str]:
+    e = msgspec.json.decode(row.body)
+    return [
+        str(row.seq),
+        e["type"],
+        e.get("messageId", ""),
+        e.get("userId") or e.get("anonymousId") or "",
+        e.get("event") or e.get("name") or "",
+        e.get("receivedAt", ""),
+    ]
+
+
+_COLUMNS = ("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
 
 
 @click.command()
@@ -48,6 +72,26 @@ def _source_filter(registry: SourceRegistry, name: str | None) -> int | None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print canonical JSON, one event a line (for jq and scripts)."
 )
+@click.option(
+    "--with-seq",
+    is_flag=True,
+    help='With --json, print each event inside {"seq": N, "event": {...}}, so a script can '
+    "resume with --after N.",
+)
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep running and print new events as they are stored, like tail -f; Ctrl-C stops.",
+)
+@click.option(
+    "--interval",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    metavar="SECONDS",
+    help="With --follow, how often to look for new events.",
+)
 def events(
     data_dir: Path,
     source_name: str | None,
@@ -55,40 +99,73 @@ def events(
     limit: int | None,
     after: int,
     as_json: bool,
+    with_seq: bool,
+    follow: bool,
+    interval: float,
 ) -> None:
     """Print stored events, oldest first, in the canonical shape (the Segment Spec).
 
-    Safe to run while the server is running.
+    Safe to run while the server is running. To follow the log from a script, use
+    --json --with-seq and keep the last seq: --after SEQ resumes right after it, and
+    --follow keeps printing events as they arrive.
     """
-    out = sys.stdout.buffer
-    table = (
-        None if as_json else Table("seq", "type", "messageId", "userId/anonymousId", "event/name", "received")
-    )
+    if with_seq and not as_json:
+        raise click.UsageError("--with-seq goes with --json.")
     with opened(data_dir) as backends:
-        source_id = _source_filter(backends.sources, source_name)
-        remaining = limit
+        _print_events(backends, source_name, event_type, limit, after, as_json, with_seq, follow, interval)
+
+
+def _print_events(
+    backends: Backends,
+    source_name: str | None,
+    event_type: str | None,
+    limit: int | None,
+    after: int,
+    as_json: bool,
+    with_seq: bool,
+    follow: bool,
+    interval: float,
+) -> None:
+    source_id = _source_filter(backends.sources, source_name)
+    out = sys.stdout.buffer
+    table = None if as_json or follow else Table(*_COLUMNS)
+    if follow:
+        # A follower ends with Ctrl-C, even when started with SIGINT ignored (in the background).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not as_json:
+            click.echo("\t".join(_COLUMNS))
+    remaining = limit
+    try:
         while remaining is None or remaining > 0:
+            head = backends.log.head_seq() if follow else 0
             page = backends.log.read_events(
                 after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
             )
             if not page:
-                break
+                if not follow:
+                    break
+                # Nothing up to the head matched the filters: the next poll starts past it
+                # instead of scanning the same events again. Later commits get larger seqs.
+                after = max(after, head)
+                time.sleep(interval)
+                continue
             for row in page:
-                if table is None:
-                    out.write(row.body + b"\n")
+                if table is not None:
+                    table.add_row(*_line(row))
+                elif not as_json:
+                    out.write("\t".join(_line(row)).encode() + b"\n")
                 else:
-                    e = msgspec.json.decode(row.body)
-                    table.add_row(
-                        str(row.seq),
-                        e["type"],
-                        e.get("messageId", ""),
-                        e.get("userId") or e.get("anonymousId"),
-                        e.get("event") or e.get("name") or "",
-                        e.get("receivedAt", ""),
-                    )
+                    out.write(_envelope(row) if with_seq else row.body + b"\n")
+            out.flush()
             after = page[-1].seq
             if remaining is not None:
                 remaining -= len(page)
+    except KeyboardInterrupt:
+        pass  # the way to stop --follow: a clean end, exit status 0
+    except BrokenPipeError:
+        # The reader went away (| head -n 5): stop quietly, as tail does, with nothing left
+        # for Python to fail flushing at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if table is not None:
         Console().print(table)
 

@@ -44,7 +44,7 @@ def _lookup(views: ProfileViews, kind: str, ref: str) -> int:
     try:
         return views.find(kind, ref)
     except RefError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(exc.cli_message) from None
 
 
 @click.group()

@@ -40,10 +40,9 @@ def _common(func: Callable[..., None]) -> Callable[..., None]:
 @click.group()
 @click.option(
     "--write-key",
-    required=True,
     envvar="TRACKYARD_WRITE_KEY",
     show_envvar=True,
-    help="The source's write key (see: trackyard sources list).",
+    help="The source's write key (see: trackyard sources show NAME). Required to send.",
 )
 @click.option(
     "--url",
@@ -54,7 +53,7 @@ def _common(func: Callable[..., None]) -> Callable[..., None]:
     help="The server's base URL.",
 )
 @click.pass_context
-def send(ctx: click.Context, write_key: str, url: str) -> None:
+def send(ctx: click.Context, write_key: str | None, url: str) -> None:
     """Send one call to a trackyard (or Segment-compatible) server and print its answer.
 
     \b
@@ -65,7 +64,15 @@ def send(ctx: click.Context, write_key: str, url: str) -> None:
 
 
 def _post(call: str, payload: dict[str, Any]) -> None:
-    obj = click.get_current_context().obj
+    ctx = click.get_current_context()
+    obj = ctx.obj
+    # Checked here, not by click's required=True: that would make `send track --help` fail too.
+    if not obj["write_key"]:
+        raise click.UsageError(
+            "Missing option '--write-key' (or TRACKYARD_WRITE_KEY). "
+            "Print a source's key with: trackyard sources show NAME.",
+            ctx.parent,
+        )
     message = {k: v for k, v in payload.items() if v is not None}
     try:
         response = httpx.post(

@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 
 from trackyard import __version__
+from trackyard.cli import _snippets
 from trackyard.cli._options import data_dir_option, log_level_option
-from trackyard.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
 from trackyard.http import server
 from trackyard.storage.base import StoreURLError
@@ -135,13 +136,22 @@ def serve(
         _run_consumers(settings, log_level)
         return
     try:
-        first = None if backends.sources.sources() else backends.sources.add_source("default")
+        existing = backends.sources.sources()
+        first = None if existing else backends.sources.add_source("default")
     finally:
         backends.close()
     sock = _listen(host, port)
     url = server.url_of(sock)
     if first is not None:
         _print_first_source(url, first.write_key)
+    else:
+        names = [s.name for s in existing]
+        shown = "default" if "default" in names else names[0]
+        where = "" if data_dir == Path(DEFAULT_DATA_DIR) else f" --data-dir {data_dir}"
+        click.echo(
+            f"Sources: {', '.join(names)}. Print a write key and snippets with: "
+            f"trackyard sources show {shown}{where}"
+        )
     os.environ.update(settings.to_env())
     supervisor = None if role == "ingest" else Supervisor(settings, log_level=log_level)
     click.echo(
@@ -184,9 +194,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _print_first_source(url: str, write_key: str) -> None:
-    example = (
-        f"curl -u '{write_key}:' -H 'Content-Type: application/json' {url}/v1/track \\\n"
-        """  -d '{"userId": "user-1", "event": "Signed Up", "properties": {"plan": "pro"}}'"""
-    )
     click.echo(f"Created a source named 'default'. Its write key:\n\n    {write_key}\n")
-    click.echo(f"Send a first event:\n\n{example}\n")
+    click.echo("(Print it again at any time with: trackyard sources show default)\n")
+    click.echo(f"{_snippets.sdks(url, write_key)}\n")
+    # The curl example comes last, just above the "listening" line, where it is easiest to copy.
+    click.echo(f"Send a first event:\n\n{_snippets.curl(url, write_key)}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +11,34 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from trackyard.cli import _snippets
 from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import opened
 from trackyard.storage.base import NoSuchSource, SourceExists
 from trackyard.storage.secrets import generate_secret
+from trackyard.storage.source_names import ALLOWED, InvalidSourceName, check_source_name
 
 _console = Console(stderr=True)
 
 
 @click.group()
 def sources() -> None:
-    """Manage sources: each has a write key that its clients send events with."""
+    """Manage sources: each has a write key that its clients send events with.
+
+    To see a source's write key again: trackyard sources show NAME.
+    """
 
 
-@sources.command("add")
+@sources.command(
+    "add",
+    help=f"""Create a source and print its write key.
+
+    NAME is {ALLOWED}.
+
+    The write key goes to standard output alone, so KEY=$(trackyard sources add web) works.
+    A generated source secret (only needed for private auth) is printed once, to standard error.
+    """,
+)
 @click.argument("name")
 @click.option("--write-key", help="Use this key instead of a generated one (for migrating existing clients).")
 @click.option(
@@ -41,11 +56,10 @@ def sources() -> None:
 def sources_add(
     name: str, write_key: str | None, rate_limit: float | None, secret: str | None, data_dir: Path
 ) -> None:
-    """Create a source and print its write key.
-
-    The write key goes to standard output alone, so KEY=$(trackyard sources add web) works.
-    A generated source secret (only needed for private auth) is printed once, to standard error.
-    """
+    try:
+        check_source_name(name)  # before the store is created for nothing
+    except InvalidSourceName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
     chosen = secret or generate_secret()
     with opened(data_dir, create=True) as backends:
         try:
@@ -70,16 +84,98 @@ def sources_list(as_json: bool, data_dir: Path) -> None:
         for s in rows:
             click.echo(msgspec.json.encode(s.public()))
         return
-    table = Table("name", "write key", "enabled", "rate limit (events/s)", "created")
-    for s in rows:
-        table.add_row(
+    headers = ("name", "write key", "enabled", "rate limit (events/s)", "created")
+    cells = [
+        (
             s.name,
             s.write_key,
             "yes" if s.enabled else "no",
             "-" if s.rate_limit is None else f"{s.rate_limit:g}",
             s.created_at,
         )
-    Console().print(table)
+        for s in rows
+    ]
+    table = Table(*headers)
+    for row in cells:
+        table.add_row(*row)
+    # Never shortened: a key cut to "cDyLvnue…" cannot be copied. On a terminal too narrow
+    # for the whole table, its lines run past the edge (the terminal wraps them) instead.
+    widths = [max(len(text) for text in column) for column in zip(headers, *cells, strict=True)]
+    whole = sum(widths) + 3 * len(widths) + 1  # each cell's padding and border, the last border
+    Console(width=max(Console().width, whole)).print(table)
+
+
+@sources.command("show")
+@click.argument("name")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8088",
+    show_default=True,
+    envvar="TRACKYARD_URL",
+    show_envvar=True,
+    help="The server's base URL, as the snippets should use it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the source as one JSON object, no snippets.")
+@data_dir_option
+def sources_show(name: str, url: str, as_json: bool, data_dir: Path) -> None:
+    """Print a source's full write key and state, and how to send it a first event.
+
+    The snippets are the ones the first `trackyard serve` prints: curl, and the Python,
+    Node.js and browser SDKs.
+    """
+    with opened(data_dir) as backends:
+        source = backends.sources.source_by_name(name)
+    if source is None:
+        raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.")
+    if as_json:
+        click.echo(msgspec.json.encode(source.public()))
+        return
+    url = url.rstrip("/")
+    rate = "none" if source.rate_limit is None else f"{source.rate_limit:g} events/s"
+    click.echo(
+        f"name: {source.name}\nid: {source.id}\nwrite key: {source.write_key}\n"
+        f"enabled: {'yes' if source.enabled else 'no'}\nrate limit: {rate}\ncreated: {source.created_at}\n"
+    )
+    click.echo(f"Send a first event:\n\n{_snippets.curl(url, source.write_key)}\n")
+    click.echo(_snippets.sdks(url, source.write_key))
+
+
+_REMOVE_EFFECT = (
+    "Its write key stops working at once (401). Its events and rejects stay in the log, "
+    "under its source id (source.id and source.name in each event); no later source is "
+    "given that id. A new source may take the name."
+)
+
+
+@sources.command(
+    "remove",
+    help=f"""Delete a source, after asking. {_REMOVE_EFFECT}
+
+    To stop a source only for a while, use `trackyard sources disable NAME` instead.
+    """,
+)
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@data_dir_option
+def sources_remove(name: str, yes: bool, data_dir: Path) -> None:
+    with opened(data_dir) as backends:
+        source = backends.sources.source_by_name(name)
+        if source is None:
+            raise click.ClickException(f"No source named {name!r}. See: trackyard sources list.")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    f"Not removing {name!r}: there is no terminal to confirm on. "
+                    f"Pass --yes to remove it: trackyard sources remove {name} --yes."
+                )
+            click.echo(f"Removing the source {name!r} (id {source.id}). {_REMOVE_EFFECT}", err=True)
+            click.confirm("Remove it?", abort=True, err=True)
+        backends.sources.remove_source(name)
+    click.echo(
+        f"Removed the source {name!r}. Its events stay in the log under source id {source.id}; "
+        "a new source may take the name, with a new id.",
+        err=True,
+    )
 
 
 def _change(data_dir: Path, name: str, action: str, *args: Any) -> None:

@@ -23,6 +23,7 @@ from trackyard.http.guard import RequestGuard
 from trackyard.http.routes import health
 from trackyard.http.routes.admin import AdminAPI
 from trackyard.http.routes.profiles import ProfilesAPI
+from trackyard.http.traffic import TrafficSummary
 from trackyard.ingest.collector import Collector
 from trackyard.storage.factory import open_backends
 
@@ -60,7 +61,10 @@ def create_app(settings: Settings) -> ASGIApp:
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    return RequestGuard(FastCollect(app, collection), settings, backends.log.saturated)
+    guarded = RequestGuard(FastCollect(app, collection), settings, backends.log.saturated)
+    if not settings.traffic_summary_seconds:
+        return guarded
+    return TrafficSummary(guarded, lambda: backends.log.stats()["written"], settings.traffic_summary_seconds)
 
 
 def create_app_from_env() -> ASGIApp:

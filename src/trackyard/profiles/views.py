@@ -27,14 +27,31 @@ KIND_NAMES = {PERSON: "person", ACCOUNT: "account"}
 _decode = msgspec.json.Decoder().decode
 
 
-class RefError(Exception):
-    """A reference that names no profile (404) or is malformed (400)."""
+#: Where each interface shows the consumer's progress: a profile may exist but not be built yet.
+_STATUS_HTTP = "GET /v1/profiles-status"
+_STATUS_CLI = "trackyard profiles status"
+#: Person id types every format yields; Bloomreach customer ids add their own names.
+_PERSON_TYPES = ("user_id", "anonymous_id", "email")
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
+
+class RefError(Exception):
+    """A reference that names no profile (404) or is malformed (400).
+
+    ``message`` is the HTTP API's wording and ``cli_message`` the command line's: they
+    differ only in where they send the reader (an endpoint or a command).
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, not_built_hint: bool = False) -> None:
+        hint = " The profile may also not be built yet (see {})." if not_built_hint else ""
         self.status = status
         self.code = code
-        self.message = message
+        self.message = message + hint.format(_STATUS_HTTP)
+        self.cli_message = message + hint.format(_STATUS_CLI)
+        super().__init__(self.message)
+
+
+def _listed(types: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(types)
 
 
 def _time(micros: int | None) -> str | None:
@@ -71,11 +88,11 @@ class ProfileViews:
                 f"(got {ref!r}).",
             )
         reader = FactReader(self.settings)
-        for id_type, value in candidates:
+        for tried_type, tried_value in candidates:
             found: int | None = None
-            if id_type == "id":
-                found = self.profiles.survivor(int(value)) if value.isdigit() else None
-            elif (key := reader.key(kind, TYPE_ALIASES.get(id_type, id_type), value)) is not None:
+            if tried_type == "id":
+                found = self.profiles.survivor(int(tried_value)) if tried_value.isdigit() else None
+            elif (key := reader.key(kind, TYPE_ALIASES.get(tried_type, tried_type), tried_value)) is not None:
                 found = self.profiles.resolve_key(key)
             if (
                 found is not None
@@ -83,13 +100,39 @@ class ProfileViews:
                 and state.kind == kind
             ):
                 return found
-        raise RefError(
-            404,
-            f"{noun}_not_found",
-            f"No {noun} has the id {ref!r}. Ids are TYPE:VALUE (user_id, anonymous_id, email, a Bloomreach "
-            "customer id type, group_id, vitally_account_id, domain, ...) or id:N; the profile may also not "
-            "be built yet (see GET /v1/profiles-status).",
-        )
+        raise self._not_found(kind, ref, id_type if sep else None)
+
+    def _person_types(self) -> list[str]:
+        """The person id types this configuration names (any Bloomreach customer id type too)."""
+        configured = (*_PERSON_TYPES, *self.settings.priority, *self.settings.unique_id_types)
+        return list(dict.fromkeys(t for t in configured if t not in ACCOUNT_LOOKUP_TYPES))
+
+    def _not_found(self, kind: str, ref: str, id_type: str | None) -> RefError:
+        noun = KIND_NAMES[kind]
+        if kind == PERSON:
+            known = [*self._person_types(), "id"]
+            listed = f"{_listed(known)}, or any Bloomreach customer id type (cookie, ...)"
+        else:
+            known = [*ACCOUNT_LOOKUP_TYPES, "id"]
+            listed = _listed(known)
+        id_type = None if id_type is None else TYPE_ALIASES.get(id_type, id_type)
+        if kind == PERSON and id_type in ACCOUNT_LOOKUP_TYPES:
+            message = f"No person has the id {ref!r}: {id_type} names accounts, not people."
+        elif kind == ACCOUNT and id_type in self._person_types():
+            message = f"No account has the id {ref!r}: {id_type} names people, not accounts."
+        elif kind == ACCOUNT and id_type not in known:
+            message = (
+                f"No account has the id {ref!r} (tried as {_listed(ACCOUNT_LOOKUP_TYPES)}). "
+                f"Account ids are TYPE:VALUE with TYPE one of {listed}, or a bare id."
+            )
+        elif kind == PERSON and id_type not in known:
+            message = (
+                f"No person has the id {ref!r}, and {id_type!r} is not one of the usual person id "
+                f"types: {listed}."
+            )
+        else:
+            message = f"No {noun} has the id {ref!r}. {noun.capitalize()} id types are {listed}."
+        return RefError(404, f"{noun}_not_found", message, not_built_hint=True)
 
     def _state(self, pid: int) -> ProfileState:
         state = self.profiles.profile(pid)

@@ -127,6 +127,10 @@ class EventLog(Protocol):
         """Events with ``seq > after``, oldest first: the cursor consumers follow."""
         ...
 
+    def stats(self) -> dict[str, int]:
+        """This process's appends: ``commits``, ``written`` (new events), ``pending``, ``flushes``."""
+        ...
+
     def head_seq(self) -> int:
         """The seq of the newest event in the log, 0 when it is empty."""
         ...
@@ -208,6 +212,14 @@ class SourceRegistry(Protocol):
     def set_source_secret(self, name: str, secret: str) -> Source: ...
 
     def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source: ...
+
+    def remove_source(self, name: str) -> Source:
+        """Delete the source (``KeyError`` if there is none) and return what it was.
+
+        Its events and rejects stay, under its id, which no later source is given; a new
+        source may take the name.
+        """
+        ...
 
 
 class Store(EventLog, RejectStore, SourceRegistry, Protocol):

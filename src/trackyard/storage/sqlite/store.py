@@ -33,6 +33,7 @@ from trackyard.storage.base import (
     StoreURLError,
 )
 from trackyard.storage.secrets import hash_secret
+from trackyard.storage.source_names import check_source_name
 from trackyard.storage.sqlite import _log
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.storage.sqlite._writer import Writer, write_transaction
@@ -68,6 +69,15 @@ CREATE TABLE IF NOT EXISTS rejects (
 
 _WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
 _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
+# The ids of removed sources, so that no new source is given one: stored events keep theirs.
+# Created when first needed, so that stores made before it need no migration.
+_REMOVED_SOURCES = (
+    "CREATE TABLE IF NOT EXISTS removed_sources"
+    " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, removed_at TEXT NOT NULL)"
+)
+_NEXT_SOURCE_ID = (
+    "(SELECT coalesce(max(id), 0) + 1 FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources))"
+)
 
 
 def generate_write_key() -> str:
@@ -277,13 +287,14 @@ class SQLiteStore:
         rate_limit: float | None = None,
         secret: str | None = None,
     ) -> Source:
+        check_source_name(name)
         key = write_key or generate_write_key()
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._change_sources(
-            "INSERT INTO sources (name, write_key, rate_limit, created_at, secret_hash)"
-            " VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO sources (id, name, write_key, rate_limit, created_at, secret_hash)"
+            f" VALUES ({_NEXT_SOURCE_ID}, ?, ?, ?, ?, ?)",
             (name, key, rate_limit, created, None if secret is None else hash_secret(secret)),
-            f"A source named {name!r}, or one with that write key, exists already.",
+            conflict=f"A source named {name!r}, or one with that write key, exists already.",
         )
         source = self.source_by_name(name)
         assert source is not None
@@ -293,7 +304,7 @@ class SQLiteStore:
         self._change_sources(
             "UPDATE sources SET write_key = ? WHERE name = ?",
             (write_key or generate_write_key(), name),
-            "Another source has that write key.",
+            conflict="Another source has that write key.",
         )
         return self._existing(name)
 
@@ -309,16 +320,31 @@ class SQLiteStore:
         self._change_sources("UPDATE sources SET rate_limit = ? WHERE name = ?", (rate_limit, name))
         return self._existing(name)
 
+    def remove_source(self, name: str) -> Source:
+        source = self._existing(name)
+        removed = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._change_sources(
+            "INSERT INTO removed_sources (id, name, removed_at) SELECT id, name, ? FROM sources WHERE id = ?",
+            (removed, source.id),
+            ("DELETE FROM sources WHERE id = ?", (source.id,)),
+        )
+        return source
+
     def _existing(self, name: str) -> Source:
         source = self.source_by_name(name)
         if source is None:
             raise NoSuchSource(name)
         return source
 
-    def _change_sources(self, sql: str, params: tuple[object, ...], conflict: str = "") -> None:
+    def _change_sources(
+        self, sql: str, params: tuple[object, ...], *more: tuple[str, tuple[object, ...]], conflict: str = ""
+    ) -> None:
+        """Run the statement (and ``more`` of them) in one write transaction."""
         try:
             with self._lock, write_transaction(self._conn):
-                self._conn.execute(sql, params)
+                self._conn.execute(_REMOVED_SOURCES)
+                for statement, values in ((sql, params), *more):
+                    self._conn.execute(statement, values)
         except sqlite3.IntegrityError:  # a UNIQUE name or write key
             raise SourceExists(conflict) from None
         # Servers compare this counter on every request and reload their sources when it moves.
