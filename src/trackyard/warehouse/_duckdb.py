@@ -75,7 +75,11 @@ class DuckDBWarehouse:
     def create_table(self, table: str, columns: dict[str, ColumnType]) -> None:
         spec = ", ".join(f"{quote(c)} {_SQL_TYPES[t]}" for c, t in columns.items())
         self._conn.execute(f"CREATE TABLE {quote(table)} ({spec})")
-        self._conn.execute(f"INSERT INTO {TABLES_TABLE} VALUES (?)", [table])
+        self._conn.execute(
+            f"INSERT INTO {TABLES_TABLE} SELECT ? "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {TABLES_TABLE} WHERE name = ?)",
+            [table, table],
+        )
 
     def add_column(self, table: str, column: str, type: ColumnType) -> None:
         self._conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {_SQL_TYPES[type]}")

@@ -64,7 +64,7 @@ class PostgresWarehouse:
     def create_table(self, table: str, columns: dict[str, ColumnType]) -> None:
         spec = ", ".join(f"{quote(c)} {_SQL_TYPES[t]}" for c, t in columns.items())
         self._exec(f"CREATE TABLE {quote(table)} ({spec})")
-        self._exec(f"INSERT INTO {TABLES_TABLE} VALUES (%s)", [table])
+        self._exec(f"INSERT INTO {TABLES_TABLE} VALUES (%s) ON CONFLICT DO NOTHING", [table])
 
     def add_column(self, table: str, column: str, type: ColumnType) -> None:
         self._exec(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {_SQL_TYPES[type]}")

@@ -102,6 +102,7 @@ def event_table(event_name: str) -> str:
     name = snakecase(event_name)
     if not name:
         return ""
-    if name in STANDARD_TABLES or name.startswith("_trackyard"):
+    # go-snakecase never starts a name with "_", so "_users" and "_trackyard_loads" are free.
+    if name in STANDARD_TABLES:
         name = "_" + name
     return fit(name)
