@@ -8,6 +8,7 @@ is a byte-wise port of its current ``snake.go``, checked against the upstream te
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Final
 
 #: PostgreSQL's identifier limit in bytes; DuckDB has none, but both warehouses must agree.
@@ -92,11 +93,14 @@ def fit(name: str) -> str:
     return f"{name[: MAX_NAME_BYTES - 9]}_{digest}"
 
 
+# Cached: the same few hundred key paths recur in every batch, and snakecase is byte-wise Python.
+@lru_cache(maxsize=65536)
 def column_name(path: str) -> str:
     """The column for a flattened key path (``context.app.version`` → ``context_app_version``)."""
     return fit(snakecase(path))
 
 
+@lru_cache(maxsize=65536)
 def event_table(event_name: str) -> str:
     """The table for a track event's name, ``""`` when the name has no ASCII letter or digit."""
     name = snakecase(event_name)
