@@ -102,3 +102,24 @@ def test_segments_documented_columns_appear_as_segment_names_them(
         assert q(sink.backend, "SELECT tags FROM identifies WHERE id = 's-identify-1'") == [('["a","b"]',)]
     finally:
         sink.close()
+
+
+def test_two_loaders_on_one_postgresql_database_load_each_batch_once(
+    event_server: Server, tmp_path: Path, pg_dsn: str
+) -> None:
+    backends = open_backends(Settings(data_dir=event_server.data_dir))
+    first, second = WarehouseSink.open(pg_dsn, tmp_path), WarehouseSink.open(pg_dsn, tmp_path)
+    try:
+        batch = backends.log.read_events(after=0, limit=6)
+        first.apply(batch)
+        second.apply(batch)  # behind the first: skipped, not loaded twice
+        assert second.position() == first.position() == batch[-1].seq
+        sync(backends.log, second)
+        sync(backends.log, first)
+        assert first.position() == event_server.stored  # type: ignore[attr-defined]
+        assert q(first.backend, "SELECT count(*), count(DISTINCT id) FROM identifies") == [(3, 3)]
+        assert q(first.backend, "SELECT count(*) FROM tracks") == [(10,)]
+    finally:
+        first.close()
+        second.close()
+        backends.close()

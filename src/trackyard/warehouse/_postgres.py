@@ -59,6 +59,9 @@ class PostgresWarehouse:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
+            # One loader at a time per database (the CLI's sync and the server's may overlap);
+            # the lock ends with the transaction.
+            self._exec("SELECT pg_advisory_xact_lock(hashtext('trackyard_warehouse'))")
             yield
 
     def create_table(self, table: str, columns: dict[str, ColumnType]) -> None:

@@ -83,14 +83,18 @@ class WarehouseSink:
             plan.add_event(stored, self._sources)
         try:
             with self._backend.transaction():
-                plan.write(self._backend)
-                self._backend.set_position(self.name, events[-1].seq)
+                if self._backend.position(self.name) >= events[-1].seq:
+                    skipped = True  # another loader committed this batch first
+                else:
+                    skipped = False
+                    plan.write(self._backend)
+                    self._backend.set_position(self.name, events[-1].seq)
         except Exception as error:
             # The transaction rolled back, DDL included: re-read what the warehouse has.
             self._schema = self._backend.schema()
             self._backend.record_error(self.name, f"{type(error).__name__}: {error}")
             raise
-        self._schema = plan.schema
+        self._schema = self._backend.schema() if skipped else plan.schema
 
     def reset(self) -> None:
         self._backend.drop_all(self.name)
