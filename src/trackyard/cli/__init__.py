@@ -15,6 +15,7 @@ from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
 from trackyard.cli.serve import serve
 from trackyard.cli.sources import sources
+from trackyard.cli.warehouse import export, sql, warehouse
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,5 +34,18 @@ def main() -> None:
     """
 
 
-for command in (serve, consume, consumers, sources, events, rejects, send, profiles, accounts):
+for command in (
+    serve,
+    consume,
+    consumers,
+    sources,
+    events,
+    rejects,
+    send,
+    profiles,
+    accounts,
+    warehouse,
+    sql,
+    export,
+):
     main.add_command(command)

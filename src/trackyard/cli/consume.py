@@ -43,19 +43,21 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
     """Run consumers of the event log in the foreground: NAMEs, or all of them.
 
     \b
-    Consumers: profiles (builds people and accounts).
+    Consumers: profiles (builds people and accounts); warehouse (loads Segment's
+    warehouse tables, docs/warehouse.md; without NAMEs it runs only when a warehouse is
+    set with TRACKYARD_WAREHOUSE).
     Each runs in a process of its own under a lease, so one instance of a consumer runs
     per data dir: started twice, the second waits and takes over when the first stops.
     A consumer that dies is restarted. Pair it with `trackyard serve --role ingest` on
     the same data dir. Stops on SIGTERM or Ctrl-C once each consumer has committed its batch.
     """
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
     try:
-        resolve(names)
+        chosen = resolve(names, settings)
     except UnknownConsumer as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
-    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
     os.environ.update(settings.to_env())
-    shown = ", ".join(names or CONSUMERS)
+    shown = ", ".join(spec.name for spec in chosen)
     click.echo(f"trackyard {__version__} consumers running: {shown} (data: {data_dir})")
     sys.stdout.flush()
     run_in_foreground(settings, names, log_level)
@@ -75,29 +77,41 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
     A dead letter is an event a consumer failed on again and again; it is kept with the
     reason, and the consumer went on past it.
     """
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
+    enabled = {spec.name for spec in resolve((), settings)}
     with _backends(data_dir) as backends:
         rows = []
         for spec in CONSUMERS.values():
-            runner = spec.open_runner(backends)
-            cursor = runner.position()
+            running = backends.leases().held(spec.name)
+            if spec.name not in enabled and not running:
+                continue  # not configured here (the warehouse without TRACKYARD_WAREHOUSE)
             head = backends.log.head_seq()
-            rows.append(
-                {
-                    "name": spec.name,
-                    "running": backends.leases().held(spec.name),
-                    "cursor": cursor,
-                    "head": head,
-                    "lag": max(head - cursor, 0),
-                    "dead_letters": backends.dead_letters().count(spec.name),
-                }
-            )
+            try:
+                runner = spec.open_runner(backends)
+            except Exception as error:  # e.g. an embedded DuckDB file the running loader holds
+                cursor: int | None = None
+                problem: str | None = f"{type(error).__name__}: {error}"
+            else:
+                cursor, problem = runner.position(), None
+                runner.sink.close()
+            row: dict[str, Any] = {
+                "name": spec.name,
+                "running": running,
+                "cursor": cursor,
+                "head": head,
+                "lag": None if cursor is None else max(head - cursor, 0),
+                "dead_letters": backends.dead_letters().count(spec.name),
+            }
+            if problem is not None:
+                row["error"] = problem
+            rows.append(row)
     _emit(
         rows,
         as_json,
         lambda row: (
             f"{row['name']}: {'running' if row['running'] else 'not running'}, "
             f"cursor {row['cursor']}, head {row['head']}, lag {row['lag']}, "
-            f"dead letters {row['dead_letters']}"
+            f"dead letters {row['dead_letters']}" + (f" ({row['error']})" if "error" in row else "")
         ),
     )
 

@@ -97,6 +97,15 @@ _console = Console(stderr=True)
     show_envvar=True,
     help="Bearer token that unlocks the read and admin API (profiles, accounts). Without it that API is off.",
 )
+@click.option(
+    "--warehouse",
+    "warehouse_url",
+    envvar="TRACKYARD_WAREHOUSE",
+    show_envvar=True,
+    metavar="URL",
+    help="Also run the warehouse loader (a consumer) into this warehouse: duckdb:///PATH or "
+    "postgresql://user@host/db. Without it no loader runs; `trackyard warehouse sync` loads on demand.",
+)
 @log_level_option
 def serve(
     role: str,
@@ -108,6 +117,7 @@ def serve(
     durability: str,
     dedup_window: int,
     admin_token: str | None,
+    warehouse_url: str | None,
     log_level: str,
 ) -> None:
     """Run the collector and the consumers that build on its log.
@@ -126,6 +136,7 @@ def serve(
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,
+        warehouse_url=warehouse_url or None,
     )
     try:
         backends = open_backends(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from trackyard.config import Settings
 from trackyard.consumers.runner import Runner
 from trackyard.storage.factory import Backends
 
@@ -15,6 +16,8 @@ class ConsumerSpec:
     name: str
     description: str
     open_runner: Callable[[Backends], Runner]
+    #: Whether the consumer runs when no names are given (``serve``, a bare ``consume``).
+    enabled: Callable[[Settings], bool] = lambda settings: True
 
 
 def _profiles(backends: Backends) -> Runner:
@@ -23,10 +26,22 @@ def _profiles(backends: Backends) -> Runner:
     return open_runner(backends)
 
 
+def _warehouse(backends: Backends) -> Runner:
+    from trackyard.warehouse.consumer import open_runner
+
+    return open_runner(backends)
+
+
 CONSUMERS: dict[str, ConsumerSpec] = {
     spec.name: spec
     for spec in (
         ConsumerSpec("profiles", "builds people and accounts from the log (docs/profiles.md)", _profiles),
+        ConsumerSpec(
+            "warehouse",
+            "loads Segment's warehouse tables (docs/warehouse.md); runs when TRACKYARD_WAREHOUSE is set",
+            _warehouse,
+            enabled=lambda settings: settings.warehouse_url is not None,
+        ),
     )
 }
 
@@ -35,10 +50,10 @@ class UnknownConsumer(ValueError):
     pass
 
 
-def resolve(names: Sequence[str]) -> list[ConsumerSpec]:
-    """The consumers named (all of them when none), or :class:`UnknownConsumer` naming the known ones."""
+def resolve(names: Sequence[str], settings: Settings | None = None) -> list[ConsumerSpec]:
+    """The consumers named (the enabled ones when none), or :class:`UnknownConsumer` naming the known ones."""
     if not names:
-        return list(CONSUMERS.values())
+        return [spec for spec in CONSUMERS.values() if settings is None or spec.enabled(settings)]
     unknown = [name for name in names if name not in CONSUMERS]
     if unknown:
         raise UnknownConsumer(

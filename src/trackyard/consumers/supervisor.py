@@ -73,7 +73,7 @@ class Supervisor:
         policy: RestartPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self._slots = [_Slot(spec) for spec in resolve(names)]
+        self._slots = [_Slot(spec) for spec in resolve(names, settings)]
         self._leases: LeaseProvider = open_leases(settings)
         self._log_level = log_level
         self.policy = policy or RestartPolicy()

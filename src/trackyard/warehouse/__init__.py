@@ -1,0 +1,5 @@
+"""The warehouse: Segment's tables, loaded from the log into DuckDB or PostgreSQL (docs/warehouse.md)."""
+
+from trackyard.warehouse.loader import WarehouseSink, open_backend, sync
+
+__all__ = ["WarehouseSink", "open_backend", "sync"]

@@ -1,0 +1,23 @@
+"""The warehouse loader as a consumer of the log, on the consumer framework.
+
+``trackyard serve`` runs it when a warehouse is configured (``--warehouse`` or
+``TRACKYARD_WAREHOUSE``); ``trackyard consume warehouse`` runs it on the embedded DuckDB
+file too. Its cursor is committed in the warehouse, in the transaction of each batch.
+"""
+
+from __future__ import annotations
+
+from trackyard.consumers.runner import Runner, RunPolicy
+from trackyard.storage.factory import Backends
+from trackyard.warehouse.loader import DEFAULT_BATCH, WarehouseSink
+
+NAME = "warehouse"
+
+
+def open_runner(backends: Backends) -> Runner:
+    """The registry's entry: the loader over the configured log and warehouse."""
+    settings = backends.settings
+    names = {source.id: source.name for source in backends.sources.sources()}
+    sink = WarehouseSink.open(settings.warehouse_url, settings.data_dir, names)
+    policy = RunPolicy(batch_size=DEFAULT_BATCH, poll_interval=0.5)
+    return Runner(NAME, backends.log, sink, backends.cursors(), backends.dead_letters(), policy)

@@ -1,0 +1,245 @@
+"""The warehouse loader: a sink that turns batches of the log into rows, and the sync loop.
+
+``WarehouseSink`` has the shape the consumer framework drives (``name``, ``position``,
+``apply``, ``reset``, ``close``); ``sync`` is the standalone loop the CLI runs. Each batch,
+its schema changes and the new cursor commit in one warehouse transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from trackyard.event import format_timestamp, now_micros
+from trackyard.storage.base import EventLog, StoredEvent
+from trackyard.warehouse._backend import Backend, Schema
+from trackyard.warehouse.schema import (
+    LATEST_TABLES,
+    MAX_COLUMNS,
+    WIDEN,
+    Discard,
+    Refused,
+    coerce,
+    infer_type,
+    key_columns,
+    reserved_columns,
+    rows_for,
+)
+
+#: Events read from the log per batch (and per warehouse transaction) by ``sync``.
+DEFAULT_BATCH: Final = 5000
+
+
+def open_backend(url: str | None, data_dir: Path) -> Backend:
+    """The warehouse a ``--warehouse`` URL names: absent is the DuckDB file in the data dir."""
+    if not url:
+        from trackyard.warehouse._duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(data_dir / "warehouse.duckdb")
+    if url.startswith(("postgresql://", "postgres://")):
+        from trackyard.warehouse._postgres import PostgresWarehouse
+
+        return PostgresWarehouse(url)
+    if url.startswith("duckdb://"):
+        from trackyard.warehouse._duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(Path(url.removeprefix("duckdb://")))
+    raise ValueError(
+        f"unsupported warehouse URL {url!r}: use postgresql://..., duckdb:///path/file.duckdb, "
+        "or nothing for warehouse.duckdb in the data dir"
+    )
+
+
+class WarehouseSink:
+    """Loads canonical events into Segment's warehouse tables."""
+
+    name = "warehouse"
+
+    def __init__(self, backend: Backend, sources: Mapping[int, str] | None = None) -> None:
+        self._backend = backend
+        #: source_id → name, for events whose canonical ``source`` tag lacks one.
+        self._sources = dict(sources or {})
+        self._schema: Schema = backend.schema()
+
+    @classmethod
+    def open(cls, url: str | None, data_dir: Path, sources: Mapping[int, str] | None = None) -> WarehouseSink:
+        return cls(open_backend(url, data_dir), sources)
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def position(self) -> int:
+        return self._backend.position(self.name)
+
+    def apply(self, events: Sequence[StoredEvent]) -> None:
+        if not events:
+            return
+        plan = _Plan(self._schema, format_timestamp(now_micros()))
+        for stored in events:
+            plan.add_event(stored, self._sources)
+        try:
+            with self._backend.transaction():
+                if self._backend.position(self.name) >= events[-1].seq:
+                    skipped = True  # another loader committed this batch first
+                else:
+                    skipped = False
+                    plan.write(self._backend)
+                    self._backend.set_position(self.name, events[-1].seq)
+        except Exception as error:
+            # The transaction rolled back, DDL included: re-read what the warehouse has.
+            self._schema = self._backend.schema()
+            self._backend.record_error(self.name, f"{type(error).__name__}: {error}")
+            raise
+        self._schema = self._backend.schema() if skipped else plan.schema
+
+    # -- the consumer framework's Sink (trackyard.consumers.runner): the cursor is the warehouse's
+
+    def before_read(self) -> None:
+        """Nothing moves the warehouse's cursor but its own loads."""
+
+    def deliver(self, events: Sequence[StoredEvent]) -> None:
+        self.apply(events)
+
+    def advance(self, seq: int) -> None:
+        """Move the cursor past an event the runner sent to the dead letters."""
+        with self._backend.transaction():
+            if self._backend.position(self.name) < seq:
+                self._backend.set_position(self.name, seq)
+
+    def reset(self) -> None:
+        self._backend.drop_all(self.name)
+        self._schema = self._backend.schema()
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+class _Plan:
+    """One batch: its rows per table, typed against the schema, and the schema changes they need."""
+
+    def __init__(self, schema: Schema, uuid_ts: str) -> None:
+        self._before = schema
+        self.schema: Schema = {table: dict(columns) for table, columns in schema.items()}
+        self._uuid_ts = uuid_ts
+        #: table → row key → column values, in log order; a later row with the same key wins.
+        self._rows: dict[str, dict[Any, dict[str, Any]]] = {}
+        self._widened: list[tuple[str, str]] = []
+
+    def add_event(self, stored: StoredEvent, sources: Mapping[int, str]) -> None:
+        discards: list[Discard] = []
+        try:
+            event = msgspec.json.decode(stored.body)
+        except msgspec.DecodeError:
+            event = None
+        if not isinstance(event, dict):
+            text = stored.body.decode("utf-8", "replace")
+            discards.append(
+                Discard(str(stored.seq), "tracks", "", text, "log entry is not a JSON object", None)
+            )
+            rows = []
+        else:
+            if not isinstance(event.get("source"), dict) and stored.source_id in sources:
+                event["source"] = {"id": stored.source_id, "name": sources[stored.source_id]}
+            rows = rows_for(event, discards)
+        for row in rows:
+            self._add(row.table, row.values, discards)
+        for d in discards:
+            values = {f: getattr(d, f) for f in Discard.__struct_fields__ if getattr(d, f) is not None}
+            self._add("discards", values, None)
+
+    def _add(self, table: str, values: dict[str, Any], discards: list[Discard] | None) -> None:
+        values["uuid_ts"] = self._uuid_ts
+        columns = self.schema.get(table)
+        if columns is None:
+            columns = self.schema[table] = dict(reserved_columns(table))
+        row_id = values.get("id", "")
+        received_at = values.get("received_at")
+        for column, value in list(values.items()):
+            type_ = columns.get(column)
+            try:
+                if type_ is None:
+                    if len(columns) >= MAX_COLUMNS:
+                        raise Refused(f"the table has reached its limit of {MAX_COLUMNS} columns")
+                    type_ = columns[column] = infer_type(value)
+                converted = coerce(value, type_)
+                if converted is WIDEN:
+                    columns[column] = "double"
+                    self._widened.append((table, column))
+                    converted = float(value)
+            except Refused as refused:
+                del values[column]
+                if discards is None:  # a discard's own odd received_at is not worth another discard
+                    continue
+                discards.append(
+                    Discard(
+                        str(row_id),
+                        table,
+                        column,
+                        _text(value),
+                        str(refused),
+                        received_at if isinstance(received_at, str) else None,
+                    )
+                )
+                continue
+            values[column] = converted
+        key = tuple(values.get(k) for k in key_columns(table))
+        bucket = self._rows.setdefault(table, {})
+        previous = bucket.get(key)
+        if previous is not None and table in LATEST_TABLES:
+            previous.update(values)
+        else:
+            bucket.pop(key, None)
+            bucket[key] = values
+
+    def write(self, backend: Backend) -> None:
+        for table, columns in self.schema.items():
+            old = self._before.get(table)
+            if old is None:
+                backend.create_table(table, columns)
+                continue
+            for column, type_ in columns.items():
+                if column not in old:
+                    backend.add_column(table, column, type_)
+        for table, column in dict.fromkeys(self._widened):
+            if column in self._before.get(table, {}):
+                backend.widen_column(table, column)
+        for table, bucket in self._rows.items():
+            columns = self.schema[table]
+            # A widened column's earlier values are ints; the column is double now.
+            doubles = [c for c, t in columns.items() if t == "double"]
+            rows = []
+            for values in bucket.values():
+                for c in doubles:
+                    if isinstance(values.get(c), int):
+                        values[c] = float(values[c])
+                rows.append([values.get(c) for c in columns])
+            backend.load(table, columns, rows, key_columns(table), table in LATEST_TABLES)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def sync(
+    log: EventLog,
+    sink: WarehouseSink,
+    progress: Callable[[int], None] | None = None,
+    batch: int = DEFAULT_BATCH,
+) -> int:
+    """Load everything the log has past the sink's cursor; return how many events were loaded.
+
+    ``progress`` is called with each batch's size after the batch has committed.
+    """
+    loaded = 0
+    while True:
+        events = log.read_events(after=sink.position(), limit=batch)
+        if not events:
+            return loaded
+        sink.apply(events)
+        loaded += len(events)
+        if progress is not None:
+            progress(len(events))

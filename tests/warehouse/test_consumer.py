@@ -1,0 +1,94 @@
+"""The warehouse loader as a consumer on the consumer framework: in-process over DuckDB, and
+under ``trackyard serve --warehouse`` into PostgreSQL, end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import httpx
+import psycopg
+
+from tests.conftest import start_server
+from tests.storage.conformance.conftest import append, event
+from trackyard.config import Settings
+from trackyard.consumers.registry import resolve
+from trackyard.storage.factory import open_backends
+from trackyard.warehouse.consumer import open_runner
+
+
+def _track(message_id: str, name: str = "Signed Up") -> bytes:
+    return (
+        b'{"type":"track","messageId":"%s","userId":"u1","event":"%s","properties":{"plan":"pro"},'
+        b'"timestamp":"2026-01-01T00:00:00.000Z","receivedAt":"2026-01-01T00:00:00.000Z",'
+        b'"source":{"id":1,"name":"web","format":"segment","route":"/v1/track"}}'
+    ) % (message_id.encode(), name.encode())
+
+
+def test_the_runner_loads_the_warehouse_and_its_cursor_is_the_warehouses(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    backends = open_backends(settings, writer=True)
+    try:
+        good = [event(f"m{i}")._replace(body=_track(f"m{i}")) for i in range(5)]
+        # A log entry that is not an event object: the loader keeps it in discards and goes on.
+        bad = event("bad")._replace(body=b"[1, 2]")
+        append(backends, [*good[:3], bad, *good[3:]])
+        runner = open_runner(backends)
+        assert runner.position() == 0
+        runner.catch_up()
+        assert runner.position() == 6
+        runner.sink.close()
+        # Started again (a restart), it finds its cursor in the warehouse and loads nothing twice.
+        again = open_runner(backends)
+        assert again.position() == 6
+        assert again.catch_up() == 0
+        again.sink.close()
+    finally:
+        backends.close()
+    with duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True) as db:
+        rows = db.execute("SELECT id, plan FROM signed_up ORDER BY id").fetchall()
+    assert rows == [(f"m{i}", "pro") for i in range(5)]
+
+
+def test_the_warehouse_consumer_runs_only_when_a_warehouse_is_set() -> None:
+    assert [spec.name for spec in resolve((), Settings())] == ["profiles"]
+    with_warehouse = Settings(warehouse_url="postgresql://localhost/db")
+    assert [spec.name for spec in resolve((), with_warehouse)] == ["profiles", "warehouse"]
+    assert [spec.name for spec in resolve(("warehouse",), Settings())] == ["warehouse"]
+
+
+def test_serve_with_a_warehouse_loads_postgresql_continuously(tmp_path: Path, pg_dsn: str) -> None:
+    server = start_server(tmp_path / "data", "--warehouse", pg_dsn)
+    try:
+        ids = [uuid.uuid4().hex for _ in range(20)]
+        batch = [
+            {"type": "track", "messageId": i, "userId": "u1", "event": "Order Done", "properties": {"n": n}}
+            for n, i in enumerate(ids)
+        ]
+        answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch}, auth=(server.write_key, ""))
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 30
+        rows: list[tuple[str, int]] = []
+        while time.monotonic() < deadline:
+            with psycopg.connect(pg_dsn) as conn:
+                exists = conn.execute("SELECT to_regclass('order_done')").fetchone()
+                if exists is not None and exists[0] is not None:
+                    rows = conn.execute("SELECT id, n FROM order_done ORDER BY n").fetchall()
+            if len(rows) == len(ids):
+                break
+            time.sleep(0.1)
+        assert rows == [(i, n) for n, i in enumerate(ids)]
+    finally:
+        server.stop()
+    # The lag is reported like any consumer's.
+    settings = dataclasses.replace(Settings(data_dir=tmp_path / "data"), warehouse_url=pg_dsn)
+    backends = open_backends(settings)
+    try:
+        runner = open_runner(backends)
+        assert runner.lag() == 0
+        runner.sink.close()
+    finally:
+        backends.close()
