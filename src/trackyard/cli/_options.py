@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from trackyard.config import DEFAULT_DATA_DIR
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 data_dir_option = click.option(
     "--data-dir",
@@ -18,6 +22,19 @@ data_dir_option = click.option(
     help="Directory holding trackyard's files: the embedded SQLite store, unless TRACKYARD_STORE "
     "names another place.",
 )
+
+
+def url_option(help: str) -> Callable[[F], F]:
+    """``--url``: the server's base URL (``TRACKYARD_URL``), for commands that talk to or about it."""
+    return click.option(
+        "--url",
+        default="http://127.0.0.1:8088",
+        show_default=True,
+        envvar="TRACKYARD_URL",
+        show_envvar=True,
+        help=help,
+    )
+
 
 log_level_option = click.option(
     "--log-level",

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +14,10 @@ import msgspec
 
 from trackyard import __version__
 from trackyard.cli._options import data_dir_option, log_level_option
+from trackyard.cli._store import opened
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, UnknownConsumer, resolve
 from trackyard.consumers.supervisor import run_in_foreground
-from trackyard.storage.factory import Backends, open_backends, store_exists
-
-
-@contextlib.contextmanager
-def _backends(data_dir: Path) -> Iterator[Backends]:
-    settings = Settings(data_dir=data_dir)
-    if not store_exists(settings):
-        raise click.ClickException(
-            f"No trackyard store in {data_dir}. Start the server there first or pass the right --data-dir."
-        )
-    backends = open_backends(settings)
-    try:
-        yield backends
-    finally:
-        backends.close()
 
 
 @click.command()
@@ -79,7 +64,7 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
     """
     settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
     enabled = {spec.name for spec in resolve((), settings)}
-    with _backends(data_dir) as backends:
+    with opened(data_dir) as backends:
         rows = []
         for spec in CONSUMERS.values():
             running = backends.leases().held(spec.name)
@@ -134,7 +119,7 @@ def consumers_dead_letters(name: str | None, data_dir: Path, after: int, limit: 
     """
     if name is not None and name not in CONSUMERS:
         raise click.BadParameter(f"no consumer named {name!r}; there are: {', '.join(CONSUMERS)}")
-    with _backends(data_dir) as backends:
+    with opened(data_dir) as backends:
         letters = backends.dead_letters().read(name, after=after, limit=limit)
     rows = [
         {

@@ -19,7 +19,6 @@ from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES
 from trackyard.storage.base import SourceRegistry, StoredEvent
-from trackyard.storage.factory import Backends
 
 _console = Console(stderr=True)
 
@@ -112,62 +111,48 @@ def events(
     if with_seq and not as_json:
         raise click.UsageError("--with-seq goes with --json.")
     with opened(data_dir) as backends:
-        _print_events(backends, source_name, event_type, limit, after, as_json, with_seq, follow, interval)
-
-
-def _print_events(
-    backends: Backends,
-    source_name: str | None,
-    event_type: str | None,
-    limit: int | None,
-    after: int,
-    as_json: bool,
-    with_seq: bool,
-    follow: bool,
-    interval: float,
-) -> None:
-    source_id = _source_filter(backends.sources, source_name)
-    out = sys.stdout.buffer
-    table = None if as_json or follow else Table(*_COLUMNS)
-    if follow:
-        # A follower ends with Ctrl-C, even when started with SIGINT ignored (in the background).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if not as_json:
-            click.echo("\t".join(_COLUMNS))
-    remaining = limit
-    try:
-        while remaining is None or remaining > 0:
-            head = backends.log.head_seq() if follow else 0
-            page = backends.log.read_events(
-                after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
-            )
-            if not page:
-                if not follow:
-                    break
-                # Nothing up to the head matched the filters: the next poll starts past it
-                # instead of scanning the same events again. Later commits get larger seqs.
-                after = max(after, head)
-                time.sleep(interval)
-                continue
-            for row in page:
-                if table is not None:
-                    table.add_row(*_line(row))
-                elif not as_json:
-                    out.write("\t".join(_line(row)).encode() + b"\n")
-                else:
-                    out.write(_envelope(row) if with_seq else row.body + b"\n")
-            out.flush()
-            after = page[-1].seq
-            if remaining is not None:
-                remaining -= len(page)
-    except KeyboardInterrupt:
-        pass  # the way to stop --follow: a clean end, exit status 0
-    except BrokenPipeError:
-        # The reader went away (| head -n 5): stop quietly, as tail does, with nothing left
-        # for Python to fail flushing at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if table is not None:
-        Console().print(table)
+        source_id = _source_filter(backends.sources, source_name)
+        out = sys.stdout.buffer
+        table = None if as_json or follow else Table(*_COLUMNS)
+        if follow:
+            # A follower ends with Ctrl-C, even when started with SIGINT ignored (in the background).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if not as_json:
+                click.echo("\t".join(_COLUMNS))
+        remaining = limit
+        try:
+            while remaining is None or remaining > 0:
+                head = backends.log.head_seq() if follow else 0
+                page = backends.log.read_events(
+                    after, 1000 if remaining is None else min(remaining, 1000), source_id, event_type
+                )
+                if not page:
+                    if not follow:
+                        break
+                    # Nothing up to the head matched the filters: the next poll starts past it
+                    # instead of scanning the same events again. Later commits get larger seqs.
+                    after = max(after, head)
+                    time.sleep(interval)
+                    continue
+                for row in page:
+                    if table is not None:
+                        table.add_row(*_line(row))
+                    elif not as_json:
+                        out.write("\t".join(_line(row)).encode() + b"\n")
+                    else:
+                        out.write(_envelope(row) if with_seq else row.body + b"\n")
+                out.flush()
+                after = page[-1].seq
+                if remaining is not None:
+                    remaining -= len(page)
+        except KeyboardInterrupt:
+            pass  # the way to stop --follow: a clean end, exit status 0
+        except BrokenPipeError:
+            # The reader went away (| head -n 5): stop quietly, as tail does, with nothing left
+            # for Python to fail flushing at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if table is not None:
+            Console().print(table)
 
 
 @click.command()

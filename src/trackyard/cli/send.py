@@ -9,6 +9,8 @@ from typing import Any
 import click
 import httpx
 
+from trackyard.cli._options import url_option
+
 
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
     if value is None:
@@ -44,14 +46,7 @@ def _common(func: Callable[..., None]) -> Callable[..., None]:
     show_envvar=True,
     help="The source's write key (see: trackyard sources show NAME). Required to send.",
 )
-@click.option(
-    "--url",
-    default="http://127.0.0.1:8088",
-    show_default=True,
-    envvar="TRACKYARD_URL",
-    show_envvar=True,
-    help="The server's base URL.",
-)
+@url_option("The server's base URL.")
 @click.pass_context
 def send(ctx: click.Context, write_key: str | None, url: str) -> None:
     """Send one call to a trackyard (or Segment-compatible) server and print its answer.

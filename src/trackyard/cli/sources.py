@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trackyard.cli import _snippets
-from trackyard.cli._options import data_dir_option
+from trackyard.cli._options import data_dir_option, url_option
 from trackyard.cli._store import opened
 from trackyard.storage.base import NoSuchSource, SourceExists
 from trackyard.storage.secrets import generate_secret
@@ -107,14 +107,7 @@ def sources_list(as_json: bool, data_dir: Path) -> None:
 
 @sources.command("show")
 @click.argument("name")
-@click.option(
-    "--url",
-    default="http://127.0.0.1:8088",
-    show_default=True,
-    envvar="TRACKYARD_URL",
-    show_envvar=True,
-    help="The server's base URL, as the snippets should use it.",
-)
+@url_option("The server's base URL, as the snippets should use it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the source as one JSON object, no snippets.")
 @data_dir_option
 def sources_show(name: str, url: str, as_json: bool, data_dir: Path) -> None:

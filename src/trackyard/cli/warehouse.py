@@ -18,9 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
-from trackyard.config import Settings
+from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES, parse_timestamp
-from trackyard.storage.factory import Backends, open_backends, store_exists
+from trackyard.storage.factory import Backends
 from trackyard.warehouse import WarehouseSink, sync
 from trackyard.warehouse.export import Format, export_log, export_table
 from trackyard.warehouse.loader import DEFAULT_BATCH
@@ -35,21 +35,6 @@ warehouse_option = click.option(
     show_envvar=True,
     help="postgresql://user@host/db for PostgreSQL; absent: warehouse.duckdb in the data dir (DuckDB).",
 )
-
-
-@contextlib.contextmanager
-def _log(data_dir: Path) -> Iterator[Backends]:
-    settings = Settings(data_dir=data_dir)
-    if not store_exists(settings):
-        raise click.ClickException(
-            f"No trackyard store in {data_dir}. Start the server there first (trackyard serve --data-dir "
-            f"{data_dir}) or pass the right --data-dir."
-        )
-    backends = open_backends(settings)
-    try:
-        yield backends
-    finally:
-        backends.close()
 
 
 @contextlib.contextmanager
@@ -105,7 +90,7 @@ def _status(sink: WarehouseSink, head: int) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
     """Show the warehouse's tables and rows, how far it lags the log, discards and the last error."""
-    with _log(data_dir) as backends, _sink(warehouse_url, data_dir) as sink:
+    with opened(data_dir) as backends, _sink(warehouse_url, data_dir) as sink:
         body = _status(sink, backends.log.head_seq())
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(body) + b"\n")
@@ -161,7 +146,7 @@ def sync_command(data_dir: Path, warehouse_url: str | None, batch_size: int) -> 
     Safe to interrupt at any point: each batch commits with its cursor, so the next run
     goes on where the last committed batch ended, without duplicates or gaps.
     """
-    with _log(data_dir) as backends, _sink(warehouse_url, data_dir, backends) as sink:
+    with opened(data_dir) as backends, _sink(warehouse_url, data_dir, backends) as sink:
         loaded = _run_sync(sink, backends, batch_size, "loading")
         click.echo(f"loaded {loaded} events; position {sink.position()}")
 
@@ -176,7 +161,7 @@ def rebuild(data_dir: Path, warehouse_url: str | None, batch_size: int) -> None:
     For after a change of the loader's rules; a rebuild gives the same rows as loading
     incrementally did (uuid_ts, the load time, aside).
     """
-    with _log(data_dir) as backends, _sink(warehouse_url, data_dir, backends) as sink:
+    with opened(data_dir) as backends, _sink(warehouse_url, data_dir, backends) as sink:
         sink.reset()
         loaded = _run_sync(sink, backends, batch_size, "rebuilding")
         click.echo(f"loaded {loaded} events; position {sink.position()}")
@@ -307,7 +292,7 @@ def export(
             )
         target, written = export_table(path, table, out, fmt_, since_us)
     else:
-        with _log(data_dir) as backends, _progress() as progress:
+        with opened(data_dir) as backends, _progress() as progress:
             task = progress.add_task("exporting", total=backends.log.head_seq())
             target, written = export_log(
                 backends.log, out, fmt_, since_us, event_type, lambda n: progress.advance(task, n)
