@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.sdk._page import wait_for_events, watched_page
+
 pytestmark = pytest.mark.browser
 
 
@@ -55,17 +57,7 @@ DRIVE_SDK = """async ({ serverUrl, writeKey, deliveryStrategy, runId }) => {
 
 def drive(browser: Any, page_origin: str, server: Any, strategy: dict[str, Any]) -> dict[str, Any]:
     """Run DRIVE_SDK in a fresh context (fresh cookies/localStorage); wait for trackyard to store it."""
-    context = browser.new_context()
-    page = context.new_page()
-    requests: list[str] = []
-    failed: list[str] = []
-    responses: list[tuple[str, str, int, dict[str, str]]] = []
-    console_errors: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
-    page.on("response", lambda r: responses.append((r.request.method, r.url, r.status, r.all_headers())))
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-    try:
+    with watched_page(browser) as (page, traffic):
         before = len(server.events())
         page.goto(f"{page_origin}/?utm_source=trackyard-test")
         run_id = uuid.uuid4().hex[:10]
@@ -78,21 +70,16 @@ def drive(browser: Any, page_origin: str, server: Any, strategy: dict[str, Any])
                 "runId": run_id,
             },
         )
-        try:
-            events = server.wait_for_events(before + len(sent))
-        except Exception as exc:  # add what the browser saw: usually the real cause
-            seen = f"failed requests: {failed}; console errors: {console_errors}"
-            raise AssertionError(f"events not stored; {seen}") from exc
-    finally:
-        context.close()
+        events = wait_for_events(server, before + len(sent), traffic)
     ids = {e["messageId"] for e in sent}
     stored = {e["messageId"]: e for e in events if e["messageId"] in ids}
     assert set(stored) == ids, f"missing messageIds: {ids - set(stored)}"
     # The page may only talk to its own origin and trackyard: nothing from a CDN.
-    stray = [u for u in requests if not u.startswith((page_origin + "/", server.url + "/", "data:"))]
+    stray = traffic.stray(page_origin, server.url)
     assert stray == [], f"requests outside the two test origins: {stray}"
-    assert failed == [], f"failed requests (CORS?): {failed}"
-    assert console_errors == []
+    assert traffic.failed == [], f"failed requests (CORS?): {traffic.failed}"
+    assert traffic.console_errors == []
+    responses = traffic.responses
     return {"run_id": run_id, "sent": sent, "stored": stored, "responses": responses, "origin": page_origin}
 
 

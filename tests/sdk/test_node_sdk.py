@@ -6,43 +6,20 @@ trackyard stored every one of them intact. Dependencies: scripts/install-test-de
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import require
+from tests.sdk._node import run_node_script
 
 pytestmark = pytest.mark.node
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-SCRIPT = JS_DIR / "node_send.mjs"
-NODE = shutil.which("node")
-
 
 def run_node_send(server: Any, **overrides: Any) -> dict[str, Any]:
-    require(NODE is not None, "node is not installed")
-    require(
-        (JS_DIR / "node_modules" / "@segment" / "analytics-node").is_dir(),
-        "tests/js/node_modules missing: run scripts/install-test-deps",
-    )
     config = {"host": server.url, "writeKey": server.write_key, "runId": uuid.uuid4().hex[:10], **overrides}
-    proc = subprocess.run(
-        [str(NODE), str(SCRIPT), json.dumps(config)],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"node_send.mjs failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    summary: dict[str, Any] = json.loads(proc.stdout)
-    return summary
+    return run_node_script("node_send.mjs", config, package="@segment/analytics-node")
 
 
 def same_instant(a: str, b: str) -> bool:
@@ -129,18 +106,8 @@ def test_node_sdk_small_batches(server: Any) -> None:
 def test_node_sdk_burst_with_default_settings_gets_no_429(server: Any) -> None:
     """2,000 calls at once go out as about 134 concurrent batches of 15: an ordinary burst,
     which the bound on what is in flight (bytes, not requests) must let through."""
-    require(NODE is not None, "node is not installed")
     config = {"host": server.url, "writeKey": server.write_key, "count": 2000}
-    proc = subprocess.run(
-        [str(NODE), "node_burst.mjs", json.dumps(config)],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, f"node_burst.mjs failed:\n{proc.stdout}\n{proc.stderr}"
-    summary = json.loads(proc.stdout)
+    summary = run_node_script("node_burst.mjs", config, package="@segment/analytics-node", timeout=120)
     assert summary["errors"] == []
     assert set(summary["statuses"]) == {"200"}, summary["statuses"]
     assert summary["statuses"]["200"] >= 2000 // 15

@@ -15,20 +15,16 @@ Dependencies: scripts/install-test-deps.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Server, require
+from tests.conftest import Server
+from tests.sdk._node import run_node_script
+from tests.sdk._page import wait_for_events, watched_page
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-NODE = shutil.which("node")
 TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 
 
@@ -53,22 +49,8 @@ def check_backdated(event: dict[str, Any], backdated: str) -> None:
 
 @pytest.mark.node
 def test_rudder_sdk_node_keeps_the_event_time(server: Server) -> None:
-    require(NODE is not None, "node is not installed")
-    require(
-        (JS_DIR / "node_modules" / "@rudderstack" / "rudder-sdk-node").is_dir(),
-        "tests/js/node_modules missing: run scripts/install-test-deps",
-    )
     config = {"host": server.url, "writeKey": server.write_key, "runId": uuid.uuid4().hex[:10]}
-    proc = subprocess.run(
-        [str(NODE), "rudder_node_send.mjs", json.dumps(config)],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"rudder_node_send.mjs failed:\n{proc.stdout}\n{proc.stderr}"
-    summary = json.loads(proc.stdout)
+    summary = run_node_script("rudder_node_send.mjs", config, package="@rudderstack/rudder-sdk-node")
     events = server.wait_for_events(7)
     assert len(events) == 7
     assert {e["type"] for e in events} == TYPES
@@ -121,39 +103,24 @@ DRIVE_RUDDER = """async ({ serverUrl, writeKey, runId }) => {
 def test_rudderstack_browser_sdk_loads_its_config_from_trackyard_and_keeps_the_event_time(
     browser: Any, page_origin: str, server: Server
 ) -> None:
-    context = browser.new_context()
-    page = context.new_page()
-    requests: list[str] = []
-    failed: list[str] = []
-    responses: list[tuple[str, str, int, dict[str, str]]] = []
-    console_errors: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
-    page.on("response", lambda r: responses.append((r.request.method, r.url, r.status, r.all_headers())))
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-    try:
+    with watched_page(browser) as (page, traffic):
         page.goto(f"{page_origin}/")
         run_id = uuid.uuid4().hex[:10]
         run = page.evaluate(
             DRIVE_RUDDER, {"serverUrl": server.url, "writeKey": server.write_key, "runId": run_id}
         )
         sent = run["sent"]
-        try:
-            events = server.wait_for_events(len(sent))
-        except Exception as exc:  # add what the browser saw: usually the real cause
-            raise AssertionError(f"failed requests: {failed}; console errors: {console_errors}") from exc
-    finally:
-        context.close()
-    seen = f"requests: {requests}; failed: {failed}; console errors: {console_errors}"
+        events = wait_for_events(server, len(sent), traffic)
+    seen = str(traffic)
+    responses = traffic.responses
     assert len(events) == len(sent), seen
     # The config came from trackyard, readable cross-origin, and nothing came from a CDN.
     configs = [r for r in responses if r[0] == "GET" and "/sourceConfig/" in r[1]]
     assert [r[2] for r in configs] == [200], seen
     assert configs[0][1].startswith(f"{server.url}/sourceConfig/?")
     assert configs[0][3]["access-control-allow-origin"] == page_origin
-    stray = [u for u in requests if not u.startswith((page_origin + "/", server.url + "/", "data:"))]
-    assert stray == [], seen
-    assert failed == [] and console_errors == [], seen
+    assert traffic.stray(page_origin, server.url) == [], seen
+    assert traffic.failed == [] and traffic.console_errors == [], seen
     posts = [r for r in responses if r[0] == "POST"]
     assert sorted(url.removeprefix(server.url) for _, url, _, _ in posts) == [
         "/v1/alias",

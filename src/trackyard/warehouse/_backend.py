@@ -7,9 +7,10 @@ moves the cursor (``_trackyard_loads``), so a crash leaves either the whole batc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from trackyard.warehouse.schema import ColumnType
 
@@ -20,22 +21,87 @@ TABLES_TABLE: Final = "_trackyard_tables"
 Schema = dict[str, dict[str, ColumnType]]
 
 
-class Backend(Protocol):
-    kind: str
+class _Cursor(Protocol):
+    """What the shared SQL reads back: DuckDB's connection and psycopg's cursor both have it."""
+
+    @property
+    def description(self) -> Sequence[Any] | None: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Backend(ABC):
+    """One warehouse: the SQL that reads the same in both dialects is here, the rest in each backend."""
+
+    kind: ClassVar[str]
+    #: The dialect's spelling of each column type, and back (as information_schema names it).
+    _SQL_TYPES: ClassVar[Mapping[ColumnType, str]]
+    _FROM_SQL: ClassVar[Mapping[str, ColumnType]]
+    #: A parameter's placeholder in a statement.
+    _PARAM: ClassVar[str]
+    #: The schema the loader's tables live in, as an SQL expression.
+    _SCHEMA: ClassVar[str]
+    #: ``_trackyard_loads.error_at`` as ISO 8601 text in UTC (``...Z``).
+    _ERROR_AT_TEXT: ClassVar[str]
+
+    @abstractmethod
+    def _exec(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor: ...
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _register_table(self, table: str) -> None:
+        """Note ``table`` in ``_trackyard_tables`` (once) as one of the loader's."""
+
+    @abstractmethod
+    def _stage(self, table: str, columns: dict[str, ColumnType], rows: Sequence[Sequence[Any]]) -> str:
+        """Bulk-load ``rows`` into a new staging table shaped like ``columns``; return its name."""
+
+    @abstractmethod
+    def _unstage(self, stage: str) -> None:
+        """Drop the staging table once merged (nothing to do where the commit drops it)."""
+
+    @abstractmethod
+    def set_position(self, sink: str, seq: int) -> None: ...
+
+    @abstractmethod
+    def record_error(self, sink: str, message: str) -> None:
+        """Note a failed batch (in its own transaction: the batch's was rolled back)."""
+
+    @abstractmethod
+    def drop_all(self, sink: str) -> None:
+        """Drop every table the loader made and reset the cursor to 0, in one transaction."""
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     def schema(self) -> Schema:
         """The loader's tables and their columns in order, as the warehouse has them now."""
-        ...
+        rows = self._exec(
+            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            f"JOIN {TABLES_TABLE} t ON t.name = c.table_name WHERE c.table_schema = {self._SCHEMA} "
+            "ORDER BY c.table_name, c.ordinal_position"
+        ).fetchall()
+        out: Schema = {}
+        for table, column, data_type in rows:
+            out.setdefault(table, {})[column] = self._FROM_SQL.get(data_type, "text")
+        return out
 
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def create_table(self, table: str, columns: dict[str, ColumnType]) -> None:
+        spec = ", ".join(f"{quote(c)} {self._SQL_TYPES[t]}" for c, t in columns.items())
+        self._exec(f"CREATE TABLE {quote(table)} ({spec})")
+        self._register_table(table)
 
-    def create_table(self, table: str, columns: dict[str, ColumnType]) -> None: ...
-
-    def add_column(self, table: str, column: str, type: ColumnType) -> None: ...
+    def add_column(self, table: str, column: str, type: ColumnType) -> None:
+        self._exec(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {self._SQL_TYPES[type]}")
 
     def widen_column(self, table: str, column: str) -> None:
         """bigint → double, the one type change the loader makes."""
-        ...
+        double = self._SQL_TYPES["double"]
+        self._exec(f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {double}")
 
     def load(
         self,
@@ -46,27 +112,34 @@ class Backend(Protocol):
         latest: bool,
     ) -> None:
         """Merge ``rows`` into ``table`` on ``keys``: replace the row, or (``latest``) coalesce it."""
-        ...
+        stage = self._stage(table, columns, rows)
+        for statement in merge_statements(table, stage, list(columns), keys, latest):
+            self._exec(statement)
+        self._unstage(stage)
 
-    def position(self, sink: str) -> int: ...
-
-    def set_position(self, sink: str, seq: int) -> None: ...
-
-    def record_error(self, sink: str, message: str) -> None:
-        """Note a failed batch (in its own transaction: the batch's was rolled back)."""
-        ...
+    def position(self, sink: str) -> int:
+        row = self._exec(f"SELECT seq FROM {LOADS_TABLE} WHERE sink = {self._PARAM}", [sink]).fetchone()
+        return 0 if row is None else int(row[0])
 
     def last_error(self, sink: str) -> tuple[str | None, str | None]:
         """The last error message and when it happened, ``(None, None)`` if none."""
-        ...
+        row = self._exec(
+            f"SELECT last_error, {self._ERROR_AT_TEXT} FROM {LOADS_TABLE} WHERE sink = {self._PARAM}",
+            [sink],
+        ).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
 
-    def drop_all(self, sink: str) -> None:
-        """Drop every table the loader made and reset the cursor to 0, in one transaction."""
-        ...
+    def _drop_tables(self, sink: str) -> None:
+        """What ``drop_all`` does, inside the transaction the backend opens for it."""
+        for table in self.schema():
+            self._exec(f"DROP TABLE {quote(table)}")
+        self._exec(f"DELETE FROM {TABLES_TABLE}")
+        self._exec(f"DELETE FROM {LOADS_TABLE} WHERE sink = {self._PARAM}", [sink])
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]: ...
-
-    def close(self) -> None: ...
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cursor = self._exec(sql)
+        columns = [d[0] for d in cursor.description or []]
+        return columns, cursor.fetchall() if columns else []
 
 
 def quote(name: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import duckdb
 
-from trackyard.warehouse._backend import LOADS_TABLE, TABLES_TABLE, Schema, merge_statements, quote
+from trackyard.warehouse._backend import LOADS_TABLE, TABLES_TABLE, Backend, quote
 from trackyard.warehouse.schema import ColumnType
 
 _SQL_TYPES: Final[dict[ColumnType, str]] = {
@@ -36,8 +36,13 @@ _LIST_TYPES: Final[dict[ColumnType, str]] = {
 }
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(Backend):
     kind = "duckdb"
+    _SQL_TYPES = _SQL_TYPES
+    _FROM_SQL = _FROM_SQL
+    _PARAM = "?"
+    _SCHEMA = "'main'"
+    _ERROR_AT_TEXT = "strftime(error_at, '%Y-%m-%dT%H:%M:%SZ')"
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,16 +56,8 @@ class DuckDBWarehouse:
             )
             self._conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (name VARCHAR)")
 
-    def schema(self) -> Schema:
-        rows = self._conn.execute(
-            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
-            f"JOIN {TABLES_TABLE} t ON t.name = c.table_name WHERE c.table_schema = 'main' "
-            "ORDER BY c.table_name, c.ordinal_position"
-        ).fetchall()
-        out: Schema = {}
-        for table, column, data_type in rows:
-            out.setdefault(table, {})[column] = _FROM_SQL.get(data_type, "text")
-        return out
+    def _exec(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return self._conn.execute(sql, params)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -72,43 +69,24 @@ class DuckDBWarehouse:
             raise
         self._conn.commit()
 
-    def create_table(self, table: str, columns: dict[str, ColumnType]) -> None:
-        spec = ", ".join(f"{quote(c)} {_SQL_TYPES[t]}" for c, t in columns.items())
-        self._conn.execute(f"CREATE TABLE {quote(table)} ({spec})")
+    def _register_table(self, table: str) -> None:
         self._conn.execute(
             f"INSERT INTO {TABLES_TABLE} SELECT ? "
             f"WHERE NOT EXISTS (SELECT 1 FROM {TABLES_TABLE} WHERE name = ?)",
             [table, table],
         )
 
-    def add_column(self, table: str, column: str, type: ColumnType) -> None:
-        self._conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {_SQL_TYPES[type]}")
-
-    def widen_column(self, table: str, column: str) -> None:
-        self._conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE DOUBLE")
-
-    def load(
-        self,
-        table: str,
-        columns: dict[str, ColumnType],
-        rows: Sequence[Sequence[Any]],
-        keys: tuple[str, ...],
-        latest: bool,
-    ) -> None:
-        names = list(columns)
+    def _stage(self, table: str, columns: dict[str, ColumnType], rows: Sequence[Sequence[Any]]) -> str:
         lists = [list(values) for values in zip(*rows, strict=True)]
         select = ", ".join(
             f"UNNEST(${i + 1}::{_LIST_TYPES[t]})::{_SQL_TYPES[t]} AS {quote(c)}"
             for i, (c, t) in enumerate(columns.items())
         )
         self._conn.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {select}", lists)
-        for statement in merge_statements(table, "_stage", names, keys, latest):
-            self._conn.execute(statement)
-        self._conn.execute("DROP TABLE _stage")
+        return "_stage"
 
-    def position(self, sink: str) -> int:
-        row = self._conn.execute(f"SELECT seq FROM {LOADS_TABLE} WHERE sink = ?", [sink]).fetchone()
-        return 0 if row is None else int(row[0])
+    def _unstage(self, stage: str) -> None:
+        self._conn.execute(f"DROP TABLE {stage}")
 
     def set_position(self, sink: str, seq: int) -> None:
         self._ensure_loads_row(sink)
@@ -128,24 +106,9 @@ class DuckDBWarehouse:
                 f"UPDATE {LOADS_TABLE} SET last_error = ?, error_at = now() WHERE sink = ?", [message, sink]
             )
 
-    def last_error(self, sink: str) -> tuple[str | None, str | None]:
-        row = self._conn.execute(
-            f"SELECT last_error, strftime(error_at, '%Y-%m-%dT%H:%M:%SZ') FROM {LOADS_TABLE} WHERE sink = ?",
-            [sink],
-        ).fetchone()
-        return (None, None) if row is None else (row[0], row[1])
-
     def drop_all(self, sink: str) -> None:
         with self.transaction():
-            for table in self.schema():
-                self._conn.execute(f"DROP TABLE {quote(table)}")
-            self._conn.execute(f"DELETE FROM {TABLES_TABLE}")
-            self._conn.execute(f"DELETE FROM {LOADS_TABLE} WHERE sink = ?", [sink])
-
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cursor = self._conn.execute(sql)
-        columns = [d[0] for d in cursor.description or []]
-        return columns, cursor.fetchall() if columns else []
+            self._drop_tables(sink)
 
     def close(self) -> None:
         self._conn.close()
