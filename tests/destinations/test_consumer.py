@@ -45,6 +45,7 @@ def test_a_down_destination_never_delays_another_and_changes_apply_without_a_res
     finally:
         manager.stop.set()
         thread.join(20)
+        manager.sink.close()
         down.close()
         registry.close()
     assert not thread.is_alive()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from trackyard.consumers.runner import Runner, RunPolicy, StopFlag
@@ -30,7 +30,11 @@ _RELOAD = 1.0
 
 
 class _NoSink:
-    """The manager's own runner delivers nothing: its threads' runners do."""
+    """The manager's own runner delivers nothing: its threads' runners do. Closing it closes
+    the registry (whoever opened the manager closes its sink)."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
 
     def position(self) -> None:
         return None
@@ -45,7 +49,7 @@ class _NoSink:
         pass
 
     def close(self) -> None:
-        pass
+        self._close()
 
 
 @dataclass
@@ -83,11 +87,17 @@ class DestinationsRunner(Runner):
     """What the registry opens: :meth:`run` keeps one thread a destination until stopped."""
 
     def __init__(self, backends: Backends) -> None:
+        registry = open_destinations(backends.settings)
         super().__init__(
-            NAME, backends.log, _NoSink(), backends.cursors(), backends.dead_letters(), RunPolicy()
+            NAME,
+            backends.log,
+            _NoSink(registry.close),
+            backends.cursors(),
+            backends.dead_letters(),
+            RunPolicy(),
         )
         self._backends = backends
-        self._registry = open_destinations(backends.settings)
+        self._registry = registry
         self._running: dict[str, _Running] = {}
 
     def position(self) -> int:
@@ -99,13 +109,11 @@ class DestinationsRunner(Runner):
     def run(self) -> None:
         log.info("destinations: starting")
         try:
-            while True:
-                self._reconcile(() if self.stop.is_set() else self._registry.destinations())
-                if self.stop.wait(_RELOAD):
-                    self._reconcile(())
-                    break
+            while not self.stop.is_set():
+                self._reconcile(self._registry.destinations())
+                self.stop.wait(_RELOAD)
         finally:
-            self._registry.close()
+            self._reconcile(())  # each thread finishes its request in hand and stops
         log.info("destinations: stopped")
 
     def _reconcile(self, destinations: Sequence[Destination]) -> None:
