@@ -74,6 +74,9 @@ def test_credentials_are_never_printed_after_add(data_dir: Path, receiver: Recei
 
 def test_bad_input_gets_a_clear_error(data_dir: Path) -> None:
     d = str(data_dir)
+    assert cli("destinations", "list", "--data-dir", d) == ""
+    assert "No destination named 'w'" in _fails("destinations", "show", "w", "--data-dir", d)
+    assert not (data_dir / "destinations.db").exists()  # reading creates nothing (nor starts delivery)
     assert "planned" in _fails(
         "destinations", "add", "k", "--format", "koala", "--url", "http://x", "--data-dir", d
     )

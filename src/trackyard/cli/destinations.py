@@ -20,7 +20,7 @@ from trackyard.destinations.consumer import open_sink
 from trackyard.destinations.requests import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
 from trackyard.event import EVENT_TYPES
 from trackyard.storage.base import StoredEvent
-from trackyard.storage.factory import Backends, open_destinations
+from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 from trackyard.storage.sqlite.destinations import (
     KINDS,
     PLANNED_KINDS,
@@ -45,9 +45,14 @@ def destinations() -> None:
 
 
 @contextmanager
-def _registry(data_dir: Path) -> Iterator[tuple[Backends, SQLiteDestinations]]:
+def _registry(data_dir: Path, name: str | None = None) -> Iterator[tuple[Backends, SQLiteDestinations]]:
+    """The backends and the registry; for a ``name``, an error when there is no registry at
+    all (not opened, so not created: its existence starts the delivery consumer)."""
+    settings = cli_settings(data_dir)
+    if name is not None and not destinations_exist(settings):
+        raise click.ClickException(f"No destination named {name!r} (see: trackyard destinations list).")
     with opened(data_dir) as backends:
-        registry = open_destinations(cli_settings(data_dir))
+        registry = open_destinations(settings)
         try:
             yield backends, registry
         finally:
@@ -178,6 +183,8 @@ def _outstanding(backends: Backends, destination: Destination) -> list[Any]:
 @data_dir_option
 def destinations_list(as_json: bool, data_dir: Path) -> None:
     """List destinations with their state (keys and secrets only as set or not)."""
+    if not destinations_exist(cli_settings(data_dir)):
+        return
     with _registry(data_dir) as (backends, registry):
         rows = [_status(backends, registry, d) for d in registry.destinations()]
     for row in rows:
@@ -197,7 +204,7 @@ def destinations_list(as_json: bool, data_dir: Path) -> None:
 @data_dir_option
 def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
     """Show destination NAME: delivered, dead, lag (events behind the log's head), last error."""
-    with _registry(data_dir) as (backends, registry):
+    with _registry(data_dir, name) as (backends, registry):
         row = _status(backends, registry, _get(registry, name))
     if as_json:
         click.echo(msgspec.json.encode(row))
@@ -218,7 +225,7 @@ def destinations_dead(name: str, as_json: bool, data_dir: Path) -> None:
     The reason holds the status (or connection error), the response body (truncated), the
     attempts and the time of the last.
     """
-    with _registry(data_dir) as (backends, registry):
+    with _registry(data_dir, name) as (backends, registry):
         letters = _outstanding(backends, _get(registry, name))
     for letter in letters:
         row = {
@@ -251,7 +258,7 @@ def destinations_replay(name: str, dead: bool, after: int | None, data_dir: Path
     if dead == (after is not None):
         raise click.UsageError("Give exactly one of --dead or --after SEQ.")
     started = time.monotonic()
-    with _registry(data_dir) as (backends, registry):
+    with _registry(data_dir, name) as (backends, registry):
         destination = _get(registry, name)
         sink = open_sink(backends, registry, destination, StopFlag())
         delivered = failed = 0
@@ -294,7 +301,7 @@ def _log_batches(backends: Backends, after: int, head: int) -> Iterator[list[Sto
 
 
 def _set_enabled(name: str, data_dir: Path, enabled: bool) -> None:
-    with _registry(data_dir) as (_, registry):
+    with _registry(data_dir, name) as (_, registry):
         try:
             registry.set_enabled(name, enabled)
         except NoSuchDestination:
@@ -323,7 +330,7 @@ def destinations_enable(name: str, data_dir: Path) -> None:
 @data_dir_option
 def destinations_remove(name: str, data_dir: Path) -> None:
     """Remove NAME and its credentials (its dead letters stay, under destination:NAME)."""
-    with _registry(data_dir) as (_, registry):
+    with _registry(data_dir, name) as (_, registry):
         _get(registry, name)
         registry.remove(name)
     click.echo(f"removed destination {name}")

@@ -33,6 +33,8 @@ from trackyard.storage.base import DeadLetters, StoredEvent
 from trackyard.storage.sqlite.destinations import Destination, SQLiteDestinations
 
 log = logging.getLogger("trackyard.destinations")
+# httpx logs every request at info: a line an event for a webhook with batches of one.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: Characters of a response body kept in a dead letter's reason.
 _BODY_KEPT = 500
