@@ -104,7 +104,7 @@ def test_a_second_consume_waits_and_takes_over_when_the_first_is_killed(tmp_path
 def test_consume_names_the_known_consumers_when_given_an_unknown_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["consume", "nope", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "no consumer named 'nope'; there are: profiles, warehouse" in result.output
+    assert "no consumer named 'nope'; there are: profiles, warehouse, destinations" in result.output
 
 
 def test_consumers_status_shows_cursor_head_lag_running_and_dead_letters(tmp_path: Path) -> None:

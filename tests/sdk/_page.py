@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,17 @@ class Traffic:
         """The requests to anywhere but ``origins`` (and data: URLs)."""
         allowed = (*(origin + "/" for origin in origins), "data:")
         return [url for url in self.requests if not url.startswith(allowed)]
+
+    def settle(self, page: Any, origin: str, timeout: float = 10.0) -> None:
+        """Let the page take in the answers to its requests to ``origin``: the server stores
+        events before it answers, so they can be readable before the page has its responses."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            asked = sum(url.startswith(origin) for url in self.requests)
+            answered = sum(r[1].startswith(origin) for r in self.responses)
+            if answered + sum(f.split(" ", 2)[1].startswith(origin) for f in self.failed) >= asked:
+                return
+            page.wait_for_timeout(20)  # pumps Playwright's events, unlike time.sleep
 
     def __str__(self) -> str:
         return f"requests: {self.requests}; failed: {self.failed}; console errors: {self.console_errors}"

@@ -71,6 +71,7 @@ def drive(browser: Any, page_origin: str, server: Any, strategy: dict[str, Any])
             },
         )
         events = wait_for_events(server, before + len(sent), traffic)
+        traffic.settle(page, server.url)
     ids = {e["messageId"] for e in sent}
     stored = {e["messageId"]: e for e in events if e["messageId"] in ids}
     assert set(stored) == ids, f"missing messageIds: {ids - set(stored)}"

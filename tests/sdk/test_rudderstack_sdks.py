@@ -111,6 +111,7 @@ def test_rudderstack_browser_sdk_loads_its_config_from_trackyard_and_keeps_the_e
         )
         sent = run["sent"]
         events = wait_for_events(server, len(sent), traffic)
+        traffic.settle(page, server.url)
     seen = str(traffic)
     responses = traffic.responses
     assert len(events) == len(sent), seen

@@ -10,6 +10,7 @@ import click
 
 from trackyard import __version__
 from trackyard.cli.consume import consume, consumers
+from trackyard.cli.destinations import destinations
 from trackyard.cli.log import events, rejects
 from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
@@ -47,5 +48,6 @@ for command in (
     warehouse,
     sql,
     export,
+    destinations,
 ):
     main.add_command(command)

@@ -30,7 +30,8 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
     \b
     Consumers: profiles (builds people and accounts); warehouse (loads Segment's
     warehouse tables, docs/warehouse.md; without NAMEs it runs only when a warehouse is
-    set with TRACKYARD_WAREHOUSE).
+    set with TRACKYARD_WAREHOUSE); destinations (delivers events onward,
+    docs/destinations.md; without NAMEs it runs once a destination was added).
     Each runs in a process of its own under a lease, so one instance of a consumer runs
     per data dir: started twice, the second waits and takes over when the first stops.
     A consumer that dies is restarted. Pair it with `trackyard serve --role ingest` on

@@ -32,6 +32,18 @@ def _warehouse(backends: Backends) -> Runner:
     return open_runner(backends)
 
 
+def _destinations(backends: Backends) -> Runner:
+    from trackyard.destinations.consumer import open_runner
+
+    return open_runner(backends)
+
+
+def _has_destinations(settings: Settings) -> bool:
+    from trackyard.storage.factory import destinations_exist
+
+    return destinations_exist(settings)
+
+
 CONSUMERS: dict[str, ConsumerSpec] = {
     spec.name: spec
     for spec in (
@@ -41,6 +53,12 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             "loads Segment's warehouse tables (docs/warehouse.md); runs when TRACKYARD_WAREHOUSE is set",
             _warehouse,
             enabled=lambda settings: settings.warehouse_url is not None,
+        ),
+        ConsumerSpec(
+            "destinations",
+            "delivers events onward, a runner a destination (docs/destinations.md); runs once one is added",
+            _destinations,
+            enabled=_has_destinations,
         ),
     )
 }

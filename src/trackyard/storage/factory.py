@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from trackyard.profiles.storage import ProfileStore
+    from trackyard.storage.destinations import DestinationRegistry
 
 #: Schemes later backends will take, refused until then.
 _PLANNED = {
@@ -170,6 +171,20 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
         _open_profiles=lambda: SQLiteProfiles(directory),
         _closers=[store.close],
     )
+
+
+def open_destinations(settings: Settings) -> DestinationRegistry:
+    """The destination registry (docs/destinations.md), created on first use."""
+    from trackyard.storage.sqlite.destinations import SQLiteDestinations
+
+    return SQLiteDestinations(settings.data_dir)
+
+
+def destinations_exist(settings: Settings) -> bool:
+    """Whether a destination registry was ever created here (cheap: opens nothing)."""
+    from trackyard.storage.sqlite.destinations import registry_exists
+
+    return registry_exists(settings.data_dir)
 
 
 def open_leases(settings: Settings) -> LeaseProvider:

@@ -1,0 +1,208 @@
+"""Sending a destination's requests: the status classes, retries, and dead letters.
+
+- 2xx: delivered.
+- 408, 429, 5xx other than 501, connection errors and timeouts: retried, with exponential
+  backoff and full jitter (a random wait between 0 and the doubling cap), never sooner
+  than a ``Retry-After`` the receiver sent, for ``retry_for`` seconds (4 hours by default,
+  as Segment). Past that, the events go to the dead letters.
+- any other status (other 4xx, 501, a 3xx): permanent, to the dead letters at once.
+
+A dead letter's reason holds the status (or the connection error), the response body
+(truncated), the attempts and the time. The sink retries inside :meth:`deliver`, so a
+destination that is down holds back only its own cursor: the events after it wait (order
+is kept), and the other destinations, each on a runner of its own, go on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from trackyard.consumers.runner import StopFlag
+from trackyard.destinations.requests import OutgoingRequest, Unsendable, build
+from trackyard.destinations.routing import Router
+from trackyard.storage.base import DeadLetters, StoredEvent
+from trackyard.storage.destinations import Destination, DestinationRegistry
+
+log = logging.getLogger("trackyard.destinations")
+# httpx logs every request at info: a line an event for a webhook with batches of one.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+#: Characters of a response body kept in a dead letter's reason.
+_BODY_KEPT = 500
+_RETRIED = frozenset({408, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    #: Seconds a failing request is retried before its events go to the dead letters.
+    retry_for: float = 4 * 3600.0
+    #: The first backoff cap, doubling after each failure up to ``backoff_cap``.
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    #: Seconds to connect, or to wait for the answer, before the attempt counts as failed.
+    timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> DeliveryPolicy:
+        """``TRACKYARD_DESTINATION_RETRY_SECONDS``, ``_BACKOFF_SECONDS``, ``_BACKOFF_CAP_SECONDS``,
+        ``_TIMEOUT_SECONDS``: the defaults above when unset."""
+        default = cls()
+
+        def number(name: str, value: float) -> float:
+            raw = os.environ.get(f"TRACKYARD_DESTINATION_{name}_SECONDS")
+            return value if raw in (None, "") else float(raw)
+
+        return cls(
+            retry_for=number("RETRY", default.retry_for),
+            backoff_base=number("BACKOFF", default.backoff_base),
+            backoff_cap=number("BACKOFF_CAP", default.backoff_cap),
+            timeout=number("TIMEOUT", default.timeout),
+        )
+
+    def wait(self, failures: int, retry_after: float | None) -> float:
+        """Full jitter: uniform in [0, the capped doubling], but not before ``Retry-After``."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(failures - 1, 0))
+        jittered = random.uniform(0, ceiling)
+        return jittered if retry_after is None else max(jittered, retry_after)
+
+
+class DeliveryStopped(Exception):
+    """The consumer was asked to stop while a request waited to be retried (nothing is lost:
+    the cursor stays before the batch, which goes again after the restart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str
+    attempts: int
+
+
+def retryable(status: int) -> bool:
+    return status in _RETRIED or (500 <= status <= 599 and status != 501)
+
+
+class DestinationSink:
+    """A :class:`~trackyard.consumers.runner.Sink` for one destination; the runner keeps the cursor."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        registry: DestinationRegistry,
+        dead_letters: DeadLetters,
+        source_names: Callable[[], dict[int, str]],
+        stop: StopFlag,
+        policy: DeliveryPolicy,
+    ) -> None:
+        self.destination = destination
+        self._registry = registry
+        self._dead_letters = dead_letters
+        self._source_names = source_names
+        self._router = Router(destination, source_names())
+        self._stop = stop
+        self.policy = policy
+        self._client = httpx.Client(timeout=policy.timeout)
+
+    def position(self) -> None:
+        return None
+
+    def before_read(self) -> None:
+        pass
+
+    def advance(self, seq: int) -> None:
+        pass
+
+    def deliver(self, events: Sequence[StoredEvent]) -> None:
+        if any(not self._router.knows_source(e.source_id) for e in events) and self.destination.sources:
+            self._router = Router(self.destination, self._source_names())  # a source added since
+        wanted = [event for event in events if self._router.wants(event)]
+        delivered = 0
+        for item in build(self.destination, wanted):
+            if isinstance(item, Unsendable):
+                self._bury(item.event, item.reason, 0)
+                continue
+            failure = self._send(item)
+            if failure is None:
+                delivered += len(item.events)
+                continue
+            for event in item.events:
+                self._bury(event, failure.reason, failure.attempts)
+        if delivered:
+            self._registry.record(self.destination.name, delivered)
+
+    def send_now(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
+        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered."""
+        before = self._registry.status(self.destination.name)[0]
+        dead_before = self._dead_letters.count(self.destination.consumer)
+        self.deliver(events)
+        delivered = self._registry.status(self.destination.name)[0] - before
+        return delivered, self._dead_letters.count(self.destination.consumer) - dead_before
+
+    def _send(self, request: OutgoingRequest) -> _Failure | None:
+        """Send until delivered (``None``), a permanent answer, or ``retry_for`` has passed."""
+        started = time.monotonic()
+        failures = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self._client.post(request.url, content=request.body, headers=request.headers)
+            except httpx.HTTPError as error:
+                outcome = f"{type(error).__name__}: {error or 'no detail'}"
+                permanent = not isinstance(error, httpx.TransportError)
+            else:
+                if 200 <= response.status_code <= 299:
+                    return None
+                body = response.text[:_BODY_KEPT]
+                outcome = f"HTTP {response.status_code}: {body}"
+                permanent = not retryable(response.status_code)
+                retry_after = _retry_after(response.headers.get("retry-after"))
+            failures += 1
+            self._registry.record(self.destination.name, 0, outcome)
+            delay = self.policy.wait(failures, retry_after)
+            if permanent or time.monotonic() - started + delay > self.policy.retry_for:
+                at = datetime.now(UTC).isoformat(timespec="seconds")
+                gave_up = "permanent" if permanent else f"retried for {time.monotonic() - started:.0f}s"
+                return _Failure(f"{outcome} ({gave_up}; {failures} attempts; last at {at})", failures)
+            log.warning(
+                "destination %s: seqs %d-%d: %s; retry %d in %.1fs",
+                self.destination.name,
+                request.events[0].seq,
+                request.events[-1].seq,
+                outcome,
+                failures,
+                delay,
+            )
+            if self._stop.wait(delay):
+                raise DeliveryStopped(self.destination.name)
+
+    def _bury(self, event: StoredEvent, reason: str, attempts: int) -> None:
+        log.error("destination %s: seq %d dead-lettered: %s", self.destination.name, event.seq, reason)
+        self._dead_letters.add(self.destination.consumer, event, reason, attempts)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, given as seconds or as an HTTP date; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
