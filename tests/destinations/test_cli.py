@@ -77,9 +77,13 @@ def test_bad_input_gets_a_clear_error(data_dir: Path) -> None:
     assert cli("destinations", "list", "--data-dir", d) == ""
     assert "No destination named 'w'" in _fails("destinations", "show", "w", "--data-dir", d)
     assert not (data_dir / "destinations.db").exists()  # reading creates nothing (nor starts delivery)
-    assert "planned" in _fails(
+    assert "Koala public project key" in _fails(
         "destinations", "add", "k", "--format", "koala", "--url", "http://x", "--data-dir", d
     )
+    assert "takes no secret" in _fails(
+        "destinations", "add", "v", "--format", "vitally", "--url", "http://x", "--key", "t",
+        "--secret", "s", "--data-dir", d,
+    )  # fmt: skip
     assert "not an http" in _fails(
         "destinations", "add", "w", "--format", "webhook", "--url", "ftp://x", "--data-dir", d
     )

@@ -1,4 +1,5 @@
-"""``trackyard destinations``: deliver events onward to webhooks and Segment-compatible APIs."""
+"""``trackyard destinations``: deliver events onward to webhooks, Segment-compatible APIs, Koala,
+Bloomreach and Vitally."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import cli_settings, opened
 from trackyard.consumers.runner import StopFlag
 from trackyard.destinations.consumer import open_sink
-from trackyard.destinations.requests import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
+from trackyard.destinations.kinds.webhook import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
 from trackyard.event import EVENT_TYPES
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import (
     KINDS,
-    PLANNED_KINDS,
     Destination,
     DestinationExists,
     DestinationRegistry,
@@ -30,6 +30,13 @@ from trackyard.storage.destinations import (
 )
 from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 
+#: What ``--key`` is, by format.
+_KEY_NAMES = {
+    "segment": "the receiver's write key",
+    "koala": "the Koala public project key",
+    "bloomreach": "the Bloomreach project token",
+    "vitally": "the Vitally token",
+}
 #: Where ``replay --dead`` notes the last dead letter it re-sent (a cursor, beside the destination's).
 _REPLAYED = ":replayed-dead"
 _REPLAY_CHUNK = 500
@@ -37,7 +44,8 @@ _REPLAY_CHUNK = 500
 
 @click.group()
 def destinations() -> None:
-    """Deliver every stored event onward: to a webhook, or to a Segment-compatible API.
+    """Deliver every stored event onward: to a webhook, a Segment-compatible API, Koala,
+    Bloomreach or Vitally (any format in, any out).
 
     Each destination has its own cursor on the log, so one that is down never delays
     another. `trackyard serve` delivers to every enabled destination (docs/destinations.md).
@@ -81,14 +89,27 @@ def _header(value: str) -> tuple[str, str]:
     "--format",
     "kind",
     required=True,
-    type=click.Choice(KINDS + PLANNED_KINDS),
+    type=click.Choice(KINDS),
     help="webhook: JSON POSTed to --url. segment: Segment's HTTP Tracking API (/v1/batch under --url). "
-    "koala, bloomreach and vitally are planned and refused for now.",
+    "koala, bloomreach, vitally: each event encoded into that vendor's batch API under --url "
+    "(events it cannot express are skipped, see `destinations skipped`).",
 )
-@click.option("--url", required=True, help="For webhook, the URL posted to; otherwise the API's base URL.")
-@click.option("--key", help="What the API identifies you by: for segment, the write key (Basic auth).")
 @click.option(
-    "--secret", help="For webhook, the signing secret: X-Signature is the hex HMAC-SHA1 of the body."
+    "--url",
+    required=True,
+    help="For webhook, the URL posted to; otherwise the API's base URL (e.g. https://api.segment.io, "
+    "https://api2.getkoala.com, https://api.exponea.com, https://SUBDOMAIN.api.vitally.io, "
+    "or another trackyard).",
+)
+@click.option(
+    "--key",
+    help="What the API identifies you by: the Segment write key, the Koala public project key, the "
+    "Bloomreach project token, the Vitally token. Needed by all but webhook.",
+)
+@click.option(
+    "--secret",
+    help="For webhook, the signing secret (X-Signature is the hex HMAC-SHA1 of the body); for "
+    "bloomreach, the API secret (Basic auth; without it the public Token auth is used).",
 )
 @click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Send this header too.")
 @click.option("--source", "sources", multiple=True, help="Only events of this source (repeatable).")
@@ -101,7 +122,8 @@ def _header(value: str) -> tuple[str, str]:
     type=click.IntRange(1, MAX_WEBHOOK_BATCH),
     default=DEFAULT_WEBHOOK_BATCH,
     show_default=True,
-    help="webhook: events a request (1 posts each event alone, more a JSON array).",
+    help="webhook: events a request (1 posts each event alone, more a JSON array). The other formats "
+    "use their API's own limits.",
 )
 @data_dir_option
 def destinations_add(
@@ -123,14 +145,14 @@ def destinations_add(
     destination of a data dir starts with the next `trackyard serve`; later ones, and
     changes, are picked up by the running server within a second.
     """
-    if kind in PLANNED_KINDS:
-        raise click.ClickException(
-            f"The {kind} format is planned and not available yet; use webhook or segment."
-        )
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint="--url")
-    if kind == "segment" and not key:
-        raise click.BadParameter("the segment format needs the receiver's write key", param_hint="--key")
+    if kind != "webhook" and not key:
+        raise click.BadParameter(f"the {kind} format needs {_KEY_NAMES[kind]}", param_hint="--key")
+    if secret and kind not in ("webhook", "bloomreach"):
+        raise click.BadParameter(
+            f"the {kind} format takes no secret (only webhook and bloomreach do)", param_hint="--secret"
+        )
     destination = Destination(
         name=name,
         kind=kind,
@@ -157,12 +179,15 @@ def destinations_add(
 def _status(backends: Backends, registry: DestinationRegistry, destination: Destination) -> dict[str, Any]:
     cursor = backends.cursors().get(destination.consumer)
     delivered, error, error_at = registry.status(destination.name)
+    skips = registry.skip_counts(destination.name)
     return {
         **destination.public(),
         "cursor": cursor,
         "lag": max(backends.log.head_seq() - cursor, 0),
         "delivered": delivered,
         "dead": len(_outstanding(backends, destination)),
+        "skipped": sum(skips.values()),
+        "skipped_by_reason": skips,
         "last_error": error,
         "last_error_at": None if error_at is None else _iso(error_at),
     }
@@ -242,6 +267,37 @@ def destinations_dead(name: str, as_json: bool, data_dir: Path) -> None:
             click.echo(f"{row['id']} seq {row['seq']} {row['type']} at {row['failed_at']}: {row['reason']}")
 
 
+@destinations.command("skipped")
+@click.argument("name")
+@click.option("--after", type=click.IntRange(min=0), default=0, metavar="SEQ", help="Only after this seq.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a skipped event and line.")
+@data_dir_option
+def destinations_skipped(name: str, after: int, limit: int, as_json: bool, data_dir: Path) -> None:
+    """Print the events NAME did not send because its format cannot express them, with why.
+
+    A skip is not a failure: nothing is retried or dead-lettered (a `screen` call to
+    Vitally stays a screen call). `destinations show` counts them by reason; `trackyard
+    events` shows an event by its seq.
+    """
+    with _registry(data_dir, name) as (_, registry):
+        _get(registry, name)
+        skips = registry.skipped(name, after=after, limit=limit)
+    for skip in skips:
+        row = {
+            "seq": skip.seq,
+            "type": skip.type,
+            "reason": skip.reason,
+            "skipped_at": _iso(skip.skipped_at_ms),
+        }
+        if as_json:
+            click.echo(msgspec.json.encode(row))
+        else:
+            click.echo(f"seq {row['seq']} {row['type']} at {row['skipped_at']}: {row['reason']}")
+
+
 @destinations.command("replay")
 @click.argument("name")
 @click.option("--dead", is_flag=True, help="Re-send the dead letters not replayed yet.")
@@ -287,7 +343,7 @@ def destinations_replay(name: str, dead: bool, after: int | None, data_dir: Path
             sink.close()
     click.echo(
         f"replayed to {name}: {delivered} delivered, {failed} dead-lettered, "
-        f"{total - delivered - failed} filtered out, in {time.monotonic() - started:.1f}s"
+        f"{total - delivered - failed} filtered out or skipped, in {time.monotonic() - started:.1f}s"
     )
 
 

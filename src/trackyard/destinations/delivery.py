@@ -8,7 +8,10 @@
 - any other status (other 4xx, 501, a 3xx): permanent, to the dead letters at once.
 
 A dead letter's reason holds the status (or the connection error), the response body
-(truncated), the attempts and the time. The sink retries inside :meth:`deliver`, so a
+(truncated), the attempts and the time. A 2xx answer may still refuse some events of a
+request (Bloomreach's per-command results; the kind reads them): those are permanent
+failures, the others delivered. An event the kind cannot express is skipped: recorded in
+the registry with why, neither delivered nor dead. The sink retries inside :meth:`deliver`, so a
 destination that is down holds back only its own cursor: the events after it wait (order
 is kept), and the other destinations, each on a runner of its own, go on.
 """
@@ -27,7 +30,8 @@ from datetime import UTC, datetime
 import httpx
 
 from trackyard.consumers.runner import StopFlag
-from trackyard.destinations.requests import OutgoingRequest, Unsendable, build
+from trackyard.destinations.kinds import kind_of
+from trackyard.destinations.kinds.base import OutgoingRequest, Skipped, Unsendable
 from trackyard.destinations.routing import Router
 from trackyard.storage.base import DeadLetters, StoredEvent
 from trackyard.storage.destinations import Destination, DestinationRegistry
@@ -107,6 +111,7 @@ class DestinationSink:
         self._dead_letters = dead_letters
         self._source_names = source_names
         self._router = Router(destination, source_names())
+        self._kind = kind_of(destination.kind)
         self._stop = stop
         self.policy = policy
         self._client = httpx.Client(timeout=policy.timeout)
@@ -125,18 +130,35 @@ class DestinationSink:
             self._router = Router(self.destination, self._source_names())  # a source added since
         wanted = [event for event in events if self._router.wants(event)]
         delivered = 0
-        for item in build(self.destination, wanted):
-            if isinstance(item, Unsendable):
+        skipped: list[Skipped] = []
+        for item in self._kind.requests(self.destination, wanted):
+            if isinstance(item, Skipped):
+                skipped.append(item)
+            elif isinstance(item, Unsendable):
                 self._bury(item.event, item.reason, 0)
-                continue
-            failure = self._send(item)
-            if failure is None:
-                delivered += len(item.events)
-                continue
-            for event in item.events:
-                self._bury(event, failure.reason, failure.attempts)
+            else:
+                delivered += self._deliver(item)
+        if skipped:
+            self._registry.skip(
+                self.destination.name, [(s.event.seq, s.event.type, s.reason) for s in skipped]
+            )
         if delivered:
             self._registry.record(self.destination.name, delivered)
+
+    def _deliver(self, request: OutgoingRequest) -> int:
+        """Send one request; dead-letter what failed. How many of its events were delivered."""
+        outcome = self._send(request)
+        if isinstance(outcome, _Failure):
+            for event in request.events:
+                self._bury(event, outcome.reason, outcome.attempts)
+            return 0
+        refused = self._kind.refused(request, outcome)
+        if refused:
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            self._registry.record(self.destination.name, 0, next(iter(refused.values())))
+            for index, why in refused.items():
+                self._bury(request.events[index], f"{why} (permanent; in a 2xx answer; last at {at})", 1)
+        return len(request.events) - len(refused)
 
     def send_now(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
         """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered."""
@@ -146,8 +168,8 @@ class DestinationSink:
         delivered = self._registry.status(self.destination.name)[0] - before
         return delivered, self._dead_letters.count(self.destination.consumer) - dead_before
 
-    def _send(self, request: OutgoingRequest) -> _Failure | None:
-        """Send until delivered (``None``), a permanent answer, or ``retry_for`` has passed."""
+    def _send(self, request: OutgoingRequest) -> httpx.Response | _Failure:
+        """Send until a 2xx (its response), a permanent answer, or ``retry_for`` has passed."""
         started = time.monotonic()
         failures = 0
         while True:
@@ -159,7 +181,7 @@ class DestinationSink:
                 permanent = not isinstance(error, httpx.TransportError)
             else:
                 if 200 <= response.status_code <= 299:
-                    return None
+                    return response
                 body = response.text[:_BODY_KEPT]
                 outcome = f"HTTP {response.status_code}: {body}"
                 permanent = not retryable(response.status_code)

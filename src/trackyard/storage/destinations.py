@@ -6,12 +6,11 @@ What delivers to destinations is ``trackyard.destinations`` (docs/destinations.m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-KINDS = ("webhook", "segment")
-#: Kinds the issue plans and that are not built yet; ``add`` refuses them with this said.
-PLANNED_KINDS = ("koala", "bloomreach", "vitally")
+KINDS = ("webhook", "segment", "koala", "bloomreach", "vitally")
 
 
 class DestinationExists(Exception):
@@ -60,6 +59,16 @@ class Destination:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedEvent:
+    """An event a destination did not send because its format cannot express it."""
+
+    seq: int
+    type: str
+    reason: str
+    skipped_at_ms: int
+
+
 class DestinationRegistry(Protocol):
     """Where destinations are kept, with each one's delivered count and last error."""
 
@@ -83,6 +92,19 @@ class DestinationRegistry(Protocol):
 
     def status(self, name: str) -> tuple[int, str | None, int | None]:
         """Events delivered to ``name``, its last error and when (ms)."""
+        ...
+
+    def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:
+        """Record events ``(seq, type, reason)`` that ``name``'s format cannot express; each
+        seq once, however often it is read again (a redelivery, a replay)."""
+        ...
+
+    def skipped(self, name: str, after: int = 0, limit: int = 1000) -> list[SkippedEvent]:
+        """``name``'s skipped events with ``seq > after``, in log order."""
+        ...
+
+    def skip_counts(self, name: str) -> dict[str, int]:
+        """``name``'s skipped events counted by reason."""
         ...
 
     def close(self) -> None: ...

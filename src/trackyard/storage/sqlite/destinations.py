@@ -13,10 +13,16 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trackyard.storage.destinations import Destination, DestinationExists, NoSuchDestination
+from trackyard.storage.destinations import (
+    Destination,
+    DestinationExists,
+    NoSuchDestination,
+    SkippedEvent,
+)
 
 FILENAME = "destinations.db"
 _SCHEMA = """
@@ -39,6 +45,14 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     delivered INTEGER NOT NULL,
     last_error TEXT,
     last_error_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skipped (
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    skipped_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (name, seq)
 ) WITHOUT ROWID;
 """
 _COLUMNS = "name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, created_at_ms"
@@ -137,6 +151,34 @@ class SQLiteDestinations:
                 "SELECT delivered, last_error, last_error_at_ms FROM delivery_status WHERE name = ?", (name,)
             ).fetchall()
         return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else (0, None, None)
+
+    def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:
+        at = int(time.time() * 1000)
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO skipped (name, seq, type, reason, skipped_at_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(name, seq, kind, reason, at) for seq, kind, reason in skips],
+            )
+            self._conn.execute("COMMIT")
+
+    def skipped(self, name: str, after: int = 0, limit: int = 1000) -> list[SkippedEvent]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, type, reason, skipped_at_ms FROM skipped WHERE name = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (name, after, limit),
+            ).fetchall()
+        return [SkippedEvent(int(seq), kind, reason, int(at)) for seq, kind, reason, at in rows]
+
+    def skip_counts(self, name: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT reason, count(*) FROM skipped WHERE name = ? GROUP BY reason ORDER BY count(*) DESC",
+                (name,),
+            ).fetchall()
+        return {reason: int(count) for reason, count in rows}
 
     def close(self) -> None:
         self._conn.close()
