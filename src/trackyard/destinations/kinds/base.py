@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from trackyard.errors import CallError
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire.base import Receipt
@@ -107,6 +108,66 @@ def url_under(destination: Destination, path: str) -> str:
     return destination.url.rstrip("/") + path
 
 
+_encoder = msgspec.json.Encoder()
+
+
 def decoded(event: StoredEvent) -> dict[str, Any]:
     body: dict[str, Any] = msgspec.json.decode(event.body)
     return body
+
+
+class MessageKind(Kind):
+    """A kind that sends each event as one message of its format, the messages of a request
+    joined into one body. Each message is checked with the receiving format's own decoder
+    first: what a receiver would refuse is skipped, with the rule it breaks as the reason."""
+
+    #: What a message is called in reasons ("Vitally message").
+    message_name: str
+    #: A message is at most this many bytes of JSON (a larger one is dead-lettered).
+    max_message_bytes: int
+    #: A request holds at most this many messages and bytes; ``overhead`` is its envelope's.
+    max_messages: int
+    max_request_bytes: int
+    overhead: int
+
+    def message(self, event: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
+        """The event's message; a ``ValueError`` says why the format cannot express it."""
+        raise NotImplementedError
+
+    def check(self, message: dict[str, Any], receipt: Receipt) -> None:
+        """Raise ``CallError`` (the receiver's words) when a receiver would refuse ``message``."""
+        raise NotImplementedError
+
+    def url(self, destination: Destination) -> str:
+        raise NotImplementedError
+
+    def headers(self, destination: Destination) -> dict[str, str]:
+        raise NotImplementedError
+
+    def join(self, messages: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+    def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
+        receipt = check_receipt()
+        messages: list[tuple[StoredEvent, bytes]] = []
+        for event in events:
+            try:
+                message = self.message(event, decoded(event))
+            except ValueError as why:
+                yield Skipped(event, str(why))
+                continue
+            try:
+                self.check(message, receipt)
+            except CallError as error:
+                yield Skipped(event, f"not a valid {self.message_name}: {error.message}")
+                continue
+            encoded = _encoder.encode(message)
+            if len(encoded) > self.max_message_bytes:
+                yield Unsendable(
+                    event, f"a {self.message_name} of {len(encoded)} bytes, over the format's limit"
+                )
+                continue
+            messages.append((event, encoded))
+        url, headers = self.url(destination), self.headers(destination)
+        for chunk in chunks(messages, self.max_messages, self.max_request_bytes, self.overhead):
+            yield OutgoingRequest(url, self.join([m for _, m in chunk]), headers, [e for e, _ in chunk])

@@ -14,7 +14,6 @@ for an event is the same each time, so a redelivered event is stored there once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -22,62 +21,51 @@ import httpx
 import msgspec
 
 from trackyard.destinations.kinds.base import (
-    Kind,
-    Outgoing,
+    MessageKind,
     OutgoingRequest,
-    Skipped,
-    Unsendable,
     basic_auth,
-    check_receipt,
-    chunks,
-    decoded,
     json_headers,
     url_under,
 )
-from trackyard.errors import CallError
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire import bloomreach as wire
+from trackyard.wire.base import Receipt
 
-#: ``{"commands":[]}`` around the commands.
-_ENVELOPE_BYTES = 16
 #: Spec types with no Bloomreach command (it has customers and their events, no accounts).
 _NO_COMMAND = {
     "alias": "an alias call has no Bloomreach command (Bloomreach merges customers by their ids)",
     "group": "a group call has no Bloomreach command (Bloomreach has no accounts or groups)",
 }
-_encoder = msgspec.json.Encoder()
 
 
-class Bloomreach(Kind):
+class Bloomreach(MessageKind):
     name = wire.FORMAT
+    message_name = "Bloomreach command"
+    max_message_bytes = wire.MAX_COMMAND_BYTES - 1  # "less than 800 KBytes"
+    max_messages = wire.MAX_BATCH_COMMANDS
+    max_request_bytes = wire.MAX_REQUEST_BYTES
+    overhead = 16  # {"commands":[]} around the commands
 
-    def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
-        receipt = check_receipt()
-        commands: list[tuple[StoredEvent, bytes]] = []
-        for event in events:
-            body = decoded(event)
-            native = isinstance((body.get("context") or {}).get("bloomreach"), dict)
-            if not native and event.type in _NO_COMMAND:
-                yield Skipped(event, _NO_COMMAND[event.type])
-                continue
-            command = wire.encode(body)
-            try:  # what a receiver would refuse in its answer, known before sending
-                wire.decode(command, receipt)
-            except CallError as error:
-                yield Skipped(event, f"not a valid Bloomreach command: {error.message}")
-                continue
-            encoded = _encoder.encode(command)
-            if len(encoded) >= wire.MAX_COMMAND_BYTES:
-                yield Unsendable(event, f"a Bloomreach command of {len(encoded)} bytes, over 800 KB")
-                continue
-            commands.append((event, encoded))
-        path = f"/track/v2/projects/{quote(destination.key or '', safe='')}/batch"
-        url = url_under(destination, path)
-        headers = json_headers(destination, Authorization=_authorization(destination))
-        for chunk in chunks(commands, wire.MAX_BATCH_COMMANDS, wire.MAX_REQUEST_BYTES, _ENVELOPE_BYTES):
-            joined = b'{"commands":[' + b",".join(encoded for _, encoded in chunk) + b"]}"
-            yield OutgoingRequest(url, joined, headers, [event for event, _ in chunk])
+    def message(self, event: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
+        native = isinstance((body.get("context") or {}).get("bloomreach"), dict)
+        if not native and event.type in _NO_COMMAND:
+            raise ValueError(_NO_COMMAND[event.type])
+        return wire.encode(body)
+
+    def check(self, message: dict[str, Any], receipt: Receipt) -> None:
+        wire.decode(message, receipt)
+
+    def url(self, destination: Destination) -> str:
+        return url_under(destination, f"/track/v2/projects/{quote(destination.key or '', safe='')}/batch")
+
+    def headers(self, destination: Destination) -> dict[str, str]:
+        key = destination.key or ""
+        auth = basic_auth(key, destination.secret) if destination.secret else f"Token {key}"
+        return json_headers(destination, Authorization=auth)
+
+    def join(self, messages: list[bytes]) -> bytes:
+        return b'{"commands":[' + b",".join(messages) + b"]}"
 
     def refused(self, request: OutgoingRequest, response: httpx.Response) -> dict[int, str]:
         """The commands whose result says ``success: false``, with their errors."""
@@ -98,8 +86,3 @@ class Bloomreach(Kind):
 def _errors(result: Any) -> str:
     errors = result.get("errors") if isinstance(result, dict) else result
     return msgspec.json.encode(errors).decode()
-
-
-def _authorization(destination: Destination) -> str:
-    key = destination.key or ""
-    return basic_auth(key, destination.secret) if destination.secret else f"Token {key}"

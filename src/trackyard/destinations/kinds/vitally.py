@@ -14,57 +14,35 @@ a user with no account or organization) is skipped with why, not sent to fail it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
-import msgspec
+from typing import Any
 
 from trackyard.config import MAX_EVENT_BYTES, MAX_REQUEST_BYTES
-from trackyard.destinations.kinds.base import (
-    Kind,
-    Outgoing,
-    OutgoingRequest,
-    Skipped,
-    Unsendable,
-    check_receipt,
-    chunks,
-    decoded,
-    json_headers,
-    url_under,
-)
-from trackyard.errors import CallError
+from trackyard.destinations.kinds.base import MessageKind, json_headers, url_under
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire import vitally as wire
-
-_encoder = msgspec.json.Encoder()
-#: The ``[`` and ``]`` around the messages.
-_ENVELOPE_BYTES = 2
+from trackyard.wire.base import Receipt
 
 
-class Vitally(Kind):
+class Vitally(MessageKind):
     name = wire.FORMAT
+    message_name = "Vitally message"
+    max_message_bytes = MAX_EVENT_BYTES
+    max_messages = wire.MAX_BATCH_MESSAGES
+    max_request_bytes = MAX_REQUEST_BYTES
+    overhead = 2  # the [ and ] around the messages
 
-    def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
-        receipt = check_receipt()
-        messages: list[tuple[StoredEvent, bytes]] = []
-        for event in events:
-            try:
-                message = wire.encode(decoded(event), batched=True)
-            except ValueError as why:
-                yield Skipped(event, str(why))
-                continue
-            try:
-                wire.decode(message, None, receipt)
-            except CallError as error:
-                yield Skipped(event, f"not a valid Vitally message: {error.message}")
-                continue
-            encoded = _encoder.encode(message)
-            if len(encoded) > MAX_EVENT_BYTES:
-                yield Unsendable(event, f"a Vitally message of {len(encoded)} bytes, over 32 KB")
-                continue
-            messages.append((event, encoded))
-        url = url_under(destination, "/analytics/v1/batch")
-        headers = json_headers(destination, Authorization=f"Basic {destination.key or ''}")
-        for chunk in chunks(messages, wire.MAX_BATCH_MESSAGES, MAX_REQUEST_BYTES, _ENVELOPE_BYTES):
-            body = b"[" + b",".join(encoded for _, encoded in chunk) + b"]"
-            yield OutgoingRequest(url, body, headers, [event for event, _ in chunk])
+    def message(self, event: StoredEvent, body: dict[str, Any]) -> dict[str, Any]:
+        return wire.encode(body, batched=True)
+
+    def check(self, message: dict[str, Any], receipt: Receipt) -> None:
+        wire.decode(message, None, receipt)
+
+    def url(self, destination: Destination) -> str:
+        return url_under(destination, "/analytics/v1/batch")
+
+    def headers(self, destination: Destination) -> dict[str, str]:
+        return json_headers(destination, Authorization=f"Basic {destination.key or ''}")
+
+    def join(self, messages: list[bytes]) -> bytes:
+        return b"[" + b",".join(messages) + b"]"
