@@ -40,17 +40,6 @@ def test_koala_puts_the_key_in_the_path_and_30_entries_a_list(backends: Backends
     assert all("Authorization" not in r.headers and "Content-Encoding" not in r.headers for r in got)
 
 
-def test_koala_starts_a_request_for_each_person(backends: Backends, receiver: Receiver) -> None:
-    people = [{**e, "userId": f"p{i // 2}@example.com"} for i, e in enumerate(tracks(6))]
-    append(backends, people)
-    _runner(backends, Destination("k", "koala", receiver.url, key="pk")).catch_up()
-    assert [(r.json()["email"], len(r.json()["events"])) for r in receiver.delivered()] == [
-        ("p0@example.com", 2),
-        ("p1@example.com", 2),
-        ("p2@example.com", 2),
-    ]
-
-
 def test_bloomreach_sends_50_commands_a_request_with_basic_auth(
     backends: Backends, receiver: Receiver
 ) -> None:
@@ -145,3 +134,15 @@ def test_events_a_format_cannot_express_are_skipped_with_a_reason(
 
 def _results(n: int) -> Answer:
     return Answer(body=msgspec.json.encode({"results": [{"success": True}] * n, "success": True}))
+
+
+def test_koala_groups_each_persons_events_in_their_order(backends: Backends, receiver: Receiver) -> None:
+    people = [{**e, "userId": f"p{i % 3}@example.com"} for i, e in enumerate(tracks(9))]
+    append(backends, people)
+    _runner(backends, Destination("k", "koala", receiver.url, key="pk")).catch_up()
+    got = [(r.json()["email"], [e["message_id"] for e in r.json()["events"]]) for r in receiver.delivered()]
+    assert got == [
+        ("p0@example.com", ["m0", "m3", "m6"]),
+        ("p1@example.com", ["m1", "m4", "m7"]),
+        ("p2@example.com", ["m2", "m5", "m8"]),
+    ]

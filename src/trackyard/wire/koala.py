@@ -64,6 +64,8 @@ T = TypeVar("T")
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+#: Keys of a request's head, the same whatever the order of its keys.
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,30 +325,36 @@ def encode(events: Iterable[dict[str, Any]]) -> list[KoalaRequest]:
     return [request for request, _ in group(entries)]
 
 
-def group(entries: Iterable[tuple[T, Entry]]) -> list[tuple[KoalaRequest, list[T]]]:
+def group(
+    entries: Iterable[tuple[T, Entry]], *, by_person: bool = False
+) -> list[tuple[KoalaRequest, list[T]]]:
     """Entries (each with a tag, such as the event it came from) into requests, in order, with
-    the tags of each request's entries: consecutive entries of one person (or account) share
-    a request, up to Koala's 30 entries per list."""
+    the tags of each request's entries, up to Koala's 30 entries per list.
+
+    Consecutive entries of one person (or account) share a request; with ``by_person``, all
+    of a person's entries do, wherever they are (a person's entries keep their order, and
+    the requests are in the order of each one's first entry), which takes a stream of
+    interleaved people in far fewer requests."""
     requests: list[tuple[KoalaRequest, list[T]]] = []
+    open_requests: dict[bytes, int] = {}
     for tag, (level, head, list_name, entry) in entries:
-        last = requests[-1][0] if requests else None
-        if (
-            last is None
-            or last.level != level
-            or _head(last.body) != head
-            or (list_name is not None and len(last.body.get(list_name, ())) >= MAX_PROFILE_ENTRIES)
-        ):
-            last = KoalaRequest(level, dict(head))
-            requests.append((last, []))
+        key = _sorted_encoder.encode([level, head])
+        index = open_requests.get(key)
+        full = (
+            index is not None and len(requests[index][0].body.get(list_name or "", ())) >= MAX_PROFILE_ENTRIES
+        )
+        if full:
+            index = None
+        if index is None:
+            if not by_person:
+                open_requests.clear()
+            requests.append((KoalaRequest(level, dict(head)), []))
+            index = open_requests[key] = len(requests) - 1
+        request, tags = requests[index]
         if list_name is not None:
-            last.body.setdefault(list_name, []).append(entry)
-        requests[-1][1].append(tag)
+            request.body.setdefault(list_name, []).append(entry)
+        tags.append(tag)
     return requests
-
-
-def _head(body: dict[str, Any]) -> dict[str, Any]:
-    """A request less the lists that carry entries: what identifies its person or account."""
-    return {k: v for k, v in body.items() if not (isinstance(v, list) and v and k in LISTS["profile"])}
 
 
 def entry_of(event: dict[str, Any], *, carry_message_id: bool = False) -> Entry:

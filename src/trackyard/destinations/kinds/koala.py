@@ -1,11 +1,12 @@
 """``koala``: the canonical event encoded back into Koala's server-side batch API.
 
-Requests go to ``--url`` + ``/web/projects/{key}/batch`` (a person) or ``.../accounts/batch``
-(an account), the public project key in the path as Koala's SDK sends it, with no auth
-header and no compression (Koala documents none). Consecutive events of one person share
-a request, up to Koala's 30 entries a list; a request over 500 KB is split in halves, and an
-event over 500 KB alone is dead-lettered. Every entry carries the event's ``messageId`` as
-``message_id``, so a receiver that dedups (Koala, trackyard) stores a redelivered event once.
+Requests go to ``--url`` + ``/web/projects/{key}/batch`` (a person) or
+``.../accounts/batch`` (an account), the public project key in the path as Koala's SDK sends
+it, with no auth header and no compression (Koala documents none). The events of one person
+in a batch read from the log share a request (in their order), up to Koala's 30 entries a
+list; a request over 500 KB is split in halves, and an event over 500 KB alone is
+dead-lettered. Every entry carries the event's ``messageId`` as ``message_id``, so a receiver
+that dedups (Koala, trackyard) stores a redelivered event once.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Koala(Kind):
                 entries.append((event, wire.entry_of(decoded(event), carry_message_id=True)))
             except ValueError as why:
                 yield Skipped(event, str(why))
-        for request, tagged in wire.group(entries):
+        for request, tagged in wire.group(entries, by_person=True):
             body = _encoder.encode(request.body)
             if len(body) <= MAX_REQUEST_BYTES:
                 yield self._request(destination, request, body, tagged)
