@@ -146,3 +146,23 @@ def test_koala_groups_each_persons_events_in_their_order(backends: Backends, rec
         ("p1@example.com", ["m1", "m4", "m7"]),
         ("p2@example.com", ["m2", "m5", "m8"]),
     ]
+
+
+def test_too_large_for_the_format_is_dead_lettered_without_a_request(
+    backends: Backends, receiver: Receiver
+) -> None:
+    big = "x" * 40_000  # over Vitally's (trackyard's) 32 KB a message
+    append(backends, [*tracks(1, userId="u1", properties={"blob": big}), *tracks(1, start=1, userId="u1")])
+    _runner(backends, Destination("v", "vitally", receiver.url, key="t")).catch_up()
+    assert [m["messageId"] for r in receiver.delivered() for m in r.json()] == ["m1"]
+    dead = backends.dead_letters().read("destination:v")
+    assert [d.seq for d in dead] == [1] and "over 32,768" in dead[0].reason
+
+
+def test_a_koala_request_over_500_kb_is_split(backends: Backends, receiver: Receiver) -> None:
+    blob = "y" * 200_000  # three of them make one person's request too large
+    append(backends, tracks(3, userId="ada@example.com", properties={"blob": blob}))
+    _runner(backends, Destination("k", "koala", receiver.url, key="pk")).catch_up()
+    sizes = [len(r.json()["events"]) for r in receiver.delivered()]
+    assert sorted(sizes) == [1, 2] and all(len(r.body) <= 500 * 1024 for r in receiver.delivered())
+    assert [e["message_id"] for r in receiver.delivered() for e in r.json()["events"]] == ["m0", "m1", "m2"]

@@ -164,7 +164,7 @@ class MessageKind(Kind):
             encoded = _encoder.encode(message)
             if len(encoded) > self.max_message_bytes:
                 yield Unsendable(
-                    event, f"a {self.message_name} of {len(encoded)} bytes, over the format's limit"
+                    event, f"a {self.message_name} of {len(encoded):,} bytes, over {self.max_message_bytes:,}"
                 )
                 continue
             messages.append((event, encoded))
