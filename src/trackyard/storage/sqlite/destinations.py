@@ -156,11 +156,15 @@ class SQLiteDestinations:
         at = int(time.time() * 1000)
         with self._lock:
             self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO skipped (name, seq, type, reason, skipped_at_ms) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(name, seq, kind, reason, at) for seq, kind, reason in skips],
-            )
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO skipped (name, seq, type, reason, skipped_at_ms) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(name, seq, kind, reason, at) for seq, kind, reason in skips],
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
             self._conn.execute("COMMIT")
 
     def skipped(self, name: str, after: int = 0, limit: int = 1000) -> list[SkippedEvent]:
