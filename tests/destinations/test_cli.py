@@ -153,8 +153,12 @@ def test_dead_letters_are_listed_with_why_and_replayed_once(data_dir: Path, rece
     assert letters[0]["reason"].startswith("HTTP 400: missing userId (permanent; 1 attempts")
     assert "HTTP 422: nope" in cli("destinations", "dead", "hook", "--data-dir", d)
     shown = msgspec.json.decode(cli("destinations", "show", "hook", "--json", "--data-dir", d))
-    assert (shown["delivered"], shown["dead"], shown["lag"]) == (1, 2, 0)
-    assert shown["last_error"] == "HTTP 422: nope"
+    assert (shown["delivered"], shown["dead"], shown["lag"], shown["lag_seconds"]) == (1, 2, 0, 0.0)
+    assert shown["retrying"] == {"events": 0, "attempts": 0}
+    assert shown["last_error"]["response"] == "HTTP 422: nope"
+    assert shown["last_error"]["request"].startswith(f"POST {receiver.url} (1 events, seq 2, ")
+    text = cli("destinations", "show", "hook", "--data-dir", d)
+    assert "answer: HTTP 422: nope" in text and "lag: 0 events, 0.0s" in text
 
     receiver.answer(Answer(400, body=b"still bad"))  # the first replayed fails again, the second goes
     out = cli("destinations", "replay", "hook", "--dead", "--data-dir", d)
