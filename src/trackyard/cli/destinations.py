@@ -17,6 +17,7 @@ from trackyard.cli._store import cli_settings, opened
 from trackyard.destinations import replay
 from trackyard.destinations.requests import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
 from trackyard.destinations.status import iso, outstanding, status
+from trackyard.destinations.validation import InvalidDestination, check
 from trackyard.event import EVENT_TYPES
 from trackyard.storage.destinations import (
     KINDS,
@@ -25,7 +26,6 @@ from trackyard.storage.destinations import (
     DestinationExists,
     DestinationRegistry,
     NoSuchDestination,
-    check_name,
 )
 from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 
@@ -54,6 +54,14 @@ def _registry(data_dir: Path, name: str | None = None) -> Iterator[tuple[Backend
             yield backends, registry
         finally:
             registry.close()
+
+
+def _check(destination: Destination) -> None:
+    try:
+        check(destination)
+    except InvalidDestination as error:
+        hint = "NAME" if error.field == "name" else "--" + error.field.replace("_", "-")
+        raise click.BadParameter(str(error), param_hint=hint) from None
 
 
 def _get(registry: DestinationRegistry, name: str) -> Destination:
@@ -127,18 +135,6 @@ def destinations_add(
     and never printed again. Delivery starts at the beginning of the log: every event
     stored so far is sent, then each new one.
     """
-    try:
-        check_name(name)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="NAME") from None
-    if kind in PLANNED_KINDS:
-        raise click.ClickException(
-            f"The {kind} format is planned and not available yet; use webhook or segment."
-        )
-    if not url.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint="--url")
-    if kind == "segment" and not key:
-        raise click.BadParameter("the segment format needs the receiver's write key", param_hint="--key")
     destination = Destination(
         name=name,
         kind=kind,
@@ -152,6 +148,7 @@ def destinations_add(
         batch_size=batch_size,
         ordered=not no_order,
     )
+    _check(destination)
     with opened(data_dir, create=True):
         registry = open_destinations(cli_settings(data_dir))
         try:
@@ -348,8 +345,6 @@ def destinations_update(
 
     The cursor, the dead letters and the counts stay. Options not given stay as they are.
     """
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint="--url")
     given = {"url": url, "key": key, "secret": secret, "batch_size": batch_size, "ordered": ordered}
     changes: dict[str, Any] = {field: value for field, value in given.items() if value is not None}
     if not changes:
@@ -357,7 +352,9 @@ def destinations_update(
             "Nothing to change: give --url, --key, --secret, --batch-size or --[no-]order."
         )
     with _registry(data_dir, name) as (_, registry):
-        registry.update(dataclasses.replace(_get(registry, name), **changes))
+        changed = dataclasses.replace(_get(registry, name), **changes)
+        _check(changed)
+        registry.update(changed)
     click.echo(f"updated destination {name}: {', '.join(sorted(changes))}")
 
 
