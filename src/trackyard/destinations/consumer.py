@@ -60,7 +60,7 @@ def open_runner_for(
     stop = stop or StopFlag()
     sink = open_sink(backends, registry, destination, stop, owns_registry=owns_registry)
     # The sink retries and dead-letters by itself; the runner's own retry is for the unexpected.
-    policy = RunPolicy(batch_size=max(destination.batch_size, 100), poll_interval=0.1)
+    policy = RunPolicy(batch_size=max(destination.batch_size, 100), poll_interval=0.05)
     return Runner(
         destination.consumer, backends.log, sink, backends.cursors(), backends.dead_letters(), policy, stop
     )
