@@ -500,7 +500,8 @@ def main() -> int:
     report = build_report(results, peak, stored, args)
     report["profiles"] = profiles
     if not args.only or "delivery" in args.only:
-        from bench import delivery  # it imports this module's Process
+        sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo
+        from bench import delivery
 
         console.print("[dim]delivery: from trackyard A's log to a receiver, per format[/dim]")
         report["delivery"] = delivery.run_all(args.delivery_events, args.seconds)
@@ -580,7 +581,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     out_console.print(f"profile consumer: {report.get('profiles')}")
     if "delivery" in report:
-        from bench import delivery
+        from bench import delivery  # importable: main put the repo on the path
 
         delivery.print_table(report["delivery"])
 
