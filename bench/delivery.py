@@ -203,7 +203,8 @@ def run_format(kind: str, events: int, seconds: float, tmp: Path) -> dict[str, A
     try:
         added = _trackyard("destinations", "add", "to-b", "--format", kind, *target, "--data-dir", str(a_dir))
         if added.returncode != 0:
-            return {"format": kind, "available": False, "why": (added.stderr or added.stdout).strip()[-200:]}
+            said = (added.stderr or added.stdout).strip().splitlines() or ["refused"]
+            return {"format": kind, "available": False, "why": said[-1]}
         pid = _destination_pid(a_dir, "to-b", time.monotonic() + 30)
         _wait_idle(pid)  # its start-up (imports) is not delivery work
         # Throughput: fill A's log while the destination delivers, until its lag is 0.

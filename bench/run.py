@@ -575,11 +575,12 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
         )
-    out_console.print(table)
-    out_console.print(
-        f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
-    )
-    out_console.print(f"profile consumer: {report.get('profiles')}")
+    if report["rows"]:  # none with `--only delivery`
+        out_console.print(table)
+        out_console.print(
+            f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
+        )
+        out_console.print(f"profile consumer: {report.get('profiles')}")
     if "delivery" in report:
         from bench import delivery  # importable: main put the repo on the path
 
