@@ -14,18 +14,16 @@ from typing import Any
 import click
 import msgspec
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
+from trackyard.cli._progress import progress_bar
 from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES, parse_timestamp
 from trackyard.storage.factory import Backends
 from trackyard.warehouse import WarehouseSink, sync
 from trackyard.warehouse.export import Format, export_log, export_table
 from trackyard.warehouse.loader import DEFAULT_BATCH
-
-_stderr = Console(stderr=True)
 
 warehouse_option = click.option(
     "--warehouse",
@@ -108,20 +106,9 @@ def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_stderr,
-        transient=False,
-    )
-
-
 def _run_sync(sink: WarehouseSink, backends: Backends, batch: int, what: str) -> int:
     pending = max(backends.log.head_seq() - sink.position(), 0)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(what, total=pending)
         loaded = sync(backends.log, sink, lambda n: progress.advance(task, n), batch=batch)
     return loaded
@@ -292,7 +279,7 @@ def export(
             )
         target, written = export_table(path, table, out, fmt_, since_us)
     else:
-        with opened(data_dir) as backends, _progress() as progress:
+        with opened(data_dir) as backends, progress_bar() as progress:
             task = progress.add_task("exporting", total=backends.log.head_seq())
             target, written = export_log(
                 backends.log, out, fmt_, since_us, event_type, lambda n: progress.advance(task, n)

@@ -53,12 +53,13 @@ def main(argv: list[str]) -> int:
         format=f"%(levelname)s:     [{name} {os.getpid()}] %(message)s",
     )
     from trackyard.config import Settings
-    from trackyard.consumers.registry import CONSUMERS
+    from trackyard.consumers.registry import spec_named
     from trackyard.storage.factory import open_backends
 
     backends = open_backends(Settings.from_env())
     try:
-        runner = CONSUMERS[name].open_runner(backends)
+        runner = spec_named(name).open_runner(backends)
+        stop.link(runner.stop)  # what the runner's sink may wait on (a destination's retries)
         runner.stop = stop
         try:
             runner.run()

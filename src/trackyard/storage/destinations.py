@@ -6,11 +6,26 @@ What delivers to destinations is ``trackyard.destinations`` (docs/destinations.m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from trackyard.storage.base import StoredEvent
+
 KINDS = ("webhook", "segment", "koala", "bloomreach", "vitally")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(name: str) -> None:
+    """``ValueError`` for a name that cannot name a consumer (its lease is a file)."""
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a destination name: 1 to 64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
 
 
 class DestinationExists(Exception):
@@ -35,6 +50,9 @@ class Destination:
     events: tuple[str, ...] = ()
     batch_size: int = 1000
     enabled: bool = True
+    #: Per-user order kept: a retried request holds back what follows it. Off, a retried
+    #: event is parked and retried beside the rest, which goes on (docs/destinations.md).
+    ordered: bool = True
     created_at_ms: int = 0
 
     @property
@@ -55,6 +73,7 @@ class Destination:
             "types": list(self.types),
             "events": list(self.events),
             "batch_size": self.batch_size,
+            "ordered": self.ordered,
             "enabled": self.enabled,
         }
 
@@ -67,6 +86,18 @@ class SkippedEvent:
     type: str
     reason: str
     skipped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """An event of an unordered destination waiting for its next attempt."""
+
+    id: int
+    event: StoredEvent
+    attempts: int
+    first_failed_ms: int
+    due_ms: int
+    reason: str
 
 
 class DestinationRegistry(Protocol):
@@ -83,6 +114,10 @@ class DestinationRegistry(Protocol):
         ...
 
     def set_enabled(self, name: str, enabled: bool) -> Destination: ...
+
+    def update(self, destination: Destination) -> Destination:
+        """Replace the destination of that name (its creation time kept), or ``NoSuchDestination``."""
+        ...
 
     def remove(self, name: str) -> Destination: ...
 
@@ -105,6 +140,30 @@ class DestinationRegistry(Protocol):
 
     def skip_counts(self, name: str) -> dict[str, int]:
         """``name``'s skipped events counted by reason."""
+        ...
+
+    def set_retrying(self, name: str, events: int, attempts: int) -> None:
+        """The request in hand is being retried: its events and attempts so far (0 events: none)."""
+        ...
+
+    def retrying(self, name: str) -> tuple[int, int]:
+        """Events in retry now (the request in hand and the parked ones) and the most attempts."""
+        ...
+
+    def park(self, name: str, parked: Sequence[Parked]) -> None:
+        """Keep events to retry later (their ``id`` is ignored: the registry gives one)."""
+        ...
+
+    def due(self, name: str, now_ms: int, limit: int) -> list[Parked]:
+        """Parked events whose next attempt is due, in log order."""
+        ...
+
+    def reschedule(self, parked: Parked) -> None:
+        """Keep a parked event's new attempt count, due time and reason."""
+        ...
+
+    def unpark(self, ids: Sequence[int]) -> None:
+        """Forget parked events (delivered, or in the dead letters now)."""
         ...
 
     def close(self) -> None: ...
