@@ -57,8 +57,9 @@ class Backend(ABC):
         """Note ``table`` in ``_trackyard_tables`` (once) as one of the loader's."""
 
     @abstractmethod
-    def _stage(self, table: str, columns: dict[str, ColumnType], rows: Sequence[Sequence[Any]]) -> str:
-        """Bulk-load ``rows`` into a new staging table shaped like ``columns``; return its name."""
+    def _stage(self, table: str, columns: dict[str, ColumnType], data: Sequence[Sequence[Any]]) -> str:
+        """Bulk-load ``data`` (one sequence of values per column, in ``columns``' order) into a
+        new staging table shaped like ``columns``; return its name."""
 
     @abstractmethod
     def _unstage(self, stage: str) -> None:
@@ -107,12 +108,15 @@ class Backend(ABC):
         self,
         table: str,
         columns: dict[str, ColumnType],
-        rows: Sequence[Sequence[Any]],
+        data: Sequence[Sequence[Any]],
         keys: tuple[str, ...],
         latest: bool,
     ) -> None:
-        """Merge ``rows`` into ``table`` on ``keys``: replace the row, or (``latest``) coalesce it."""
-        stage = self._stage(table, columns, rows)
+        """Merge rows into ``table`` on ``keys``: replace the row, or (``latest``) coalesce it.
+
+        ``data`` holds the rows column by column (one sequence per column of ``columns``).
+        """
+        stage = self._stage(table, columns, data)
         for statement in merge_statements(table, stage, list(columns), keys, latest):
             self._exec(statement)
         self._unstage(stage)

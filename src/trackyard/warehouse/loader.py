@@ -17,13 +17,17 @@ from trackyard.event import format_timestamp, now_micros
 from trackyard.storage.base import EventLog, StoredEvent
 from trackyard.warehouse._backend import Backend, Schema
 from trackyard.warehouse.schema import (
+    INT64_MAX,
+    INT64_MIN,
     LATEST_TABLES,
     MAX_COLUMNS,
     WIDEN,
+    ColumnType,
     Discard,
     Refused,
     coerce,
     infer_type,
+    is_timestamp,
     key_columns,
     reserved_columns,
     rows_for,
@@ -152,13 +156,56 @@ class _Plan:
             self._add("discards", values, None)
 
     def _add(self, table: str, values: dict[str, Any], discards: list[Discard] | None) -> None:
-        values["uuid_ts"] = self._uuid_ts
         columns = self.schema.get(table)
         if columns is None:
             columns = self.schema[table] = dict(reserved_columns(table))
+        # Most values fit their column as they are; only the rest take the slow path
+        # (new columns, conversions, widening, refusals). Checked inline: this loop runs
+        # for every value of every row.
+        unfit: list[str] = []
+        for column, value in values.items():
+            type_ = columns.get(column)
+            kind = type(value)
+            if type_ == "text":
+                if kind is str:
+                    continue
+            elif kind is float:
+                if type_ == "double":
+                    continue
+            elif kind is str:
+                if type_ == "timestamp" and is_timestamp(value):
+                    continue
+            elif kind is int:
+                if type_ == "bigint" and INT64_MIN <= value <= INT64_MAX:
+                    continue
+            elif kind is bool and type_ == "boolean":
+                continue
+            unfit.append(column)
+        if unfit:
+            self._convert(table, columns, values, unfit, discards)
+        values["uuid_ts"] = self._uuid_ts
+        key = tuple(values.get(k) for k in key_columns(table))
+        bucket = self._rows.setdefault(table, {})
+        previous = bucket.get(key)
+        if previous is not None and table in LATEST_TABLES:
+            previous.update(values)
+        else:
+            bucket.pop(key, None)
+            bucket[key] = values
+
+    def _convert(
+        self,
+        table: str,
+        columns: dict[str, ColumnType],
+        values: dict[str, Any],
+        unfit: list[str],
+        discards: list[Discard] | None,
+    ) -> None:
+        """Type the values that did not fit as they were: infer, convert, widen or refuse."""
         row_id = values.get("id", "")
         received_at = values.get("received_at")
-        for column, value in list(values.items()):
+        for column in unfit:
+            value = values[column]
             type_ = columns.get(column)
             try:
                 if type_ is None:
@@ -186,14 +233,6 @@ class _Plan:
                 )
                 continue
             values[column] = converted
-        key = tuple(values.get(k) for k in key_columns(table))
-        bucket = self._rows.setdefault(table, {})
-        previous = bucket.get(key)
-        if previous is not None and table in LATEST_TABLES:
-            previous.update(values)
-        else:
-            bucket.pop(key, None)
-            bucket[key] = values
 
     def write(self, backend: Backend) -> None:
         for table, columns in self.schema.items():
@@ -204,20 +243,19 @@ class _Plan:
             for column, type_ in columns.items():
                 if column not in old:
                     backend.add_column(table, column, type_)
-        for table, column in dict.fromkeys(self._widened):
+        widened = dict.fromkeys(self._widened)
+        for table, column in widened:
             if column in self._before.get(table, {}):
                 backend.widen_column(table, column)
         for table, bucket in self._rows.items():
             columns = self.schema[table]
-            # A widened column's earlier values are ints; the column is double now.
-            doubles = [c for c, t in columns.items() if t == "double"]
-            rows = []
-            for values in bucket.values():
-                for c in doubles:
-                    if isinstance(values.get(c), int):
-                        values[c] = float(values[c])
-                rows.append([values.get(c) for c in columns])
-            backend.load(table, columns, rows, key_columns(table), table in LATEST_TABLES)
+            rows = list(bucket.values())
+            data = [[values.get(c) for values in rows] for c in columns]
+            for i, c in enumerate(columns):
+                if (table, c) in widened:
+                    # A widened column's earlier values are ints; the column is double now.
+                    data[i] = [float(v) if isinstance(v, int) else v for v in data[i]]
+            backend.load(table, columns, data, key_columns(table), table in LATEST_TABLES)
 
 
 def _text(value: Any) -> str:
