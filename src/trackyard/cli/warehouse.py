@@ -21,7 +21,7 @@ from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES, parse_timestamp
 from trackyard.storage.factory import Backends
-from trackyard.warehouse import WarehouseSink, sync
+from trackyard.warehouse import WarehouseBusy, WarehouseSink, sync
 from trackyard.warehouse.export import Format, export_log, export_table
 from trackyard.warehouse.loader import DEFAULT_BATCH
 
@@ -46,6 +46,8 @@ def _sink(url: str | None, data_dir: Path, backends: Backends | None = None) -> 
         raise click.ClickException(f"Cannot open the warehouse: {error}") from None
     try:
         yield sink
+    except WarehouseBusy as error:
+        raise click.ClickException(str(error)) from None
     finally:
         sink.close()
 
@@ -290,7 +292,10 @@ def export(
             raise click.ClickException(
                 f"The warehouse has no table {table!r}. See: trackyard warehouse status."
             )
-        target, written = export_table(path, table, out, fmt_, since_us)
+        try:
+            target, written = export_table(path, table, out, fmt_, since_us)
+        except WarehouseBusy as error:
+            raise click.ClickException(str(error)) from None
     else:
         with opened(data_dir) as backends, _progress() as progress:
             task = progress.add_task("exporting", total=backends.log.head_seq())

@@ -7,6 +7,7 @@ its schema changes and the new cursor commit in one warehouse transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -33,12 +34,30 @@ from trackyard.warehouse.schema import (
     rows_for,
 )
 
+#: Seconds between batches after which the loader counts as caught up (the runner reads
+#: the next batch at once while there is a backlog, and waits its poll interval when not).
+_IDLE: Final = 0.05
+
 #: Events read from the log per batch (and per warehouse transaction) by ``sync``.
 DEFAULT_BATCH: Final = 5000
 
 
+#: ``TRACKYARD_WAREHOUSE=off`` (``serve --no-warehouse``): no loader runs.
+OFF: Final = "off"
+
+
+def enabled(url: str | None) -> bool:
+    """Whether ``serve`` runs the loader: always, into the embedded DuckDB file by default."""
+    return url != OFF
+
+
 def open_backend(url: str | None, data_dir: Path) -> Backend:
     """The warehouse a ``--warehouse`` URL names: absent is the DuckDB file in the data dir."""
+    if url == OFF:
+        raise ValueError(
+            f"the warehouse is turned off (TRACKYARD_WAREHOUSE={OFF}); unset it, or name one "
+            "with --warehouse (postgresql://..., duckdb:///path/file.duckdb)"
+        )
     if not url:
         from trackyard.warehouse._duckdb import DuckDBWarehouse
 
@@ -66,7 +85,13 @@ class WarehouseSink:
         self._backend = backend
         #: source_id → name, for events whose canonical ``source`` tag lacks one.
         self._sources = dict(sources or {})
-        self._schema: Schema = backend.schema()
+        #: What the warehouse has, as of this sink's last transaction (read on first need,
+        #: so that a reader such as ``trackyard sql`` does not read it for nothing).
+        self._schema: Schema | None = None
+        #: The cursor as this sink last read or committed it. The runner asks before every
+        #: read; answering from memory spares opening the warehouse (DuckDB: its file) each time.
+        self._position: int | None = None
+        self._applied_at = 0.0
 
     @classmethod
     def open(cls, url: str | None, data_dir: Path, sources: Mapping[int, str] | None = None) -> WarehouseSink:
@@ -77,33 +102,47 @@ class WarehouseSink:
         return self._backend
 
     def position(self) -> int:
-        return self._backend.position(self.name)
+        if self._position is None:
+            self._position = self._backend.position(self.name)
+        return self._position
 
     def apply(self, events: Sequence[StoredEvent]) -> None:
         if not events:
             return
+        if self._schema is None:
+            self._schema = self._backend.schema()
+        read_after = self._position
         plan = _Plan(self._schema, format_timestamp(now_micros()))
         for stored in events:
             plan.add_event(stored, self._sources)
         try:
             with self._backend.transaction():
-                if self._backend.position(self.name) >= events[-1].seq:
-                    skipped = True  # another loader committed this batch first
-                else:
-                    skipped = False
+                current = self._backend.position(self.name)
+                # Skipped: another loader committed this batch first, or a rebuild moved the
+                # cursor back since this sink read the batch (the caller reads again from it).
+                skipped = current >= events[-1].seq or (read_after is not None and current < read_after)
+                if not skipped:
                     plan.write(self._backend)
                     self._backend.set_position(self.name, events[-1].seq)
         except Exception as error:
             # The transaction rolled back, DDL included: re-read what the warehouse has.
-            self._schema = self._backend.schema()
+            self._schema = self._position = None
             self._backend.record_error(self.name, f"{type(error).__name__}: {error}")
             raise
-        self._schema = self._backend.schema() if skipped else plan.schema
+        if skipped:
+            self._schema, self._position = None, current
+        else:
+            self._schema, self._position = plan.schema, events[-1].seq
+        self._applied_at = time.monotonic()
 
     # -- the consumer framework's Sink (trackyard.consumers.runner): the cursor is the warehouse's
 
     def before_read(self) -> None:
-        """Nothing moves the warehouse's cursor but its own loads."""
+        """Nothing moves the warehouse's cursor but its own loads. A read that does not follow
+        a batch at once comes after the runner found nothing new: the loader has caught up,
+        and lets go of the warehouse (DuckDB's file) for readers until the next batch."""
+        if time.monotonic() - self._applied_at > _IDLE:
+            self._backend.release()
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
         self.apply(events)
@@ -111,12 +150,14 @@ class WarehouseSink:
     def advance(self, seq: int) -> None:
         """Move the cursor past an event the runner sent to the dead letters."""
         with self._backend.transaction():
-            if self._backend.position(self.name) < seq:
+            current = self._backend.position(self.name)
+            if current < seq:
                 self._backend.set_position(self.name, seq)
+        self._position = max(current, seq)
 
     def reset(self) -> None:
         self._backend.drop_all(self.name)
-        self._schema = self._backend.schema()
+        self._schema, self._position = None, 0
 
     def close(self) -> None:
         self._backend.close()
