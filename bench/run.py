@@ -284,6 +284,47 @@ def profile_status(data: Path) -> dict[str, Any]:
     return status
 
 
+def warehouse_lag(data: Path) -> int | None:
+    """The warehouse loader's lag (``trackyard warehouse status``, read beside the running loader)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "trackyard", "warehouse", "status", "--json", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        console.print(f"[yellow]warehouse status failed: {out.stderr.strip()}[/yellow]")
+        return None
+    lag: int = json.loads(out.stdout)["lag"]
+    return lag
+
+
+WAREHOUSE = "warehouse load"
+
+
+def warehouse_scenario(events: int) -> dict[str, Any]:
+    """The loader alone over a prepared log, into DuckDB and (a scratch database) PostgreSQL,
+    in a process of its own (``bench/warehouse.py``)."""
+    console.print(f"[dim]{WAREHOUSE}: {events:,} events into each warehouse[/dim]")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.warehouse", "--events", str(events), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures: dict[str, Any] = json.loads(out)
+    return figures
+
+
+def describe_warehouse(name: str, figures: dict[str, Any]) -> str:
+    if "skipped" in figures:
+        return f"{name}: skipped: {figures['skipped']}"
+    return (
+        f"{name}: {figures['events_per_s']:,} events/s ({figures['events']:,} events in "
+        f"{figures['seconds']} s), lag at the end {figures['lag_at_end']}"
+    )
+
+
 def drain_backlog(data: Path, limit_s: float = 60) -> tuple[float, int]:
     """Wait until the profile consumer has caught up: the seconds waited, the events it applied."""
     t0, before = time.monotonic(), profile_status(data)
@@ -346,11 +387,16 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="server worker processes, same for all (default 1)"
     )
-    parser.add_argument("--only", help="run only scenarios whose name contains this text")
+    parser.add_argument(
+        "--only", help=f"run only scenarios whose name contains this text (e.g. 'batch', '{WAREHOUSE}')"
+    )
+    parser.add_argument(
+        "--warehouse-events",
+        type=int,
+        default=50_000,
+        help="events the warehouse scenario loads into each warehouse (default 50,000)",
+    )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        console.print("[red]wrk is not installed: apt-get install wrk[/red]")
-        return 2
     tmp = Path(tempfile.mkdtemp(prefix="trackyard-bench-"))
     run_id = f"r{int(time.time())}"
     data = tmp / "data"
@@ -374,6 +420,10 @@ def main() -> int:
         capture_output=True,
     )
     chosen = [s for s in scenarios(tmp) if not args.only or args.only in s.name]
+    with_warehouse = not args.only or args.only in WAREHOUSE
+    if chosen and not shutil.which("wrk"):
+        console.print("[red]wrk is not installed: apt-get install wrk[/red]")
+        return 2
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
     targets = {
@@ -393,8 +443,11 @@ def main() -> int:
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
+    if not chosen:
+        targets = {}  # only the warehouse scenario: no server to start
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
+    loader: dict[str, Any] = {}
     for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
@@ -464,7 +517,11 @@ def main() -> int:
                     )
                 )
             if target == "trackyard":
+                # serve runs the warehouse loader too (into its DuckDB file): how far behind
+                # the load it is at the end, and once the profile consumer has caught up.
+                loader["lag_at_end_of_load"] = warehouse_lag(data)
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
+                loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
         finally:
             server.stop()
@@ -486,6 +543,10 @@ def main() -> int:
     )
     report = build_report(results, peak, stored, args)
     report["profiles"] = profiles
+    if loader:
+        report["warehouse_loader_under_serve"] = loader
+    if with_warehouse:
+        report["warehouse"] = warehouse_scenario(args.warehouse_events)
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -556,11 +617,18 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
         )
-    out_console.print(table)
-    out_console.print(
-        f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
-    )
-    out_console.print(f"profile consumer: {report.get('profiles')}")
+    if report["rows"]:
+        out_console.print(table)
+        out_console.print(
+            f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
+        )
+        out_console.print(f"profile consumer: {report.get('profiles')}")
+    if "warehouse_loader_under_serve" in report:
+        out_console.print(f"warehouse loader under serve: {report['warehouse_loader_under_serve']}")
+    if "warehouse" in report:
+        out_console.print(f"{WAREHOUSE} (the loader alone over a prepared log):")
+        for name, figures in report["warehouse"].items():
+            out_console.print("  " + describe_warehouse(name, figures))
 
 
 if __name__ == "__main__":
