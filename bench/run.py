@@ -33,6 +33,7 @@ from rich.table import Table
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+sys.path.insert(0, str(REPO))  # run as a script (`python bench/run.py`): bench.* for its helpers
 KEY = "benchwritekey0000000000000000000"
 SECRET = "bench-secret"
 console = Console(stderr=True)
@@ -273,28 +274,26 @@ def wrk(
     }
 
 
-def profile_status(data: Path) -> dict[str, Any]:
+def _json_from(*module_args: str) -> dict[str, Any]:
+    """The JSON object that ``python -m MODULE ARGS...`` prints (run from the repository)."""
     out = subprocess.run(
-        [sys.executable, "-m", "trackyard", "profiles", "status", "--json", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-m", *module_args], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    status: dict[str, Any] = json.loads(out)
-    return status
+    body: dict[str, Any] = json.loads(out)
+    return body
+
+
+def profile_status(data: Path) -> dict[str, Any]:
+    return _json_from("trackyard", "profiles", "status", "--json", "--data-dir", str(data))
 
 
 def warehouse_lag(data: Path) -> int | None:
     """The warehouse loader's lag (``trackyard warehouse status``, read beside the running loader)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "trackyard", "warehouse", "status", "--json", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        console.print(f"[yellow]warehouse status failed: {out.stderr.strip()}[/yellow]")
+    try:
+        lag: int = _json_from("trackyard", "warehouse", "status", "--json", "--data-dir", str(data))["lag"]
+    except subprocess.CalledProcessError as error:
+        console.print(f"[yellow]warehouse status failed: {error.stderr.strip()}[/yellow]")
         return None
-    lag: int = json.loads(out.stdout)["lag"]
     return lag
 
 
@@ -305,24 +304,7 @@ def warehouse_scenario(events: int) -> dict[str, Any]:
     """The loader alone over a prepared log, into DuckDB and (a scratch database) PostgreSQL,
     in a process of its own (``bench/warehouse.py``)."""
     console.print(f"[dim]{WAREHOUSE}: {events:,} events into each warehouse[/dim]")
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.warehouse", "--events", str(events), "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    figures: dict[str, Any] = json.loads(out)
-    return figures
-
-
-def describe_warehouse(name: str, figures: dict[str, Any]) -> str:
-    if "skipped" in figures:
-        return f"{name}: skipped: {figures['skipped']}"
-    return (
-        f"{name}: {figures['events_per_s']:,} events/s ({figures['events']:,} events in "
-        f"{figures['seconds']} s), lag at the end {figures['lag_at_end']}"
-    )
+    return _json_from("bench.warehouse", "--events", str(events), "--json")
 
 
 def drain_backlog(data: Path, limit_s: float = 60) -> tuple[float, int]:
@@ -626,9 +608,11 @@ def print_table(report: dict[str, Any]) -> None:
     if "warehouse_loader_under_serve" in report:
         out_console.print(f"warehouse loader under serve: {report['warehouse_loader_under_serve']}")
     if "warehouse" in report:
+        from bench.warehouse import describe
+
         out_console.print(f"{WAREHOUSE} (the loader alone over a prepared log):")
         for name, figures in report["warehouse"].items():
-            out_console.print("  " + describe_warehouse(name, figures))
+            out_console.print(describe(name, figures))
 
 
 if __name__ == "__main__":

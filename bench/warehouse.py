@@ -15,6 +15,8 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import psycopg
 
 from bench.consumer import event as track_event
 from trackyard.config import Settings
@@ -32,7 +33,7 @@ from trackyard.storage.sqlite.store import SQLiteStore
 from trackyard.warehouse import WarehouseSink, sync
 
 #: Where the bench looks for a PostgreSQL server to make its scratch database in.
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", "5432", "postgres"
 
 
 def _event(n: int) -> tuple[str, bytes]:
@@ -82,21 +83,20 @@ def _measure(settings: Settings, url: str | None, batch: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def scratch_database(admin: str = LOCAL_PG) -> Iterator[str | None]:
-    """A fresh PostgreSQL database's DSN, dropped afterwards; ``None`` without a server."""
-    try:
-        psycopg.connect(admin, connect_timeout=3).close()
-    except psycopg.Error:
+def scratch_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database's DSN, dropped afterwards (by PostgreSQL's own client
+    tools); ``None`` when there is no server, or no tools, to make one with."""
+    where = ["-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER]
+    tools = all(shutil.which(tool) for tool in ("pg_isready", "createdb", "dropdb"))
+    if not tools or subprocess.run(["pg_isready", "-q", *where]).returncode != 0:
         yield None
         return
     name = f"trackyard_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    subprocess.run(["createdb", *where, name], check=True)
     try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
+        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        subprocess.run(["dropdb", "--force", *where, name], check=True)
 
 
 def run(events: int = 50_000, batch: int = 5_000, pg: str | None = None) -> dict[str, Any]:
