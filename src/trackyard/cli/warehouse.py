@@ -92,7 +92,7 @@ def _status(sink: WarehouseSink, head: int) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
     """Show the warehouse's tables and rows, how far it lags the log, discards and the last error."""
-    with opened(data_dir) as backends, _sink(warehouse_url, data_dir) as sink:
+    with opened(data_dir) as backends, _sink(warehouse_url, data_dir) as sink, sink.backend.reading():
         body = _status(sink, backends.log.head_seq())
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(body) + b"\n")
@@ -178,7 +178,7 @@ def rebuild(data_dir: Path, warehouse_url: str | None, batch_size: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def discards(data_dir: Path, warehouse_url: str | None, limit: int, as_json: bool) -> None:
     """Print values that were not loaded into their column, newest first, with the reason."""
-    with _sink(warehouse_url, data_dir) as sink:
+    with _sink(warehouse_url, data_dir) as sink, sink.backend.reading():
         columns = ["row_id", "table_name", "column_name", "column_value", "reason", "received_at"]
         rows: list[tuple[Any, ...]] = []
         if "discards" in sink.backend.schema():

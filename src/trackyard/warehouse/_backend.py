@@ -59,6 +59,10 @@ class Backend(ABC):
     def release(self) -> None:  # noqa: B027 (only DuckDB holds anything between batches)
         """The loader has caught up: let go of what other processes may be waiting for."""
 
+    def reading(self) -> AbstractContextManager[None]:
+        """Several reads as one (DuckDB: one opening of its file, read-only, for all of them)."""
+        return self._session()
+
     def _session(self) -> AbstractContextManager[None]:
         """Around each read outside a transaction: DuckDB opens its file only for it."""
         return nullcontext()

@@ -181,6 +181,8 @@ class DuckDBWarehouse(Backend):
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run ``sql`` read-only (beside other readers); a statement that writes runs again
         in a write session (DuckDB refused it before doing anything)."""
+        if self._conn is not None:  # inside a session (``reading``): on its connection
+            return super().query(sql)
         if not self.path.exists():
             with self._session(write=True):  # the statement may create a table: create the file
                 return super().query(sql)
