@@ -59,9 +59,9 @@ def warehouse() -> None:
     \b
     Tables: tracks, identifies, users, pages, screens, groups, accounts, aliases,
     one table per track event name, and discards (values that did not fit).
-    `trackyard warehouse sync` loads what is pending and exits; the same loader runs
-    continuously as the `warehouse` consumer: `trackyard serve --warehouse URL`, or
-    `trackyard consume warehouse` (the embedded DuckDB file when no URL is set).
+    `trackyard serve` runs the loader continuously (the `warehouse` consumer; off with
+    --no-warehouse or TRACKYARD_WAREHOUSE=off), and `trackyard sql` reads the embedded
+    DuckDB file meanwhile. `trackyard warehouse sync` loads what is pending and exits.
     See docs/warehouse.md.
     """
 
