@@ -52,7 +52,8 @@ def connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file, waiting while another process holds it.
 
     DuckDB lets one process write a file, or any number read it, never both at once; the
-    loader holds it only for each batch's transaction, so a wait here is short.
+    loader holds it only for its transactions (``HOLD`` seconds in a row at most) and
+    readers for one query, so a wait here is short.
     """
     wait = READ_WAIT if read_only else WRITE_WAIT
     deadline = time.monotonic() + wait
@@ -77,11 +78,13 @@ def connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 class DuckDBWarehouse(Backend):
-    """The DuckDB file, opened only for each operation and closed after it.
+    """The DuckDB file, opened for an operation and closed after it (docs/warehouse.md,
+    "Reading while the loader runs").
 
     So the loader (in ``serve``) and readers (``trackyard sql``) take turns on the file
     instead of one locking the others out: a transaction opens it for writing, a read
-    opens it read-only (several readers at once), each waiting briefly for the other.
+    opens it read-only (several readers at once), each waiting briefly for the other. Only
+    a backlog's consecutive transactions share one opening, for ``hold`` seconds at most.
     """
 
     kind = "duckdb"
