@@ -34,9 +34,10 @@ from trackyard.warehouse.schema import (
     rows_for,
 )
 
-#: Seconds between batches after which the loader counts as caught up (the runner reads
-#: the next batch at once while there is a backlog, and waits its poll interval when not).
-_IDLE: Final = 0.05
+#: Seconds between batches after which the loader counts as caught up: the runner reads
+#: the next batch at once while there is a backlog, and waits its poll interval (0.5 s)
+#: when not. Half of that, so that a busy machine's scheduling delays do not count.
+_IDLE: Final = 0.25
 
 #: Events read from the log per batch (and per warehouse transaction) by ``sync``.
 DEFAULT_BATCH: Final = 5000
