@@ -196,18 +196,9 @@ def test_sql_waits_for_the_file_and_says_what_to_do_when_it_stays_held(
     path = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(path)).close()
     # Another process holds the file for writing, as a loader would, and does not let go.
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.read()",
-            str(path),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+    pipe = subprocess.PIPE
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=pipe, stdout=pipe, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         monkeypatch.setattr(_duckdb, "READ_WAIT", 0.3)
