@@ -33,6 +33,7 @@ from rich.table import Table
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+sys.path.insert(0, str(REPO))  # run as a script (`python bench/run.py`): bench.* for its helpers
 KEY = "benchwritekey0000000000000000000"
 SECRET = "bench-secret"
 console = Console(stderr=True)
@@ -273,15 +274,37 @@ def wrk(
     }
 
 
-def profile_status(data: Path) -> dict[str, Any]:
+def _json_from(*module_args: str) -> dict[str, Any]:
+    """The JSON object that ``python -m MODULE ARGS...`` prints (run from the repository)."""
     out = subprocess.run(
-        [sys.executable, "-m", "trackyard", "profiles", "status", "--json", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-m", *module_args], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    status: dict[str, Any] = json.loads(out)
-    return status
+    body: dict[str, Any] = json.loads(out)
+    return body
+
+
+def profile_status(data: Path) -> dict[str, Any]:
+    return _json_from("trackyard", "profiles", "status", "--json", "--data-dir", str(data))
+
+
+def warehouse_lag(data: Path) -> int | None:
+    """The warehouse loader's lag (``trackyard warehouse status``, read beside the running loader)."""
+    try:
+        lag: int = _json_from("trackyard", "warehouse", "status", "--json", "--data-dir", str(data))["lag"]
+    except subprocess.CalledProcessError as error:
+        console.print(f"[yellow]warehouse status failed: {error.stderr.strip()}[/yellow]")
+        return None
+    return lag
+
+
+WAREHOUSE = "warehouse load"
+
+
+def warehouse_scenario(events: int) -> dict[str, Any]:
+    """The loader alone over a prepared log, into DuckDB and (a scratch database) PostgreSQL,
+    in a process of its own (``bench/warehouse.py``)."""
+    console.print(f"[dim]{WAREHOUSE}: {events:,} events into each warehouse[/dim]")
+    return _json_from("bench.warehouse", "--events", str(events), "--json")
 
 
 def drain_backlog(data: Path, limit_s: float = 60) -> tuple[float, int]:
@@ -347,7 +370,9 @@ def main() -> int:
         "--workers", type=int, default=1, help="server worker processes, same for all (default 1)"
     )
     parser.add_argument(
-        "--only", help="run only scenarios whose name contains this text ('delivery': that scenario alone)"
+        "--only",
+        help=f"run only scenarios whose name contains this text (e.g. 'batch', '{WAREHOUSE}'; "
+        "'delivery': that scenario alone)",
     )
     parser.add_argument(
         "--delivery-events",
@@ -355,10 +380,13 @@ def main() -> int:
         default=20_000,
         help="events ingested at trackyard A for each format of the delivery scenario (default 20,000)",
     )
+    parser.add_argument(
+        "--warehouse-events",
+        type=int,
+        default=50_000,
+        help="events the warehouse scenario loads into each warehouse (default 50,000)",
+    )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        console.print("[red]wrk is not installed: apt-get install wrk[/red]")
-        return 2
     tmp = Path(tempfile.mkdtemp(prefix="trackyard-bench-"))
     run_id = f"r{int(time.time())}"
     data = tmp / "data"
@@ -382,6 +410,10 @@ def main() -> int:
         capture_output=True,
     )
     chosen = [s for s in scenarios(tmp) if not args.only or args.only in s.name]
+    with_warehouse = not args.only or args.only in WAREHOUSE
+    if chosen and not shutil.which("wrk"):
+        console.print("[red]wrk is not installed: apt-get install wrk[/red]")
+        return 2
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
     targets = {
@@ -401,10 +433,13 @@ def main() -> int:
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
+    if not chosen:
+        targets = {}  # only the warehouse scenario: no server to start
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
-    # `--only delivery` (no HTTP scenario matches it) runs the delivery scenario alone.
-    for target, command in targets.items() if chosen else ():
+    loader: dict[str, Any] = {}
+    # `--only delivery` or the warehouse scenario alone (no HTTP scenario matches): no server.
+    for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
@@ -473,7 +508,11 @@ def main() -> int:
                     )
                 )
             if target == "trackyard":
+                # serve runs the warehouse loader too (into its DuckDB file): how far behind
+                # the load it is at the end, and once the profile consumer has caught up.
+                loader["lag_at_end_of_load"] = warehouse_lag(data)
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
+                loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
         finally:
             server.stop()
@@ -505,6 +544,10 @@ def main() -> int:
 
         console.print("[dim]delivery: from trackyard A's log to a receiver, per format[/dim]")
         report["delivery"] = delivery.run_all(args.delivery_events, args.seconds)
+    if loader:
+        report["warehouse_loader_under_serve"] = loader
+    if with_warehouse:
+        report["warehouse"] = warehouse_scenario(args.warehouse_events)
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -575,7 +618,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
         )
-    if report["rows"]:  # none with `--only delivery`
+    if report["rows"]:
         out_console.print(table)
         out_console.print(
             f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
@@ -585,6 +628,14 @@ def print_table(report: dict[str, Any]) -> None:
         from bench import delivery  # importable: main put the repo on the path
 
         delivery.print_table(report["delivery"])
+    if "warehouse_loader_under_serve" in report:
+        out_console.print(f"warehouse loader under serve: {report['warehouse_loader_under_serve']}")
+    if "warehouse" in report:
+        from bench.warehouse import describe
+
+        out_console.print(f"{WAREHOUSE} (the loader alone over a prepared log):")
+        for name, figures in report["warehouse"].items():
+            out_console.print(describe(name, figures))
 
 
 if __name__ == "__main__":

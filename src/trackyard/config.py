@@ -39,8 +39,9 @@ class Settings:
     #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
     #: ``storage/factory.py`` reads it and says which schemes exist.
     store_url: str | None = None
-    #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` runs no
-    #: loader under ``serve``; ``duckdb:///PATH`` or ``postgresql://...`` runs one (docs/warehouse.md).
+    #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` is the
+    #: embedded DuckDB file in the data dir, ``duckdb:///PATH`` or ``postgresql://...`` another,
+    #: ``off`` runs no loader under ``serve`` (docs/warehouse.md).
     warehouse_url: str | None = None
     #: ``full``: an acknowledged event is durable on disk (survives a power loss).
     #: ``process``: it survives a crash of trackyard, not of the machine; faster.

@@ -37,10 +37,11 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
 
     \b
     Consumers: profiles (builds people and accounts); warehouse (loads Segment's
-    warehouse tables, docs/warehouse.md; without NAMEs it runs only when a warehouse is
-    set with TRACKYARD_WAREHOUSE); destinations (every enabled destination, each its
-    own consumer destination:NAME, docs/destinations.md; destinations added, changed or
-    removed later start and stop within a second); destination:NAME (that one only).
+    warehouse tables, docs/warehouse.md: warehouse.duckdb in the data dir, or the one
+    TRACKYARD_WAREHOUSE names; TRACKYARD_WAREHOUSE=off turns it off); destinations
+    (every enabled destination, each its own consumer destination:NAME,
+    docs/destinations.md; destinations added, changed or removed later start and stop
+    within a second); destination:NAME (that one only).
     Each runs in a process of its own under a lease, so one instance of a consumer runs
     per data dir: started twice, the second waits and takes over when the first stops.
     A consumer that dies is restarted. Pair it with `trackyard serve --role ingest` on
@@ -80,7 +81,7 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
         for spec in CONSUMERS.values():
             running = backends.leases().held(spec.name)
             if spec.name not in enabled and not running:
-                continue  # not configured here (the warehouse without TRACKYARD_WAREHOUSE)
+                continue  # not configured here (the warehouse with TRACKYARD_WAREHOUSE=off)
             head = backends.log.head_seq()
             try:
                 runner = spec.open_runner(backends)

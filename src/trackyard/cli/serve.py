@@ -103,8 +103,13 @@ _console = Console(stderr=True)
     envvar="TRACKYARD_WAREHOUSE",
     show_envvar=True,
     metavar="URL",
-    help="Also run the warehouse loader (a consumer) into this warehouse: duckdb:///PATH or "
-    "postgresql://user@host/db. Without it no loader runs; `trackyard warehouse sync` loads on demand.",
+    help="The warehouse the loader (a consumer) keeps loading: postgresql://user@host/db or "
+    "duckdb:///PATH. Default: warehouse.duckdb in the data dir, which `trackyard sql` reads meanwhile.",
+)
+@click.option(
+    "--no-warehouse",
+    is_flag=True,
+    help="Run no warehouse loader, for when nobody queries the warehouse (same as TRACKYARD_WAREHOUSE=off).",
 )
 @log_level_option
 def serve(
@@ -118,6 +123,7 @@ def serve(
     dedup_window: int,
     admin_token: str | None,
     warehouse_url: str | None,
+    no_warehouse: bool,
     log_level: str,
 ) -> None:
     """Run the collector and the consumers that build on its log.
@@ -136,7 +142,7 @@ def serve(
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,
-        warehouse_url=warehouse_url or None,
+        warehouse_url="off" if no_warehouse else warehouse_url or None,
     )
     try:
         backends = open_backends(settings)

@@ -55,6 +55,12 @@ def _warehouse(backends: Backends) -> Runner:
     return open_runner(backends)
 
 
+def _warehouse_enabled(settings: Settings) -> bool:
+    from trackyard.warehouse.loader import enabled
+
+    return enabled(settings.warehouse_url)
+
+
 def _destination_members(settings: Settings) -> list[ConsumerSpec]:
     from trackyard.destinations.consumer import members
 
@@ -79,9 +85,9 @@ CONSUMERS: dict[str, ConsumerSpec] = {
         ConsumerSpec("profiles", "builds people and accounts from the log (docs/profiles.md)", _profiles),
         ConsumerSpec(
             "warehouse",
-            "loads Segment's warehouse tables (docs/warehouse.md); runs when TRACKYARD_WAREHOUSE is set",
+            "loads Segment's warehouse tables (docs/warehouse.md); off with TRACKYARD_WAREHOUSE=off",
             _warehouse,
-            enabled=lambda settings: settings.warehouse_url is not None,
+            enabled=_warehouse_enabled,
         ),
     )
 }
