@@ -17,6 +17,7 @@ from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, UnknownConsumer, resolve
+from trackyard.consumers.status import consumer_statuses
 from trackyard.consumers.supervisor import run_in_foreground
 
 
@@ -64,32 +65,19 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
     reason, and the consumer went on past it.
     """
     settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
-    enabled = {spec.name for spec in resolve((), settings)}
     with opened(data_dir) as backends:
         rows = []
-        for spec in CONSUMERS.values():
-            running = backends.leases().held(spec.name)
-            if spec.name not in enabled and not running:
-                continue  # not configured here (the warehouse without TRACKYARD_WAREHOUSE)
-            head = backends.log.head_seq()
-            try:
-                runner = spec.open_runner(backends)
-            except Exception as error:  # e.g. an embedded DuckDB file the running loader holds
-                cursor: int | None = None
-                problem: str | None = f"{type(error).__name__}: {error}"
-            else:
-                cursor, problem = runner.position(), None
-                runner.sink.close()
+        for status in consumer_statuses(backends, settings):
             row: dict[str, Any] = {
-                "name": spec.name,
-                "running": running,
-                "cursor": cursor,
-                "head": head,
-                "lag": None if cursor is None else max(head - cursor, 0),
-                "dead_letters": backends.dead_letters().count(spec.name),
+                "name": status.name,
+                "running": status.running,
+                "cursor": status.cursor,
+                "head": status.head,
+                "lag": status.lag,
+                "dead_letters": status.dead_letters,
             }
-            if problem is not None:
-                row["error"] = problem
+            if status.error is not None:
+                row["error"] = status.error
             rows.append(row)
     _emit(
         rows,

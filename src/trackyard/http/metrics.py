@@ -1,0 +1,139 @@
+"""``GET /metrics``, and the layer that counts every request (docs/metrics.md).
+
+Each request is named by its route's template and wire format, found once per path and
+kept: the fixed collection paths are known in advance, a path with a key in it
+(``/web/projects/{key}/profile``) is matched once, and a path no route has is ``other``,
+so a scanner's random paths cannot grow the label set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from time import perf_counter
+from typing import Final
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trackyard.config import Settings
+from trackyard.http.access_log import AccessLog
+from trackyard.http.routes.admin import admin_error, bears
+from trackyard.metrics.exposition import Exposition
+from trackyard.metrics.instruments import Metrics
+
+#: The text format's media type (prometheus_client's ``CONTENT_TYPE_LATEST``).
+_TEXT_FORMAT: Final = "text/plain; version=0.0.4; charset=utf-8"
+#: Paths remembered before the memory of them is cleared (keys in paths make them many).
+_KNOWN_PATHS: Final = 4096
+OTHER: Final = "other"
+
+
+class NamedRoute:
+    """A route as labels and logs name it: its template, its format, its instruments."""
+
+    __slots__ = ("format", "metrics", "route")
+
+    def __init__(self, route: str, fmt: str, metrics: Metrics | None) -> None:
+        self.route = route
+        self.format = fmt
+        self.metrics = None if metrics is None else metrics.route(route, fmt)
+
+
+class RouteNames:
+    """A request's route template and format, for labels and the access log."""
+
+    def __init__(self, metrics: Metrics | None, routes: Iterable[BaseRoute], formats: dict[str, str]) -> None:
+        self._metrics = metrics
+        self._formats = formats
+        plain = [route for route in routes if isinstance(route, Route)]
+        self._fixed = {r.path: self._named(r.path) for r in plain if "{" not in r.path}
+        self._templated = [(r.path_regex, self._named(r.path)) for r in plain if "{" in r.path]
+        self._other = NamedRoute(OTHER, "", metrics)
+        self._known: dict[str, NamedRoute] = {}
+
+    def _named(self, route: str) -> NamedRoute:
+        return NamedRoute(route, self._formats.get(route, ""), self._metrics)
+
+    def of(self, path: str) -> NamedRoute:
+        found = self._fixed.get(path) or self._known.get(path)
+        if found is None:
+            found = next((named for regex, named in self._templated if regex.match(path)), self._other)
+            if len(self._known) >= _KNOWN_PATHS:
+                self._known.clear()
+            self._known[path] = found
+        return found
+
+
+class RequestMetrics:
+    """The outermost layer: requests in flight, and each answer's status and latency.
+
+    A request the client hung up on before any answer counts as status ``499`` (nginx's
+    "client closed request"), one that raised before answering as ``500``.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, names: RouteNames) -> None:
+        self.app = app
+        self._in_flight = metrics.in_flight
+        self._names = names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self._names.of(scope["path"]).metrics
+        assert route is not None
+        started = perf_counter()
+        status = 499
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self._in_flight.inc()
+        try:
+            await self.app(scope, receive, counted)
+        except BaseException:
+            if status == 499:
+                status = 500
+            raise
+        finally:
+            self._in_flight.dec()
+            route.answered(status, perf_counter() - started)
+
+
+def observed(
+    app: ASGIApp,
+    settings: Settings,
+    metrics: Metrics | None,
+    routes: Iterable[BaseRoute],
+    formats: dict[str, str],
+) -> ASGIApp:
+    """``app`` counted (unless metrics are off) and access-logged (if asked), outermost."""
+    if metrics is None and not settings.access_log:
+        return app
+    names = RouteNames(metrics, routes, formats)
+    if metrics is not None:
+        app = RequestMetrics(app, metrics, names)
+    if settings.access_log:
+        app = AccessLog(app, names)
+    return app
+
+
+def metrics_route(exposition: Exposition, token: str | None) -> Route:
+    """``GET /metrics``, open, or only with ``Authorization: Bearer <token>`` when one is set."""
+
+    async def metrics(request: Request) -> Response:
+        if token is not None and not bears(request, token):
+            return admin_error(
+                401, "invalid_metrics_token", "/metrics needs 'Authorization: Bearer <metrics token>'."
+            )
+        # Reading the stores blocks: off the event loop that serves events.
+        body = await run_in_threadpool(exposition.render)
+        return Response(body, media_type=_TEXT_FORMAT)
+
+    return Route("/metrics", metrics, methods=["GET"])
