@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -225,6 +226,44 @@ class Process:
             self.proc.wait()
 
 
+class MetricsScraper:
+    """`--scrape-metrics`: GET /metrics every second, as Prometheus would, timing each scrape."""
+
+    def __init__(self, url: str, interval: float = 1.0) -> None:
+        self._url = f"{url}/metrics"
+        self._interval = interval
+        self._stop = threading.Event()
+        self._seconds: list[float] = []
+        self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="metrics-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.wait(self._interval):
+                started = time.perf_counter()
+                try:
+                    ok = client.get(self._url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self._seconds.append(time.perf_counter() - started)
+                else:
+                    self._failures += 1
+
+    def stop(self) -> dict[str, Any]:
+        """Stop scraping; what the scrapes took."""
+        self._stop.set()
+        self._thread.join()
+        took = sorted(self._seconds)
+        return {
+            "scrapes": len(took),
+            "failures": self._failures,
+            "median_ms": round(took[len(took) // 2] * 1000, 1) if took else None,
+            "max_ms": round(took[-1] * 1000, 1) if took else None,
+        }
+
+
 def wrk(
     url: str, scenario: Scenario, tmp: Path, seconds: int, run_id: str, delay_ms: float = 0
 ) -> dict[str, Any]:
@@ -347,6 +386,23 @@ def main() -> int:
         "--workers", type=int, default=1, help="server worker processes, same for all (default 1)"
     )
     parser.add_argument("--only", help="run only scenarios whose name contains this text")
+    parser.add_argument(
+        "--scrape-metrics",
+        action="store_true",
+        help="GET trackyard's /metrics every second while the scenarios run, as Prometheus would",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to `trackyard serve` (repeatable): --serve-arg=--no-metrics, --serve-arg=--access-log",
+    )
+    parser.add_argument(
+        "--targets",
+        default="trackyard,bare,decode",
+        help="comma-separated servers to measure (default trackyard,bare,decode: trackyard and its ceilings)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         console.print("[red]wrk is not installed: apt-get install wrk[/red]")
@@ -389,16 +445,21 @@ def main() -> int:
             "--log-level",
             "warning",
             *workers,
+            *args.serve_arg,
         ],
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
+    chosen_targets = args.targets.split(",")
+    targets = {name: command for name, command in targets.items() if name in chosen_targets}
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
+    scrapes: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
+        scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
@@ -467,6 +528,8 @@ def main() -> int:
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
             peak[target] = server.peak_rss_kb
         finally:
+            if scraper is not None:
+                scrapes = scraper.stop()
             server.stop()
     stored = int(
         subprocess.run(
@@ -486,6 +549,8 @@ def main() -> int:
     )
     report = build_report(results, peak, stored, args)
     report["profiles"] = profiles
+    report["serve_args"] = args.serve_arg
+    report["metrics_scrapes"] = scrapes
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -561,6 +626,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
     )
     out_console.print(f"profile consumer: {report.get('profiles')}")
+    if report.get("metrics_scrapes"):
+        out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
 
 
 if __name__ == "__main__":

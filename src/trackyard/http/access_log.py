@@ -4,7 +4,9 @@ Off by default: formatting and writing a line costs about as much as a small req
 itself (docs/metrics.md has the figures). Each line carries its fields as attributes too,
 so ``--log-format json`` prints them as JSON fields: method, path, status, bytes (of the
 answer's body), ms, format, source (the source's name, once its key was known) and
-client_ip. A path is logged as requested (without its query string, which may hold a key).
+client_ip. The path is the one requested without its query string (``?writeKey=``), or
+the route's template when the path holds a key (``/web/projects/{key}/batch``): write keys
+never reach the log.
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ class AccessLog:
 
     def _line(self, scope: Scope, status: int, sent: int, ms: float) -> None:
         client = scope.get("client")
+        named = self._names.of(scope["path"])
         fields = {
             "method": scope["method"],
-            "path": scope["path"],
+            "path": named.route if named.templated else scope["path"],
             "status": status,
             "bytes": sent,
             "ms": round(ms, 3),
-            "format": self._names.of(scope["path"]).format,
+            "format": named.format,
             "source": request_source.get(),
             "client_ip": client[0] if client else "",
         }

@@ -34,11 +34,13 @@ OTHER: Final = "other"
 class NamedRoute:
     """A route as labels and logs name it: its template, its format, its instruments."""
 
-    __slots__ = ("format", "metrics", "route")
+    __slots__ = ("format", "metrics", "route", "templated")
 
     def __init__(self, route: str, fmt: str, metrics: Metrics | None) -> None:
         self.route = route
         self.format = fmt
+        #: Whether the path has parts of its own (a key, a call type) the template leaves out.
+        self.templated = "{" in route
         self.metrics = None if metrics is None else metrics.route(route, fmt)
 
 
