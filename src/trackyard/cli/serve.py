@@ -212,8 +212,9 @@ def serve(
         err=False,
     )
     sys.stdout.flush()
-    # Before any worker starts (workers count into it) and before the supervisor's children.
-    metrics_dir = start_multiprocess() if metrics else None
+    # Before any worker starts (workers count into it). One worker counts in memory, at
+    # half the cost per request (docs/metrics.md).
+    metrics_dir = start_multiprocess(workers) if metrics else None
     if supervisor is not None:
         log_to_stderr(log_level, settings.log_format)
         supervisor.start()
