@@ -233,17 +233,8 @@ def test_destinations_are_read_from_the_registry(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = start_server(data, "--role", "ingest")
     try:
-        cli(
-            "destinations",
-            "add",
-            "hook",
-            "--format",
-            "webhook",
-            "--url",
-            "http://127.0.0.1:9/none",
-            "--data-dir",
-            str(data),
-        )
+        hook = ["add", "hook", "--format", "webhook", "--url", "http://127.0.0.1:9/none", "--data-dir"]
+        cli("destinations", *hook, str(data))
         for _ in range(3):
             assert httpx.post(
                 f"{server.url}/v1/track", json={"userId": "u", "event": "E"}, auth=(server.write_key, "")

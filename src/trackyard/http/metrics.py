@@ -8,6 +8,7 @@ so a scanner's random paths cannot grow the label set.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from time import perf_counter
 from typing import Final
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackyard.config import Settings
-from trackyard.http.access_log import AccessLog
+from trackyard.http.access_log import access_log, log_request
 from trackyard.http.routes.admin import admin_error, bears
 from trackyard.metrics.exposition import Exposition
 from trackyard.metrics.instruments import Metrics
@@ -69,43 +70,53 @@ class RouteNames:
         return found
 
 
-class RequestMetrics:
-    """The outermost layer: requests in flight, and each answer's status and latency.
+class ObservedRequests:
+    """The outermost layer: requests in flight, each answer's status and latency, and the
+    access log's line, whichever of them is on.
 
     A request the client hung up on before any answer counts as status ``499`` (nginx's
     "client closed request"), one that raised before answering as ``500``.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, names: RouteNames) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None, names: RouteNames, access_log: bool) -> None:
         self.app = app
-        self._in_flight = metrics.in_flight
+        self._in_flight = None if metrics is None else metrics.in_flight
         self._names = names
+        self._access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self._names.of(scope["path"]).metrics
-        assert route is not None
+        named = self._names.of(scope["path"])
+        logged = self._access_log and access_log.isEnabledFor(logging.INFO)
         started = perf_counter()
-        status = 499
+        status, sent = 499, 0
 
-        async def counted(message: Message) -> None:
-            nonlocal status
+        async def watched(message: Message) -> None:
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif logged and message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
-        self._in_flight.inc()
+        in_flight = self._in_flight
+        if in_flight is not None:
+            in_flight.inc()
         try:
-            await self.app(scope, receive, counted)
+            await self.app(scope, receive, watched)
         except BaseException:
             if status == 499:
                 status = 500
             raise
         finally:
-            self._in_flight.dec()
-            route.answered(status, perf_counter() - started)
+            seconds = perf_counter() - started
+            if in_flight is not None and named.metrics is not None:
+                in_flight.dec()
+                named.metrics.answered(status, seconds)
+            if logged:
+                log_request(scope, named, status, sent, seconds)
 
 
 def observed(
@@ -115,15 +126,10 @@ def observed(
     routes: Iterable[BaseRoute],
     formats: dict[str, str],
 ) -> ASGIApp:
-    """``app`` counted (unless metrics are off) and access-logged (if asked), outermost."""
+    """``app`` counted (unless metrics are off) and access-logged (if asked)."""
     if metrics is None and not settings.access_log:
         return app
-    names = RouteNames(metrics, routes, formats)
-    if metrics is not None:
-        app = RequestMetrics(app, metrics, names)
-    if settings.access_log:
-        app = AccessLog(app, names)
-    return app
+    return ObservedRequests(app, metrics, RouteNames(metrics, routes, formats), settings.access_log)
 
 
 def metrics_route(exposition: Exposition, token: str | None) -> Route:

@@ -37,6 +37,49 @@ class _Received(msgspec.Struct):
     receivedAt: str = ""
 
 
+Family = GaugeMetricFamily | CounterMetricFamily
+#: The families with one sample a consumer, and a destination: key, (kind, name, help).
+_PER_CONSUMER: dict[str, tuple[type[Family], str, str]] = {
+    "lag": (
+        GaugeMetricFamily,
+        "trackyard_consumer_lag_events",
+        "Events in the log a consumer has not handled yet.",
+    ),
+    "lag_seconds": (
+        GaugeMetricFamily,
+        "trackyard_consumer_lag_seconds",
+        "How long the oldest event a consumer has not handled has been in the log (0 when caught up).",
+    ),
+    "running": (
+        GaugeMetricFamily,
+        "trackyard_consumer_running",
+        "1 while a process holds the consumer's lease.",
+    ),
+    "dead": (
+        CounterMetricFamily,
+        "trackyard_consumer_dead_letters",
+        "Events a consumer gave up on after its retries and set aside.",
+    ),
+}
+_PER_DESTINATION: dict[str, tuple[type[Family], str, str]] = {
+    "delivered": (
+        CounterMetricFamily,
+        "trackyard_destination_events_delivered",
+        "Events a destination acknowledged (2xx), by destination.",
+    ),
+    "last_error": (
+        GaugeMetricFamily,
+        "trackyard_destination_last_error_timestamp_seconds",
+        "When a destination last failed (retried or dead-lettered), as a Unix time.",
+    ),
+    "enabled": (GaugeMetricFamily, "trackyard_destination_enabled", "1 while a destination is enabled."),
+}
+
+
+def _families(specs: dict[str, tuple[type[Family], str, str]], label: str) -> dict[str, Family]:
+    return {key: kind(name, doc, labels=[label]) for key, (kind, name, doc) in specs.items()}
+
+
 def _age_seconds(events: EventLog, cursor: int, now: float) -> float:
     """How long the oldest event past ``cursor`` has waited: 0 when there is none."""
     waiting = events.read_events(after=cursor, limit=1)
@@ -55,7 +98,7 @@ class StoreCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Family]:
         size = GaugeMetricFamily("trackyard_store_size_bytes", "The event store's size on disk.")
         size.add_metric([], store_bytes(self._settings))
         yield size
@@ -65,29 +108,13 @@ class StoreCollector(Collector):
         finally:
             backends.close()
 
-    def _consumers(self, backends: Backends) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _consumers(self, backends: Backends) -> Iterator[Family]:
         now = time.time()
         head = GaugeMetricFamily("trackyard_log_head_seq", "The seq of the newest event in the log.")
         head.add_metric([], backends.log.head_seq())
         yield head
-        lag = GaugeMetricFamily(
-            "trackyard_consumer_lag_events",
-            "Events in the log a consumer has not handled yet.",
-            labels=["consumer"],
-        )
-        lag_seconds = GaugeMetricFamily(
-            "trackyard_consumer_lag_seconds",
-            "How long the oldest event a consumer has not handled has been in the log (0 when caught up).",
-            labels=["consumer"],
-        )
-        running = GaugeMetricFamily(
-            "trackyard_consumer_running", "1 while a process holds the consumer's lease.", labels=["consumer"]
-        )
-        dead = CounterMetricFamily(
-            "trackyard_consumer_dead_letters",
-            "Events a consumer gave up on after its retries and set aside (docs/consumers.md).",
-            labels=["consumer"],
-        )
+        per = _families(_PER_CONSUMER, "consumer")
+        lag, lag_seconds, running, dead = per["lag"], per["lag_seconds"], per["running"], per["dead"]
         for status in consumer_statuses(backends, self._settings):
             running.add_metric([status.name], 1 if status.running else 0)
             dead.add_metric([status.name], status.dead_letters)
@@ -98,30 +125,19 @@ class StoreCollector(Collector):
             lag_seconds.add_metric([status.name], _age_seconds(backends.log, status.cursor, now))
         if destinations_exist(self._settings):
             yield from self._destinations(backends, lag, lag_seconds, dead, now)
-        yield from (lag, lag_seconds, running, dead)
+        yield from per.values()
 
     def _destinations(
         self,
         backends: Backends,
-        lag: GaugeMetricFamily,
-        lag_seconds: GaugeMetricFamily,
-        dead: CounterMetricFamily,
+        lag: Family,
+        lag_seconds: Family,
+        dead: Family,
         now: float,
-    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    ) -> Iterator[Family]:
         """Each destination is a consumer of its own (``destination:NAME``) besides its counts."""
-        delivered = CounterMetricFamily(
-            "trackyard_destination_events_delivered",
-            "Events a destination acknowledged (2xx), by destination.",
-            labels=["destination"],
-        )
-        last_error = GaugeMetricFamily(
-            "trackyard_destination_last_error_timestamp_seconds",
-            "When a destination last failed (retried or dead-lettered), as a Unix time.",
-            labels=["destination"],
-        )
-        enabled = GaugeMetricFamily(
-            "trackyard_destination_enabled", "1 while a destination is enabled.", labels=["destination"]
-        )
+        per = _families(_PER_DESTINATION, "destination")
+        delivered, last_error, enabled = per["delivered"], per["last_error"], per["enabled"]
         head = backends.log.head_seq()
         cursors, letters = backends.cursors(), backends.dead_letters()
         registry = open_destinations(self._settings)
@@ -139,4 +155,4 @@ class StoreCollector(Collector):
                 dead.add_metric([consumer], letters.count(consumer))
         finally:
             registry.close()
-        yield from (delivered, last_error, enabled)
+        yield from per.values()
