@@ -8,7 +8,9 @@ which the server makes under the ``TMPDIR`` the test gives it).
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -246,3 +248,28 @@ def test_destinations_are_read_from_the_registry(tmp_path: Path) -> None:
         assert value(samples, "trackyard_consumer_dead_letters_total", consumer="destination:hook") == 0
     finally:
         server.stop()
+
+
+def test_a_killed_worker_keeps_its_counts_and_drops_its_live_gauge(two_workers: tuple[Server, Path]) -> None:
+    server, tmp = two_workers
+    assert server.process is not None
+    sent = 0
+    deadline = time.monotonic() + 60
+    while len(counting_pids(tmp)) < 2:
+        assert time.monotonic() < deadline, f"one worker answered all {sent} requests"
+        assert post(
+            server.url, "/v1/track", {"userId": "u", "event": "E"}, auth=(server.write_key, "")
+        ).is_success
+        sent += 1
+    victim = min(counting_pids(tmp))
+    live = next(tmp.glob(f"trackyard-metrics-*/gauge_livesum_{victim}.db"))
+    os.kill(victim, signal.SIGKILL)
+    # uvicorn's supervisor replaces the worker and drops the dead one's live gauge file.
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    while live.exists() or len(children.read_text().split()) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.05)
+    for _ in range(4):
+        samples = scrape(server.url)
+        assert value(samples, "trackyard_events_stored_total", source="test", format="segment") == sent
+        assert value(samples, "trackyard_http_requests_in_flight") == 1
