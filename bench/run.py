@@ -212,6 +212,24 @@ class Process:
                 total += int(match.group(1))
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its HTTP workers have used, consumers left
+        out. Per request, it shows a cost that throughput on a shared machine hides in noise."""
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        ticks = 0
+        for pid in pids:
+            try:
+                if b"consumers._child" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
             self.peak_rss_kb = max(self.peak_rss_kb, self.rss_kb())
@@ -463,7 +481,9 @@ def main() -> int:
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
+                cpu_before = server.cpu_seconds()
                 m = wrk(server.url, scenario, tmp, args.seconds, f"{run_id}-{target}")
+                cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(m["requests"], 1)
                 results.append(
                     Result(
                         scenario.name,
@@ -473,7 +493,7 @@ def main() -> int:
                         m["p50"],
                         m["p99"],
                         m["non_2xx"],
-                        {"requests": m["requests"]},
+                        {"requests": m["requests"], "server_cpu_us_per_request": round(cpu_us, 1)},
                     )
                 )
                 if target == "trackyard" and scenario.name == "segment track":
@@ -602,6 +622,7 @@ def print_table(report: dict[str, Any]) -> None:
         "vs bare",
         "decode req/s",
         "vs decode",
+        "CPU µs/req",
     ):
         table.add_column(col, justify="left" if col == "scenario" else "right")
     for r in report["rows"]:
@@ -620,6 +641,7 @@ def print_table(report: dict[str, Any]) -> None:
             pct(r["vs_bare"]),
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
+            str(r["extra"].get("server_cpu_us_per_request", "-")),
         )
     out_console.print(table)
     out_console.print(
