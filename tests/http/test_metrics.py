@@ -273,3 +273,16 @@ def test_a_killed_worker_keeps_its_counts_and_drops_its_live_gauge(two_workers: 
         samples = scrape(server.url)
         assert value(samples, "trackyard_events_stored_total", source="test", format="segment") == sent
         assert value(samples, "trackyard_http_requests_in_flight") == 1
+
+
+def test_every_metric_is_documented() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    names = {
+        name
+        for module in (repo / "src/trackyard/metrics").glob("*.py")
+        for name in re.findall(r'"(trackyard_[a-z_]+)"', module.read_text())
+    }
+    assert len(names) >= 19
+    documented = set(re.findall(r"`(trackyard_[a-z_]+)`", (repo / "docs/metrics.md").read_text()))
+    # Counters are named without their _total in the code.
+    assert {name for name in names if name not in documented and f"{name}_total" not in documented} == set()
