@@ -103,7 +103,8 @@ class Metrics:
         )
         self.events_received = Counter(
             "trackyard_events_received",
-            "Events (batch items) decoded from authorized requests, by source and format.",
+            "Events (batch items) of requests that reached the store (stored, deduplicated or "
+            "rejected), by source and format.",
             ["source", "format"],
             registry=registry,
         )
