@@ -196,14 +196,18 @@ class Process:
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
 
-    def rss_kb(self) -> int:
-        """RSS of the server and its worker processes."""
+    def _pids(self) -> list[int]:
+        """The server and its child processes (HTTP workers, consumers)."""
         pids = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def rss_kb(self) -> int:
+        """RSS of the server and its worker processes."""
         total = 0
-        for pid in pids:
+        for pid in self._pids():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -215,12 +219,8 @@ class Process:
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server and its HTTP workers have used, consumers left
         out. Per request, it shows a cost that throughput on a shared machine hides in noise."""
-        pids = [self.proc.pid]
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        if children.exists():
-            pids += [int(p) for p in children.read_text().split()]
         ticks = 0
-        for pid in pids:
+        for pid in self._pids():
             try:
                 if b"consumers._child" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     continue
