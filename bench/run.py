@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -196,14 +197,18 @@ class Process:
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
 
-    def rss_kb(self) -> int:
-        """RSS of the server and its worker processes."""
+    def _pids(self) -> list[int]:
+        """The server and its child processes (HTTP workers, consumers)."""
         pids = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def rss_kb(self) -> int:
+        """RSS of the server and its worker processes."""
         total = 0
-        for pid in pids:
+        for pid in self._pids():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -211,6 +216,20 @@ class Process:
             if match := re.search(r"VmRSS:\s+(\d+)", status):
                 total += int(match.group(1))
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its HTTP workers have used, consumers left
+        out. Per request, it shows a cost that throughput on a shared machine hides in noise."""
+        ticks = 0
+        for pid in self._pids():
+            try:
+                if b"consumers._child" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
@@ -224,6 +243,44 @@ class Process:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class MetricsScraper:
+    """`--scrape-metrics`: GET /metrics every second, as Prometheus would, timing each scrape."""
+
+    def __init__(self, url: str, interval: float = 1.0) -> None:
+        self._url = f"{url}/metrics"
+        self._interval = interval
+        self._stop = threading.Event()
+        self._seconds: list[float] = []
+        self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="metrics-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.wait(self._interval):
+                started = time.perf_counter()
+                try:
+                    ok = client.get(self._url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self._seconds.append(time.perf_counter() - started)
+                else:
+                    self._failures += 1
+
+    def stop(self) -> dict[str, Any]:
+        """Stop scraping; what the scrapes took."""
+        self._stop.set()
+        self._thread.join()
+        took = sorted(self._seconds)
+        return {
+            "scrapes": len(took),
+            "failures": self._failures,
+            "median_ms": round(took[len(took) // 2] * 1000, 1) if took else None,
+            "max_ms": round(took[-1] * 1000, 1) if took else None,
+        }
 
 
 def wrk(
@@ -386,6 +443,23 @@ def main() -> int:
         default=50_000,
         help="events the warehouse scenario loads into each warehouse (default 50,000)",
     )
+    parser.add_argument(
+        "--scrape-metrics",
+        action="store_true",
+        help="GET trackyard's /metrics every second while the scenarios run, as Prometheus would",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to `trackyard serve` (repeatable): --serve-arg=--no-metrics, --serve-arg=--access-log",
+    )
+    parser.add_argument(
+        "--targets",
+        default="trackyard,bare,decode",
+        help="comma-separated servers to measure (default trackyard,bare,decode: trackyard and its ceilings)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="trackyard-bench-"))
     run_id = f"r{int(time.time())}"
@@ -429,24 +503,30 @@ def main() -> int:
             "--log-level",
             "warning",
             *workers,
+            *args.serve_arg,
         ],
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
+    chosen_targets = args.targets.split(",")
+    targets = {name: command for name, command in targets.items() if name in chosen_targets}
     if not chosen:
-        targets = {}  # only the warehouse scenario: no server to start
+        targets = {}  # only the warehouse or delivery scenario: no server to start
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
     loader: dict[str, Any] = {}
-    # `--only delivery` or the warehouse scenario alone (no HTTP scenario matches): no server.
+    scrapes: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
+        scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
+                cpu_before = server.cpu_seconds()
                 m = wrk(server.url, scenario, tmp, args.seconds, f"{run_id}-{target}")
+                cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(m["requests"], 1)
                 results.append(
                     Result(
                         scenario.name,
@@ -456,7 +536,7 @@ def main() -> int:
                         m["p50"],
                         m["p99"],
                         m["non_2xx"],
-                        {"requests": m["requests"]},
+                        {"requests": m["requests"], "server_cpu_us_per_request": round(cpu_us, 1)},
                     )
                 )
                 if target == "trackyard" and scenario.name == "segment track":
@@ -515,6 +595,8 @@ def main() -> int:
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
         finally:
+            if scraper is not None:
+                scrapes = scraper.stop()
             server.stop()
     stored = (
         0
@@ -548,6 +630,8 @@ def main() -> int:
         report["warehouse_loader_under_serve"] = loader
     if with_warehouse:
         report["warehouse"] = warehouse_scenario(args.warehouse_events)
+    report["serve_args"] = args.serve_arg
+    report["metrics_scrapes"] = scrapes
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -599,6 +683,7 @@ def print_table(report: dict[str, Any]) -> None:
         "vs bare",
         "decode req/s",
         "vs decode",
+        "CPU µs/req",
     ):
         table.add_column(col, justify="left" if col == "scenario" else "right")
     for r in report["rows"]:
@@ -617,6 +702,7 @@ def print_table(report: dict[str, Any]) -> None:
             pct(r["vs_bare"]),
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
+            str(r["extra"].get("server_cpu_us_per_request", "-")),
         )
     if report["rows"]:
         out_console.print(table)
@@ -624,6 +710,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
         )
         out_console.print(f"profile consumer: {report.get('profiles')}")
+        if report.get("metrics_scrapes"):
+            out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
     if "delivery" in report:
         from bench import delivery  # importable: main put the repo on the path
 

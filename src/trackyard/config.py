@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 Durability = Literal["full", "process"]
+LogFormat = Literal["text", "json"]
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8088
@@ -75,6 +76,14 @@ class Settings:
     traffic_summary_seconds: int = 10
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
+    #: ``GET /metrics`` and the counting behind it (docs/metrics.md); off, requests count nothing.
+    metrics: bool = True
+    #: Bearer token ``GET /metrics`` asks for; ``None`` leaves it open.
+    metrics_token: str | None = None
+    #: A line per request on the ``trackyard.access`` logger, at INFO.
+    access_log: bool = False
+    #: ``text`` or ``json`` (a JSON object a line) for every log line.
+    log_format: LogFormat = "text"
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -93,8 +102,14 @@ class Settings:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
-            elif f.name in ("admin_token", "store_url", "warehouse_url"):
+            elif f.name in ("admin_token", "metrics_token", "store_url", "warehouse_url"):
                 values[f.name] = raw or None
+            elif f.name in ("metrics", "access_log"):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif f.name == "log_format":
+                if raw not in ("text", "json"):
+                    raise ValueError(f"TRACKYARD_LOG_FORMAT must be 'text' or 'json', not {raw!r}")
+                values[f.name] = raw
             elif f.name == "durability":
                 if raw not in ("full", "process"):
                     raise ValueError(f"TRACKYARD_DURABILITY must be 'full' or 'process', not {raw!r}")

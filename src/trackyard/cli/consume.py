@@ -17,14 +17,13 @@ from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
 from trackyard.consumers.registry import (
-    CONSUMERS,
-    FAMILIES,
     UnknownConsumer,
     check_names,
     chosen_families,
     known_names,
     resolve,
 )
+from trackyard.consumers.status import consumer_statuses
 from trackyard.consumers.supervisor import run_in_foreground
 
 
@@ -75,47 +74,20 @@ def consumers_status(data_dir: Path, as_json: bool) -> None:
     again and again; it is kept with the reason, and the consumer went on past it.
     """
     settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
-    enabled = {spec.name for spec in resolve((), settings)}
     with opened(data_dir) as backends:
         rows = []
-        for spec in CONSUMERS.values():
-            running = backends.leases().held(spec.name)
-            if spec.name not in enabled and not running:
-                continue  # not configured here (the warehouse with TRACKYARD_WAREHOUSE=off)
-            head = backends.log.head_seq()
-            try:
-                runner = spec.open_runner(backends)
-            except Exception as error:  # e.g. an embedded DuckDB file the running loader holds
-                cursor: int | None = None
-                problem: str | None = f"{type(error).__name__}: {error}"
-            else:
-                cursor, problem = runner.position(), None
-                runner.sink.close()
+        for status in consumer_statuses(backends, settings):
             row: dict[str, Any] = {
-                "name": spec.name,
-                "running": running,
-                "cursor": cursor,
-                "head": head,
-                "lag": None if cursor is None else max(head - cursor, 0),
-                "dead_letters": backends.dead_letters().count(spec.name),
+                "name": status.name,
+                "running": status.running,
+                "cursor": status.cursor,
+                "head": status.head,
+                "lag": status.lag,
+                "dead_letters": status.dead_letters,
             }
-            if problem is not None:
-                row["error"] = problem
+            if status.error is not None:
+                row["error"] = status.error
             rows.append(row)
-        head = backends.log.head_seq()
-        for family in FAMILIES.values():
-            for name in family.configured(settings):
-                cursor = backends.cursors().get(name)
-                rows.append(
-                    {
-                        "name": name,
-                        "running": backends.leases().held(name),
-                        "cursor": cursor,
-                        "head": head,
-                        "lag": max(head - cursor, 0),
-                        "dead_letters": backends.dead_letters().count(name),
-                    }
-                )
     _emit(
         rows,
         as_json,

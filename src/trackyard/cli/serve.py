@@ -17,6 +17,7 @@ from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
 from trackyard.http import server
+from trackyard.metrics.processes import end_multiprocess, start_multiprocess
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
 
@@ -111,6 +112,38 @@ _console = Console(stderr=True)
     is_flag=True,
     help="Run no warehouse loader, for when nobody queries the warehouse (same as TRACKYARD_WAREHOUSE=off).",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    envvar="TRACKYARD_METRICS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at GET /metrics (docs/metrics.md). --no-metrics also stops the counting.",
+)
+@click.option(
+    "--metrics-token",
+    envvar="TRACKYARD_METRICS_TOKEN",
+    show_envvar=True,
+    help="Bearer token GET /metrics asks for (Prometheus: authorization.credentials). Without it "
+    "/metrics is open: counts and source names, no keys or events.",
+)
+@click.option(
+    "--access-log",
+    is_flag=True,
+    envvar="TRACKYARD_ACCESS_LOG",
+    show_envvar=True,
+    help="Log a line per request (method, path, status, bytes, ms, format, source, client IP) at INFO "
+    "on the trackyard.access logger. Off by default: it costs throughput on small requests.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="TRACKYARD_LOG_FORMAT",
+    show_envvar=True,
+    help="json: one JSON object a line (ts, level, logger, msg and the line's fields), for log shippers.",
+)
 @log_level_option
 def serve(
     role: str,
@@ -124,6 +157,10 @@ def serve(
     admin_token: str | None,
     warehouse_url: str | None,
     no_warehouse: bool,
+    metrics: bool,
+    metrics_token: str | None,
+    access_log: bool,
+    log_format: str,
     log_level: str,
 ) -> None:
     """Run the collector and the consumers that build on its log.
@@ -143,6 +180,10 @@ def serve(
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,
         warehouse_url="off" if no_warehouse else warehouse_url or None,
+        metrics=metrics,
+        metrics_token=metrics_token or None,
+        access_log=access_log,
+        log_format=log_format,  # type: ignore[arg-type]
     )
     try:
         backends = open_backends(settings)
@@ -177,8 +218,11 @@ def serve(
         err=False,
     )
     sys.stdout.flush()
+    # Before any worker starts (workers count into it). One worker counts in memory, at
+    # half the cost per request (docs/metrics.md).
+    metrics_dir = start_multiprocess(workers) if metrics else None
     if supervisor is not None:
-        log_to_stderr(log_level)
+        log_to_stderr(log_level, settings.log_format)
         supervisor.start()
     try:
         server.run(
@@ -186,12 +230,16 @@ def serve(
             sock,
             workers=workers,
             log_level=log_level,
+            log_format=settings.log_format,
+            access_log=access_log,
             factory=True,
             on_stop=None if supervisor is None else supervisor.request_stop,
         )
     finally:
         if supervisor is not None:
             supervisor.stop()
+        if metrics_dir is not None:
+            end_multiprocess(metrics_dir)
 
 
 def _run_consumers(settings: Settings, log_level: str) -> None:

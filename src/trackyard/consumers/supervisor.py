@@ -32,9 +32,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trackyard.config import Settings
+from trackyard.config import LogFormat, Settings
 from trackyard.consumers.registry import ConsumerSpec, wanted
 from trackyard.consumers.runner import Backoff, StopFlag
+from trackyard.logs import JSONFormatter
 from trackyard.storage.base import Lease, LeaseProvider
 from trackyard.storage.factory import open_leases
 
@@ -266,19 +267,21 @@ def _describe(code: int) -> str:
     return f"status {code}"
 
 
-def log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str, fmt: LogFormat = "text") -> None:
     """Show the consumers' log lines (starts, restarts, dead letters) beside the server's."""
     logger = logging.getLogger("trackyard")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        handler.setFormatter(
+            JSONFormatter() if fmt == "json" else logging.Formatter("%(levelname)s:     %(message)s")
+        )
         logger.addHandler(handler)
         logger.setLevel(level.upper())
 
 
 def run_in_foreground(settings: Settings, names: Sequence[str] = (), log_level: str = "info") -> None:
     """Supervise the consumers in this thread until SIGTERM or SIGINT, then stop them gracefully."""
-    log_to_stderr(log_level)
+    log_to_stderr(log_level, settings.log_format)
     supervisor = Supervisor(settings, names, log_level=log_level)
     previous = {
         sig: signal.signal(sig, lambda *_: supervisor.request_stop())

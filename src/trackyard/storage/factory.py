@@ -12,6 +12,7 @@ names a concrete backend. ``Settings.store_url`` (``TRACKYARD_STORE``) says whic
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,6 +151,18 @@ def store_exists(settings: Settings) -> bool:
     from trackyard.storage.sqlite.store import database_path
 
     return database_path(_sqlite_directory(settings)).exists()
+
+
+def store_bytes(settings: Settings) -> int:
+    """The store's size on disk: the log, its rejects and dedup index (SQLite: with its WAL)."""
+    from trackyard.storage.sqlite.store import database_path
+
+    database = database_path(_sqlite_directory(settings))
+    total = 0
+    for path in (database, database.with_name(database.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
 
 
 def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
