@@ -334,3 +334,9 @@ def destinations_remove(name: str, data_dir: Path) -> None:
         _get(registry, name)
         registry.remove(name)
     click.echo(f"removed destination {name}")
+
+
+#: One destination's status row and its dead letters not yet replayed, as ``list``, ``show`` and
+#: ``dead`` print them; the console's destinations page shows the same (trackyard.console).
+status_row = _status
+outstanding_dead_letters = _outstanding
