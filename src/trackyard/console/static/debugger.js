@@ -77,7 +77,7 @@
         el("pre", "call", call(item, body)),
         el("h3", "", "The request it came in"),
         facts([
-          ["Route", item.route], ["Format", item.format], ["Source", item.source], ["IP", item.ip],
+          ["Route", item.route], ["Format", item.format], ["Source", item.source], ["IP", item.ip || "(not recorded: context.ip is set for client-side routes, as Segment does)"],
           ["User agent", item.user_agent || "(the SDK sent none)"], ["Library", item.library],
           ["Received", item.received_at], ["messageId", item.message_id], ["Log seq", item.seq],
         ]),

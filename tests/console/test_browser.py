@@ -1,0 +1,224 @@
+"""The console in real headless Chromium (Debian's, through Playwright), against a real server.
+
+Events come from the real Python SDK (segment-analytics-python); a source created in the
+console has its curl snippet run in bash; a webhook receiver that refuses, then accepts,
+gives the destinations page dead letters to show and replay. Each page is screenshotted
+into tests/artifacts/console/ (docs/console.md shows copies of them).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from segment.analytics import Client
+
+from tests.conftest import Server, cli
+from tests.console.conftest import TOKEN
+from tests.sdk._page import watched_page
+from tests.sdk.conftest import browser  # noqa: F401 (fixture)
+from trackyard.cli._snippets import README_SNIPPETS
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
+
+
+class Receiver:
+    """A webhook receiver that answers ``status`` and keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.status = 422
+        self.bodies: list[Any] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.status == 200:
+                    receiver.bodies.append(json.loads(body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.httpd.shutdown()
+    found.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("console-browser") / "data"
+    srv = Server(data, "--admin-token", TOKEN)
+    srv.write_key = cli("sources", "add", "web", "--data-dir", str(data)).strip()
+    cli("destinations", "add", "hooks", "--format", "webhook", "--url", receiver.url, "--data-dir", str(data))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, server: Server) -> Iterator[Any]:  # noqa: F811 (the fixture above)
+    with watched_page(browser) as (found, traffic):
+        found.set_default_timeout(10_000)
+        yield found
+        assert not traffic.stray(server.url), traffic
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def reload_until(page: Any, text: str, timeout: float = 20.0) -> None:
+    """Reload until ``text`` shows (what a consumer builds arrives in its own time)."""
+    deadline = time.monotonic() + timeout
+    while text not in page.content():
+        assert time.monotonic() < deadline, f"{text!r} never showed on {page.url}"
+        page.wait_for_timeout(200)  # pumps Playwright's events between reloads
+        page.reload()
+
+
+def test_sign_in_then_watch_filter_and_open_events(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/console/live")
+    assert "/console/sign-in" in page.url  # no cookie yet
+    shot(page, "sign-in")
+    page.get_by_label("Admin token").fill("wrong")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text() == "That is not the admin token."
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/live")
+    page.get_by_text("Live:").wait_for()
+
+    client = Client(server.write_key, host=server.url)
+    client.identify("user-1", {"email": "ann@example.com", "plan": "pro"})
+    client.track("user-1", "Order Completed", {"revenue": 42.5})
+    client.page("user-1", "Docs", "Install", {"path": "/install"})
+    client.shutdown()
+    rows = page.locator("#events li")
+    order = rows.filter(has_text="Order Completed")
+    order.wait_for()
+    # Newest first: the page call came last.
+    assert "Install" in rows.nth(0).inner_text()
+
+    # A batch item carrying another source's key is refused alone, and shows beside the events.
+    answer = httpx.post(
+        f"{server.url}/v1/batch",
+        json={"batch": [{"type": "track", "userId": "user-1", "event": "Sneaky", "writeKey": "not-ours"}]},
+        auth=(server.write_key, ""),
+    )
+    assert answer.json()["rejected"][0]["code"] == "write_key_mismatch"
+    reject = page.locator("#events li.reject", has_text="write_key_mismatch")
+    reject.wait_for()
+    shot(page, "live")
+
+    order.get_by_role("button").click()
+    detail = page.locator("#detail")
+    assert 'analytics.track("Order Completed"' in detail.inner_text()
+    assert "/v1/batch" in detail.inner_text() and "segment" in detail.inner_text()
+    assert "analytics-python" in detail.inner_text()
+    shot(page, "event")
+    page.get_by_role("button", name="Raw").click()
+    raw = json.loads(page.locator("#raw").inner_text())
+    assert raw["event"] == "Order Completed" and raw["properties"] == {"revenue": 42.5}
+    reject.get_by_role("button").click()
+    refused = json.loads(page.locator("#raw").inner_text())  # the refused item, key redacted
+    assert refused["event"] == "Sneaky" and refused["writeKey"] == "[redacted]"
+
+    page.get_by_label("Event name").fill("order")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**event=order**")
+    page.locator("#events li.event").first.wait_for()
+    assert all("Order Completed" in text for text in page.locator("#events li.event").all_inner_texts())
+
+    page.get_by_role("button", name="Pause").click()
+    assert page.get_by_role("status").inner_text().startswith("Paused")
+    client = Client(server.write_key, host=server.url)
+    client.track("user-1", "Order Refunded")
+    client.shutdown()
+    page.get_by_role("button", name="Resume").click()
+    # It was sent while paused: resuming goes on after the last event shown, so it shows now.
+    page.locator("#events li.event", has_text="Order Refunded").wait_for()
+
+
+def test_create_a_source_and_its_curl_snippet_works(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/console/sources")
+    page.get_by_label("Name").fill("shop")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("heading", name="Source shop").wait_for()
+    assert page.get_by_role("status").inner_text() == "Created."
+    titles = [snippet.title for snippet in README_SNIPPETS]
+    assert page.locator("section.snippet h3").all_inner_texts() == ["curl, from a shell", *titles]
+    shot(page, "source")
+    curl = page.locator("#code-curl").inner_text()
+    key = page.locator("#write-key").inner_text()
+    assert key in curl and server.url in curl
+    ran = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0 and json.loads(ran.stdout) == {"success": True}, ran
+    (event,) = server.wait_for_events(1, source="shop")
+    assert event["event"] == "Signed Up" and event["source"]["name"] == "shop"
+
+    page.get_by_role("button", name="Rotate the write key").click()
+    page.get_by_text("Rotated").wait_for()
+    assert page.locator("#write-key").inner_text() != key
+    again = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+    assert json.loads(again.stdout)["code"] == "invalid_write_key"  # the old key no longer works
+    page.get_by_role("button", name="Disable").click()
+    page.get_by_text("Disabled.").wait_for()
+    page.get_by_label("Rate limit (events/s, empty for none)").fill("25")
+    page.get_by_role("button", name="Set").click()
+    page.get_by_text("25 events/s").wait_for()
+    page.goto(f"{server.url}/console/sources")
+    assert "disabled" in page.locator("tr", has_text="shop").inner_text()
+    shot(page, "sources")
+
+
+def test_destinations_dead_letters_and_replay(page: Any, server: Server, receiver: Receiver) -> None:
+    page.goto(f"{server.url}/console/destinations")
+    reload_until(page, "HTTP 422")  # the receiver's 422s put the events among the dead letters
+    page.get_by_role("heading", name="hooks").wait_for()
+    assert "422" in page.locator("table").first.inner_text()
+    shot(page, "destinations")
+    receiver.status = 200
+    page.get_by_role("button", name="Replay the dead letters").click()
+    notice = page.get_by_role("status").inner_text()
+    assert notice.startswith("replayed to hooks:") and " 0 dead-lettered" in notice, notice
+    assert receiver.bodies
+
+
+def test_profiles_page(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/console/profiles")
+    page.get_by_label("Any id of the person").fill("user-1")
+    page.get_by_role("button", name="Look up").click()
+    reload_until(page, "ann@example.com")  # once the profiles consumer has read the identify
+    assert "Order Completed" in page.content()
+    shot(page, "profiles")
+
+
+def test_sign_out_then_pages_and_data_are_refused(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/console/live")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/sign-in")
+    page.goto(f"{server.url}/console/sources")
+    assert "/console/sign-in?next=/console/sources" in page.url
+    assert page.request.get(f"{server.url}/console/live/stream").status == 401
