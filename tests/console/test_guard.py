@@ -37,6 +37,11 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_a_wrong_token_is_refused(con
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
         assert "secure" not in cookie  # plain http here; https gets Secure
         assert client.get("/console/sources").status_code == 200
+        # Behind a TLS-terminating proxy on this machine, the cookie is Secure.
+        proxied = client.post(
+            "/console/sign-in", data={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}
+        )
+        assert "secure" in proxied.headers["set-cookie"].lower()
 
 
 def test_a_change_without_the_csrf_token_is_refused(console_server: Server) -> None:
