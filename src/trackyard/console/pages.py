@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from trackyard.cli import _snippets
 from trackyard.cli.destinations import outstanding_dead_letters, status_row
 from trackyard.config import Settings
-from trackyard.console.app import Form, Guard
+from trackyard.console.app import PREFIX, Form, Guard
 from trackyard.console.live import Filters, LiveTail
 from trackyard.console.session import Session
 from trackyard.event import EVENT_TYPES
@@ -155,7 +155,7 @@ class Pages:
         self, request: Request, session: Session, source: Source, status: int = 200, **extra: Any
     ) -> Response:
         url = str(request.base_url).rstrip("/")
-        return self.guard.render(
+        answer = self.guard.render(
             request,
             "source.html",
             session,
@@ -164,6 +164,9 @@ class Pages:
             snippets=_snippets.every_client(url, source.write_key),
             **extra,
         )
+        # After a change (a POST htmx sent), the address bar shows the source's page, which reloads.
+        answer.headers["HX-Push-Url"] = f"{PREFIX}/sources/{source.name}"
+        return answer
 
     # -- destinations ----------------------------------------------------------------------
 
