@@ -8,7 +8,7 @@ import httpx
 import msgspec
 
 from tests.conftest import Server
-from tests.console.conftest import signed_in
+from tests.console.conftest import TOKEN, signed_in
 from trackyard.cli._snippets import README_SNIPPETS, every_client
 from trackyard.console.live import SCAN_MAX, SEND_MAX
 
@@ -97,3 +97,18 @@ def test_the_snippets_are_the_readmes() -> None:
     assert "'KEY-1'" in filled["node-segment"] and "https://t.example" in filled["browser-rudderstack"]
     assert "protocol" not in filled["browser-segment"]  # behind https the option is left out
     assert "protocol: 'http'" in every_client("http://h:1", "K")[5].code
+
+
+def test_a_stream_ends_by_itself_with_where_to_resume(console_server: Server) -> None:
+    """So a stopping server never waits on an open debugger; EventSource reconnects with the id."""
+    with signed_in(console_server) as client, client.stream("GET", "/console/live/stream") as answer:
+        lines = list(answer.iter_lines())  # returns only because the server ends the stream
+    assert lines[0] == "retry: 250"
+    last_id = [line for line in lines if line][-1]
+    assert last_id.startswith("id: ")  # the last thing sent is the cursor, even after a quiet stream
+    events_cursor = int(last_id[4:].split(":")[0])
+    # The cursor is the log's head: the reconnection goes on after everything already stored.
+    after = httpx.get(
+        f"{console_server.url}/v1/events?after={events_cursor}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert events_cursor > 0 and after.json()["events"] == []

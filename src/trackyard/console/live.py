@@ -34,8 +34,12 @@ REJECTS_MAX: Final = 50
 BACKLOG: Final = 50
 #: Streams one process serves at once; more are refused with 503.
 MAX_STREAMS: Final = 8
-#: A comment line this often keeps proxies from closing an idle stream.
-KEEPALIVE_SECONDS: Final = 15.0
+#: A stream ends after this long and the browser reconnects at once with ``Last-Event-ID``,
+#: going on where it was. So a stopping server (which waits for open requests) never waits
+#: on a debugger for longer than this, and a stream held open by a vanished client ends too.
+STREAM_SECONDS: Final = 5.0
+#: How soon the browser reconnects (the SSE ``retry`` field).
+_RETRY_MS: Final = 250
 #: The most of a reject's body sent to the page.
 _REJECT_BODY_MAX: Final = 4_096
 
@@ -209,10 +213,10 @@ class LiveTail:
         self.open_streams += 1
         try:
             cursor = await run_in_threadpool(self._start, resume)
-            yield b"retry: 1000\n\n"
-            quiet_since = time.monotonic()
+            yield f"retry: {_RETRY_MS}\n\n".encode()
+            ends = time.monotonic() + STREAM_SECONDS
             sampling = False
-            while True:
+            while time.monotonic() < ends:
                 tick = await run_in_threadpool(self._tick, cursor, filters)
                 if "error" in tick:
                     yield b"event: problem\ndata: " + _encode.encode({"message": tick["error"]}) + b"\n\n"
@@ -220,12 +224,10 @@ class LiveTail:
                 status = tick["status"]
                 if tick["events"] or tick["rejects"] or status["sampling"] != sampling:
                     sampling = status["sampling"]
-                    quiet_since = time.monotonic()
                     ident = f"{cursor.events}:{cursor.rejects}".encode()
                     yield b"id: " + ident + b"\nevent: batch\ndata: " + _encode.encode(tick) + b"\n\n"
-                elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                    quiet_since = time.monotonic()
-                    yield b": keep-alive\n\n"
                 await asyncio.sleep(TICK_SECONDS)
+            # Where to go on from, even when nothing came: the reconnection resumes here.
+            yield f"id: {cursor.events}:{cursor.rejects}\n\n".encode()
         finally:
             self.open_streams -= 1

@@ -18,6 +18,8 @@
   let lastId = "";
   let shown = 0;
   let selected = null;
+  let reconnecting = 0;
+  const newest = { event: 0, reject: 0 };
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -106,6 +108,9 @@
 
   function add(items) {
     for (const item of items) {
+      // A stream resumed without a cursor starts a backlog back: what is shown already is skipped.
+      if (item.seq <= newest[item.kind]) continue;
+      newest[item.kind] = item.seq;
       list.prepend(row(item));
       shown += 1;
     }
@@ -115,7 +120,10 @@
   function connect() {
     const url = root.dataset.stream + (lastId ? "&resume=" + encodeURIComponent(lastId) : "");
     source = new EventSource(url);
-    source.addEventListener("open", () => setStatus("Live: " + shown + " shown", false));
+    source.addEventListener("open", () => {
+      clearTimeout(reconnecting);
+      if (/^(Connecting|Reconnecting)/.test(status.textContent)) setStatus("Live: " + shown + " shown", false);
+    });
     source.addEventListener("batch", (message) => {
       lastId = message.lastEventId || lastId;
       const data = JSON.parse(message.data);
@@ -132,8 +140,13 @@
       source.close();
     });
     source.addEventListener("error", () => {
+      // Each stream ends after a few seconds and reconnects at once (docs/console.md): say so
+      // only when the reconnection takes a while.
       if (source.readyState === EventSource.CLOSED) setStatus("Disconnected; reload the page to reconnect.", true);
-      else setStatus("Reconnecting…", false);
+      else {
+        clearTimeout(reconnecting);
+        reconnecting = setTimeout(() => setStatus("Reconnecting…", false), 2000);
+      }
     });
   }
 
