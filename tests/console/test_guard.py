@@ -101,3 +101,17 @@ def test_sessions_are_signed_and_expire() -> None:
     expired, _ = Sessions("token-a", seconds=-1).issue()
     assert sessions.check(expired) is None
     assert csrf_ok(session, session.csrf) and not csrf_ok(session, None) and not csrf_ok(session, "x")
+
+
+def test_a_session_holds_in_every_worker(tmp_path: Path) -> None:
+    """Sessions live in the signed cookie, not in a process: new connections may reach either worker."""
+    server = start_server(tmp_path / "data", "--admin-token", TOKEN, "--workers", "2")
+    try:
+        signed = httpx.post(f"{server.url}/console/sign-in", data={"token": TOKEN})
+        cookies = {"trackyard_console": signed.cookies["trackyard_console"]}
+        for _ in range(12):  # a fresh connection each time
+            with httpx.Client(base_url=server.url, cookies=cookies) as client:
+                page = client.get("/console/sources")
+                assert page.status_code == 200 and "Create a source" in page.text
+    finally:
+        server.stop()
