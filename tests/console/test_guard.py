@@ -21,6 +21,14 @@ def test_pages_redirect_to_sign_in_and_data_is_refused_without_the_cookie(consol
         assert stream.json()["code"] == "not_signed_in"
         # A change without a session is refused before its CSRF token is even looked at.
         assert client.post("/console/sources", data={"name": "x"}).status_code == 401
+        # A browser's form post after its session expired goes to sign in, and back.
+        expired = client.post(
+            "/console/sources",
+            data={"name": "x"},
+            headers={"Accept": "text/html", "Referer": f"{console_server.url}/console/sources"},
+        )
+        assert expired.status_code == 303
+        assert expired.headers["location"] == "/console/sign-in?next=/console/sources"
     with httpx.Client(base_url=console_server.url, cookies={"trackyard_console": "e30.0000"}) as forged:
         assert forged.get("/console/sources").status_code == 303
 

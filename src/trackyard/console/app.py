@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -94,23 +94,28 @@ class Guard:
         return self.render(request, "off.html", None, 404)
 
     def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """A page: without a session, a redirect to the sign-in page (and back after it)."""
+
         async def guarded(request: Request) -> Response:
             if self.sessions is None:
                 return self.off(request)
             session = self.session(request)
             if session is None:
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"{PREFIX}/sign-in?next={quote(target)}", 303)
+                return _to_sign_in(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
             return await handler(request, session)
 
         return guarded
 
     def data(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """A data endpoint: without a session, ``401`` (a browser's form post goes to sign in)."""
+
         async def guarded(request: Request) -> Response:
             if self.sessions is None:
                 return _json_error(404, "console_off", "The console is off: start serve with --admin-token.")
             session = self.session(request)
             if session is None:
+                if request.method == "POST" and "text/html" in request.headers.get("accept", ""):
+                    return _to_sign_in(request.headers.get("referer", ""))  # a session that expired
                 return _json_error(401, "not_signed_in", f"Sign in at {PREFIX}/sign-in first.")
             return await handler(request, session)
 
@@ -174,6 +179,15 @@ def _now() -> int:
     return int(time.time())
 
 
+def _to_sign_in(then: str) -> Response:
+    path = urlsplit(then).path if then.startswith(("http:", "https:")) else then
+    return RedirectResponse(f"{PREFIX}/sign-in?next={quote(_next(path))}", 303)
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse(f"{PREFIX}/live", 303)
+
+
 def _next(value: str | None) -> str:
     """Where to go after signing in: a console path only (never another site)."""
     if value and value.startswith(PREFIX + "/") and not value.startswith("//") and "\\" not in value:
@@ -200,7 +214,7 @@ def console_app(guard: Guard, routes: list[BaseRoute]) -> ASGIApp:
     return _Headers(
         Router(
             routes=[
-                Route("/", lambda request: RedirectResponse(f"{PREFIX}/live", 303)),
+                Route("/", _home),
                 Route("/sign-in", guard.sign_in_page, methods=["GET"]),
                 Route("/sign-in", guard.sign_in, methods=["POST"]),
                 Route("/sign-out", guard.change(guard.sign_out), methods=["POST"]),
