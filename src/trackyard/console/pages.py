@@ -28,7 +28,7 @@ from trackyard.ingest.collector import Collector
 from trackyard.profiles.facts import PERSON
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.views import ProfileViews, RefError
-from trackyard.storage.base import NoSuchSource, Source, SourceExists
+from trackyard.storage.base import DeadLetter, NoSuchSource, Source, SourceExists
 from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 from trackyard.storage.secrets import generate_secret
 from trackyard.storage.source_names import InvalidSourceName, check_source_name
@@ -273,7 +273,7 @@ def _rate_limit(text: str) -> float | None:
     return value
 
 
-def _dead_letter(letter: Any) -> dict[str, Any]:
+def _dead_letter(letter: DeadLetter) -> dict[str, Any]:
     return {
         "id": letter.id,
         "seq": letter.seq,
