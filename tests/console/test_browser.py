@@ -117,6 +117,7 @@ def test_sign_in_then_watch_filter_and_open_events(page: Any, server: Server) ->
     client = Client(server.write_key, host=server.url)
     client.identify("user-1", {"email": "ann@example.com", "plan": "pro"})
     client.track("user-1", "Order Completed", {"revenue": 42.5})
+    client.group("user-1", "acme", {"name": "Acme Inc"})
     client.page("user-1", "Docs", "Install", {"path": "/install"})
     client.shutdown()
     rows = page.locator("#events li")
@@ -222,8 +223,8 @@ def test_profiles_page(page: Any, server: Server) -> None:
     page.goto(f"{server.url}/console/profiles")
     page.get_by_label("Any id of the person").fill("user-1")
     page.get_by_role("button", name="Look up").click()
-    reload_until(page, "ann@example.com")  # once the profiles consumer has read the identify
-    assert "Order Completed" in page.content()
+    reload_until(page, "Acme Inc")  # once the profiles consumer has read the group call
+    assert "ann@example.com" in page.content() and "Order Completed" in page.content()
     shot(page, "profiles")
 
 
