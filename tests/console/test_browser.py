@@ -171,6 +171,16 @@ def test_sign_in_then_watch_filter_and_open_events(page: Any, server: Server) ->
     # It was sent while paused: resuming goes on after the last event shown, so it shows now.
     page.locator("#events li.event", has_text="Order Refunded").wait_for()
 
+    # A flood is sampled, and the page says so.
+    page.goto(f"{server.url}/console/live")
+    page.get_by_text("Live:").wait_for()
+    flood = [{"type": "track", "userId": "flood", "event": f"Flood {i}"} for i in range(2_500)]
+    assert httpx.post(f"{server.url}/v1/batch", json={"batch": flood}, auth=(server.write_key, "")).is_success
+    page.get_by_text("Live, sampling:").wait_for()
+    assert page.locator("#events li", has_text="Flood 2499").count() == 1  # the newest are shown
+    assert page.locator("#events li", has_text="Flood 0").count() == 0
+    shot(page, "live-sampling")
+
 
 def test_create_a_source_and_its_curl_snippet_works(page: Any, server: Server) -> None:
     page.goto(f"{server.url}/console/sources")

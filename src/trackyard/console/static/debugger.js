@@ -19,6 +19,8 @@
   let shown = 0;
   let selected = null;
   let reconnecting = 0;
+  let leftOut = 0;
+  let samplingEnds = 0;
   const newest = { event: 0, reject: 0 };
 
   function el(tag, className, text) {
@@ -132,7 +134,13 @@
       items.sort((a, b) => time(a) - time(b));
       add(items);
       const s = data.status;
-      if (s.sampling) setStatus("Live, sampling: " + s.left_out + " events left out just now (too many to show all)", true);
+      if (s.sampling) {
+        // Said until 5 s pass without sampling, so it can be read.
+        leftOut += s.left_out;
+        clearTimeout(samplingEnds);
+        samplingEnds = setTimeout(() => { leftOut = 0; setStatus("Live: " + shown + " shown", false); }, 5000);
+      }
+      if (leftOut) setStatus("Live, sampling: " + leftOut.toLocaleString("en") + " events left out (too many to show them all); " + shown + " shown", true);
       else setStatus("Live: " + shown + " shown", false);
     });
     source.addEventListener("problem", (message) => {
