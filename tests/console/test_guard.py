@@ -45,6 +45,8 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_a_wrong_token_is_refused(con
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
         assert "secure" not in cookie  # plain http here; https gets Secure
         assert client.get("/console/sources").status_code == 200
+        again = client.get("/console/sign-in?next=/console/profiles")
+        assert again.status_code == 303 and again.headers["location"] == "/console/profiles"
         # Behind a TLS-terminating proxy on this machine, the cookie is Secure.
         proxied = client.post(
             "/console/sign-in", data={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}

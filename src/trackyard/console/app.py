@@ -145,7 +145,10 @@ class Guard:
     async def sign_in_page(self, request: Request) -> Response:
         if self.sessions is None:
             return self.off(request)
-        return self.render(request, "sign_in.html", None, next=_next(request.query_params.get("next")))
+        target = _next(request.query_params.get("next"))
+        if self.session(request) is not None:  # signed in already: on to the page
+            return RedirectResponse(target, 303)
+        return self.render(request, "sign_in.html", None, next=target)
 
     async def sign_in(self, request: Request) -> Response:
         if self.sessions is None:
