@@ -17,6 +17,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from trackyard.config import Settings
+from trackyard.console import console
 from trackyard.http.answers import error_body
 from trackyard.http.collection import CollectionCORS, FastCollect, collection_router
 from trackyard.http.guard import RequestGuard
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *DestinationsAPI(backends).routes(),
             *ProfilesAPI(collector, backends.profiles).routes(),
             *([] if exposition is None else [metrics_route(exposition, settings.metrics_token)]),
+            Mount("/console", app=console(collector, backends)),
             Mount("", app=CollectionCORS(collection)),
         ],
         exception_handlers={HTTPException: _http_error},
