@@ -129,6 +129,8 @@ class DestinationSink:
         # True at first: a retry that a killed process left recorded is cleared by the first answer.
         self._in_retry = True
         self._parking = Parking(self, registry) if not destination.ordered else None
+        #: Events this sink put in the dead letters (a replay's summary counts its own).
+        self._buried = 0
 
     def position(self) -> None:
         return None
@@ -141,6 +143,10 @@ class DestinationSink:
         pass
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
+        self._deliver_all(events)
+
+    def _deliver_all(self, events: Sequence[StoredEvent]) -> int:
+        """Deliver what the destination wants of ``events``: how many were delivered."""
         if any(not self._router.knows_source(e.source_id) for e in events) and self.destination.sources:
             self._router = Router(self.destination, self._source_names())  # a source added since
         wanted = [event for event in events if self._router.wants(event)]
@@ -159,6 +165,7 @@ class DestinationSink:
             )
         if delivered:
             self._registry.record(self.destination.name, delivered)
+        return delivered
 
     def _deliver(self, request: OutgoingRequest) -> int:
         """Send one request; park or dead-letter what failed. How many of its events were delivered."""
@@ -183,12 +190,11 @@ class DestinationSink:
         return set(refused)
 
     def send_now(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
-        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered."""
-        before = self._registry.status(self.destination.name)[0]
-        dead_before = self._dead_letters.count(self.destination.consumer)
-        self.deliver(events)
-        delivered = self._registry.status(self.destination.name)[0] - before
-        return delivered, self._dead_letters.count(self.destination.consumer) - dead_before
+        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered
+        by this call (counted here: the destination's own process may deliver meanwhile)."""
+        buried = self._buried
+        delivered = self._deliver_all(events)
+        return delivered, self._buried - buried
 
     def send(self, request: OutgoingRequest, *, keep_trying: bool = True) -> httpx.Response | Failure:
         """Send until a 2xx (its response), a permanent answer, or ``retry_for`` has passed;
@@ -243,6 +249,7 @@ class DestinationSink:
     def bury(self, event: StoredEvent, reason: str, attempts: int) -> None:
         log.error("destination %s: seq %d dead-lettered: %s", self.destination.name, event.seq, reason)
         self._dead_letters.add(self.destination.consumer, event, reason, attempts)
+        self._buried += 1
 
     def close(self) -> None:
         self._retry_over()
