@@ -15,11 +15,16 @@ from trackyard.storage.factory import Backends, open_backends, store_exists
 
 
 def cli_settings(data_dir: Path) -> Settings:
-    """The settings a command other than ``serve`` needs: the data dir and ``TRACKYARD_STORE``.
+    """The settings a command other than ``serve`` needs: the data dir, ``TRACKYARD_STORE`` and
+    ``TRACKYARD_LOG``.
 
     Other ``TRACKYARD_*`` variables are the server's and are not read (nor validated) here.
     """
-    return Settings(data_dir=data_dir, store_url=os.environ.get(env_name("store_url")) or None)
+    return Settings(
+        data_dir=data_dir,
+        store_url=os.environ.get(env_name("store_url")) or None,
+        log_url=os.environ.get(env_name("log_url")) or None,
+    )
 
 
 @contextlib.contextmanager

@@ -61,9 +61,15 @@ T = TypeVar("T")
 
 #: Seconds one publish waits for its ack before it is sent again.
 _PUBLISH_TIMEOUT = 2.0
-#: Seconds to connect at start-up (to any server of the URL) and for a management request.
-_CONNECT_TIMEOUT = 10.0
+#: Seconds a management request (stream info, creating the stream) waits for its answer.
 _REQUEST_TIMEOUT = 5.0
+#: Seconds a reader's request (making its consumer, its info, a fetch of known events) waits:
+#: short, since the usual cause of no answer is a lost node, and the retry goes elsewhere.
+_READ_TIMEOUT = 1.0
+#: Seconds the log retries what a lost node or a leader election interrupts: opening (the
+#: stream may be electing a leader), reads and ``head_seq``. Past it they raise
+#: ``StoreUnavailable``; a consumer's process then exits and its supervisor restarts it.
+_RETRY_SECONDS = 30.0
 #: Publishes in flight at once per append: bounded, so one large batch cannot flood a node.
 _IN_FLIGHT = 256
 #: Errors after which a publish is retried: the message may or may not be stored.
@@ -126,7 +132,8 @@ class JetStreamLog:
         self._closed = False
         self._bridge = Bridge()
         try:
-            self._nc, self._js = self._bridge.call(self._connect(), _CONNECT_TIMEOUT + _REQUEST_TIMEOUT)
+            self._nc, self._js = self._bridge.call(self._connect(), _RETRY_SECONDS + _REQUEST_TIMEOUT)
+            self._reads = self._nc.jetstream(timeout=_READ_TIMEOUT)
         except BaseException as exc:
             self._bridge.stop()
             if isinstance(exc, Exception):
@@ -154,7 +161,11 @@ class JetStreamLog:
             allow_reconnect=True,
         )
         js = nc.jetstream(timeout=_REQUEST_TIMEOUT)
-        await self._ensure_stream(js)
+        try:
+            await _retrying(lambda: self._ensure_stream(js))
+        except BaseException:
+            await nc.close()
+            raise
         return nc, js
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
@@ -287,7 +298,7 @@ class JetStreamLog:
         return {"commits": self._commits, "written": self._written, "pending": self._pending, "flushes": 0}
 
     def head_seq(self) -> int:
-        info = self._call(self._js.stream_info(self.options.stream))
+        info = self._call(_retrying(lambda: self._reads.stream_info(self.options.stream)))
         return int(info.state.last_seq)
 
     def read_events(
@@ -296,7 +307,7 @@ class JetStreamLog:
         if type is not None and type not in self._types:
             return []
         subject = f"{self._prefix}.{'*' if source_id is None else source_id}.{type or '*'}"
-        return self._call(self._read(after, limit, subject), _REQUEST_TIMEOUT * 3)
+        return self._call(_retrying(lambda: self._read(after, limit, subject)))
 
     async def _read(self, after: int, limit: int, subject: str) -> list[StoredEvent]:
         reader = self._reader
@@ -310,16 +321,17 @@ class JetStreamLog:
                 mem_storage=True,
                 num_replicas=1,
             )
-            sub = await self._js.pull_subscribe(subject, stream=self.options.stream, config=config)
+            sub = await self._reads.pull_subscribe(subject, stream=self.options.stream, config=config)
             reader = self._reader = _Reader(sub, subject, after)
         try:
             info = await reader.sub.consumer_info()
             want = min(limit, (info.num_pending or 0) + reader.sub.pending_msgs)
             if want <= 0:
                 return []
-            msgs = await reader.sub.fetch(batch=want, timeout=_REQUEST_TIMEOUT)
-        except Exception:
-            await self._drop_reader()  # the consumer may be gone with its node: make a new one
+            msgs = await reader.sub.fetch(batch=want, timeout=2 * _READ_TIMEOUT)
+        except BaseException:
+            # The consumer may be gone with its node: make a new one (the old one expires).
+            await self._drop_reader(delete=False)
             raise
         events = [self._stored(msg) for msg in msgs]
         if len(msgs) < want:
@@ -333,15 +345,18 @@ class JetStreamLog:
         source, _, kind = rest.partition(".")
         return StoredEvent(msg.metadata.sequence.stream, int(source), kind, bytes(msg.data))
 
-    async def _drop_reader(self) -> None:
+    async def _drop_reader(self, *, delete: bool = True) -> None:
         reader, self._reader = self._reader, None
         if reader is None:
             return
         with contextlib.suppress(Exception):  # it expires on its own (inactive_threshold)
             await reader.sub.unsubscribe()
-            await self._js.delete_consumer(self.options.stream, reader.sub._consumer)
+            if delete:
+                await self._reads.delete_consumer(self.options.stream, reader.sub._consumer)
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = _REQUEST_TIMEOUT * 2) -> T:
+    def _call(
+        self, coro: Coroutine[Any, Any, T], timeout: float = _RETRY_SECONDS + 2 * _REQUEST_TIMEOUT
+    ) -> T:
         try:
             return self._bridge.call(coro, timeout)
         except (TimeoutError, nats.errors.Error) as exc:
@@ -359,3 +374,21 @@ class JetStreamLog:
     async def _shutdown(self) -> None:
         await self._drop_reader()
         await self._nc.close()
+
+
+async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()`` again while a node loss or a leader election makes it fail, up to
+    ``_RETRY_SECONDS``; then its last error."""
+    deadline = time.monotonic() + _RETRY_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            return await attempt()
+        except (*_RETRY, nats.js.errors.NotFoundError) as exc:
+            # NotFoundError: a reader's consumer vanished with its node (the stream is looked
+            # up by name, and a missing stream is created, before anything retries on it).
+            if time.monotonic() + pause >= deadline:
+                raise
+            log.debug("JetStream request failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
