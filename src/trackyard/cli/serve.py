@@ -60,7 +60,8 @@ _console = Console(stderr=True)
     envvar="TRACKYARD_STORE",
     show_envvar=True,
     help="The storage backend. Unset: SQLite files in --data-dir. sqlite:///ABSOLUTE/DIR: SQLite files "
-    "in DIR. (postgresql:// and nats:// are planned, not available yet.)",
+    "in DIR. (postgresql:// is planned, not available yet.) The event log can live apart, on NATS "
+    "JetStream: TRACKYARD_LOG=nats://HOST:PORT[,HOST:PORT...] (docs/storage.md).",
 )
 @click.option(
     "--workers",

@@ -181,6 +181,7 @@ def store_exists(settings: Settings) -> bool:
     """Whether the configured store has been created (the CLI refuses to read a missing one)."""
     from trackyard.storage.sqlite.store import database_path
 
+    _log_options(settings)  # a bad log URL is refused before anything is read
     return database_path(_sqlite_directory(settings)).exists()
 
 
