@@ -197,29 +197,32 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
 
     options = _log_options(settings)
     store = SQLiteStore(settings, writer=writer)
+    log: EventLog = store
+    closers = [store.close]
     if options is not None:
-        return _with_jetstream_log(settings, options, store, directory, writer)
+        jetstream = _jetstream_log(settings, options, store, directory, writer)
+        # The log first: its last appends may still hand rejects to the store.
+        log, closers = jetstream, [jetstream.close, store.close]
     return Backends(
         settings,
-        log=store,
+        log=log,
         sources=store,
         rejects=store,
         _open_profiles=lambda: SQLiteProfiles(directory),
-        _closers=[store.close],
+        _closers=closers,
     )
 
 
-def _with_jetstream_log(
+def _jetstream_log(
     settings: Settings, options: JetStreamOptions, store: SQLiteStore, directory: Path, writer: bool
-) -> Backends:
-    """The state in SQLite, the log on JetStream, given the state's dedup index and rejects."""
+) -> EventLog:
+    """The log on JetStream, given the SQLite state's dedup index and its rejects store."""
     from trackyard.storage.nats.log import JetStreamLog
     from trackyard.storage.sqlite.dedup_index import SQLiteDedupIndex
-    from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
     dedup = SQLiteDedupIndex(directory, settings.dedup_window_seconds, settings.durability)
     try:
-        log = JetStreamLog(
+        return JetStreamLog(
             options,
             dedup,
             store,
@@ -231,15 +234,6 @@ def _with_jetstream_log(
         dedup.close()
         store.close()
         raise
-    return Backends(
-        settings,
-        log=log,
-        sources=store,
-        rejects=store,
-        _open_profiles=lambda: SQLiteProfiles(directory),
-        # The log first: its last appends may still hand rejects to the store.
-        _closers=[log.close, store.close],
-    )
 
 
 def open_destinations(settings: Settings) -> DestinationRegistry:
