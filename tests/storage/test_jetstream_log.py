@@ -13,10 +13,12 @@ import httpx
 import msgspec
 import nats
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import Server, cli
 from tests.storage.conformance.conftest import append, event
-from tests.storage.nats_servers import NatsServers, nats_servers, wait_until
+from tests.storage.nats_servers import NatsServers, free_port, nats_servers, wait_until
+from trackyard.cli import main
 from trackyard.config import Settings
 from trackyard.storage.factory import open_backends
 
@@ -134,3 +136,16 @@ def test_without_a_quorum_a_collector_answers_503_and_takes_the_retry_once_it_is
         collector.stop()
     # Whatever the refused try had published before it gave up is not stored twice.
     assert _stored_ids(data, url) == ["m1", "m2", "m3"]
+
+
+def test_a_command_given_an_unreachable_log_says_what_to_check(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cli("sources", "add", "web", "--data-dir", str(data))
+    env = {"TRACKYARD_LOG": f"nats://user:hunter2@127.0.0.1:{free_port()}"}
+    result = CliRunner().invoke(main, ["events", "--data-dir", str(data)], env=env)
+    assert result.exit_code == 1
+    assert (
+        "cannot reach JetStream at 127.0.0.1:" in result.output
+        and "nats-server runs with -js" in result.output
+    )
+    assert "hunter2" not in result.output

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from trackyard.config import Settings, env_name
+from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import Backends, open_backends, store_exists
 
@@ -38,7 +39,7 @@ def opened(data_dir: Path, *, create: bool = False) -> Iterator[Backends]:
                 f"--data-dir {data_dir}) or pass the right --data-dir."
             )
         backends = open_backends(settings)
-    except StoreURLError as exc:
+    except (StoreURLError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         yield backends

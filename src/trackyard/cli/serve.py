@@ -16,6 +16,7 @@ from trackyard.cli import _snippets
 from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
+from trackyard.errors import StoreUnavailable
 from trackyard.http import server
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
@@ -141,7 +142,7 @@ def serve(
     )
     try:
         backends = open_backends(settings)
-    except StoreURLError as exc:
+    except (StoreURLError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     if role == "consumers":
         backends.close()

@@ -39,8 +39,13 @@ class JetStreamOptions:
     def subject_prefix(self) -> str:
         return f"trackyard.{self.stream.lower()}"
 
+    @property
+    def hosts(self) -> str:
+        """The servers as ``host:port``, for messages: without any user or password of the URL."""
+        return ", ".join(server.rpartition("@")[2].removeprefix("nats://") for server in self.servers)
+
     def describe(self) -> str:
-        return f"NATS JetStream stream {self.stream} (R{self.replicas}) on {', '.join(self.servers)}"
+        return f"NATS JetStream stream {self.stream} (R{self.replicas}) on {self.hosts}"
 
 
 def parse(url: str) -> JetStreamOptions:

@@ -61,6 +61,8 @@ T = TypeVar("T")
 
 #: Seconds one publish waits for its ack before it is sent again.
 _PUBLISH_TIMEOUT = 2.0
+#: Seconds to reach a first server of the URL at start-up.
+_CONNECT_SECONDS = 5.0
 #: Seconds a management request (stream info, creating the stream) waits for its answer.
 _REQUEST_TIMEOUT = 5.0
 #: Seconds a reader's request (making its consumer, its info, a fetch of known events) waits:
@@ -137,9 +139,10 @@ class JetStreamLog:
         except BaseException as exc:
             self._bridge.stop()
             if isinstance(exc, Exception):
+                why = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 raise StoreUnavailable(
-                    f"cannot reach JetStream at {', '.join(options.servers)} ({type(exc).__name__}: {exc});"
-                    " check that nats-server runs with -js and that TRACKYARD_LOG lists its client ports"
+                    f"cannot reach JetStream at {options.hosts} ({why}); check that nats-server runs"
+                    " with -js and that TRACKYARD_LOG lists its client ports"
                 ) from None
             raise
 
@@ -150,7 +153,8 @@ class JetStreamLog:
             # nats-py logs every failed reconnect attempt; one line at debug level is enough.
             log.debug("nats: %s", exc)
 
-        nc = await nats.connect(
+        # Bounded here: nats-py retries the first connection as it does a reconnect, forever.
+        connecting = nats.connect(
             servers=list(self.options.servers),
             connect_timeout=2,
             reconnect_time_wait=0.25,
@@ -160,6 +164,7 @@ class JetStreamLog:
             error_cb=quiet,
             allow_reconnect=True,
         )
+        nc = await asyncio.wait_for(connecting, _CONNECT_SECONDS)
         js = nc.jetstream(timeout=_REQUEST_TIMEOUT)
         try:
             await _retrying(lambda: self._ensure_stream(js))
@@ -218,7 +223,11 @@ class JetStreamLog:
             by_receipt: dict[int, list[int]] = defaultdict(list)
             for event, key in fresh:
                 by_receipt[event.received_at_ms].append(key)
-            await asyncio.to_thread(self._remember, list(by_receipt.items()))
+            try:
+                await asyncio.to_thread(self._remember, list(by_receipt.items()))
+            except Exception as exc:
+                # The events are in the stream: the client's retry is dropped there, by its ids.
+                raise StoreUnavailable(f"the dedup index cannot write ({type(exc).__name__})") from None
         if rejects:
             await self._rejects.add_rejects(rejects)
         self._commits += 1
