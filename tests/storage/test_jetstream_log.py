@@ -106,7 +106,10 @@ def test_two_collectors_share_sources_and_dedup_also_across_a_restart_of_everyth
         cluster.start()
         a.start()
         b.start()
-        assert _segment_batch(b, key, "m1", "m3", "m4").status_code == 200
+        # Retried as a client would while the restarted cluster elects the stream's leader.
+        wait_until(
+            lambda: _segment_batch(b, key, "m1", "m3", "m4").status_code == 200, "an ack after the restart"
+        )
     finally:
         a.stop()
         b.stop()
