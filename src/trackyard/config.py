@@ -26,7 +26,11 @@ MAX_BATCH_EVENTS: Final = 2500
 
 
 #: Settings whose variable is not ``TRACKYARD_`` + the field's name in capitals.
-_ENV_NAMES: Final = {"store_url": "TRACKYARD_STORE", "warehouse_url": "TRACKYARD_WAREHOUSE"}
+_ENV_NAMES: Final = {
+    "store_url": "TRACKYARD_STORE",
+    "log_url": "TRACKYARD_LOG",
+    "warehouse_url": "TRACKYARD_WAREHOUSE",
+}
 
 
 def env_name(field: str) -> str:
@@ -40,6 +44,10 @@ class Settings:
     #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
     #: ``storage/factory.py`` reads it and says which schemes exist.
     store_url: str | None = None
+    #: Where the event log lives when not with the state (``TRACKYARD_LOG``): ``None`` keeps it
+    #: in the state backend; ``nats://host:port[,host:port...]`` is a JetStream stream
+    #: (docs/storage.md, "NATS JetStream").
+    log_url: str | None = None
     #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` is the
     #: embedded DuckDB file in the data dir, ``duckdb:///PATH`` or ``postgresql://...`` another,
     #: ``off`` runs no loader under ``serve`` (docs/warehouse.md).
@@ -102,7 +110,7 @@ class Settings:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
-            elif f.name in ("admin_token", "metrics_token", "store_url", "warehouse_url"):
+            elif f.name in ("admin_token", "metrics_token", "store_url", "log_url", "warehouse_url"):
                 values[f.name] = raw or None
             elif f.name in ("metrics", "access_log"):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")

@@ -16,6 +16,7 @@ from trackyard.cli import _snippets
 from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
+from trackyard.errors import StoreUnavailable
 from trackyard.http import server
 from trackyard.metrics.processes import end_multiprocess, start_multiprocess
 from trackyard.storage.base import StoreURLError
@@ -61,7 +62,8 @@ _console = Console(stderr=True)
     envvar="TRACKYARD_STORE",
     show_envvar=True,
     help="The storage backend. Unset: SQLite files in --data-dir. sqlite:///ABSOLUTE/DIR: SQLite files "
-    "in DIR. (postgresql:// and nats:// are planned, not available yet.)",
+    "in DIR. (postgresql:// is planned, not available yet.) The event log can live apart, on NATS "
+    "JetStream: TRACKYARD_LOG=nats://HOST:PORT[,HOST:PORT...] (docs/storage.md).",
 )
 @click.option(
     "--workers",
@@ -187,7 +189,7 @@ def serve(
     )
     try:
         backends = open_backends(settings)
-    except StoreURLError as exc:
+    except (StoreURLError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     if role == "consumers":
         backends.close()

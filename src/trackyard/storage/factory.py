@@ -7,7 +7,13 @@ names a concrete backend. ``Settings.store_url`` (``TRACKYARD_STORE``) says whic
 - unset, ``sqlite:`` or ``sqlite://``: SQLite files in the data dir (the default);
 - ``sqlite:///ABSOLUTE/DIR``: SQLite files in that directory.
 
-``postgresql://`` and ``nats://`` are planned and refused until they exist.
+``Settings.log_url`` (``TRACKYARD_LOG``) may put the event log elsewhere:
+
+- unset: the log lives with the state (above);
+- ``nats://HOST:PORT[,HOST:PORT...]``: a NATS JetStream stream (``storage/nats/``), which is
+  handed the state's dedup index (the long window) and its rejects store.
+
+``postgresql://`` is planned and refused until it exists.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ if TYPE_CHECKING:
 
     from trackyard.profiles.storage import ProfileStore
     from trackyard.storage.destinations import DestinationRegistry
+    from trackyard.storage.nats._url import JetStreamOptions
+    from trackyard.storage.sqlite.store import SQLiteStore
 
 #: Schemes later backends will take, refused until then.
 _PLANNED = {
     "postgresql": "PostgreSQL",
     "postgres": "PostgreSQL",
-    "nats": "NATS JetStream",
 }
 
 
@@ -57,6 +64,11 @@ def _scheme(settings: Settings) -> str:
     if not sep:
         raise StoreURLError(
             f"TRACKYARD_STORE must be a URL such as sqlite:, not {url!r}. Available today: {URL_FORMS}."
+        )
+    if scheme == "nats":
+        raise StoreURLError(
+            "TRACKYARD_STORE: NATS JetStream holds only the event log. Set TRACKYARD_LOG (--log) to the"
+            f" nats:// URL and keep the state in a store: {URL_FORMS}."
         )
     if scheme in _PLANNED:
         raise StoreURLError(
@@ -78,13 +90,33 @@ def _sqlite_directory(settings: Settings) -> Path:
 
 
 def check_store_url(settings: Settings) -> None:
-    """Raise ``StoreURLError`` unless ``settings.store_url`` names an available backend."""
+    """Raise ``StoreURLError`` unless the store and log URLs name available backends."""
     _sqlite_directory(settings)
+    _log_options(settings)
+
+
+def _log_options(settings: Settings) -> JetStreamOptions | None:
+    """The JetStream log's options when ``settings.log_url`` names one, ``None`` when unset."""
+    url = settings.log_url
+    if not url:
+        return None
+    scheme = url.partition(":")[0].lower()
+    if scheme != "nats":
+        raise StoreURLError(
+            f"TRACKYARD_LOG: no event log backend for the scheme {scheme!r}."
+            " Available: nats://HOST:PORT[,HOST:PORT...] (NATS JetStream), or unset (the log lives"
+            " with the state)."
+        )
+    from trackyard.storage.nats._url import parse
+
+    return parse(url)
 
 
 def describe_store(settings: Settings) -> str:
     """Where the store is, for the start-up line."""
-    return f"SQLite in {_sqlite_directory(settings)}"
+    state = f"SQLite in {_sqlite_directory(settings)}"
+    options = _log_options(settings)
+    return state if options is None else f"{state}, the event log on {options.describe()}"
 
 
 @dataclass
@@ -150,6 +182,7 @@ def store_exists(settings: Settings) -> bool:
     """Whether the configured store has been created (the CLI refuses to read a missing one)."""
     from trackyard.storage.sqlite.store import database_path
 
+    _log_options(settings)  # a bad log URL is refused before anything is read
     return database_path(_sqlite_directory(settings)).exists()
 
 
@@ -175,15 +208,45 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
     from trackyard.storage.sqlite.profiles import SQLiteProfiles
     from trackyard.storage.sqlite.store import SQLiteStore
 
+    options = _log_options(settings)
     store = SQLiteStore(settings, writer=writer)
+    log: EventLog = store
+    closers = [store.close]
+    if options is not None:
+        jetstream = _jetstream_log(settings, options, store, directory, writer)
+        # The log first: its last appends may still hand rejects to the store.
+        log, closers = jetstream, [jetstream.close, store.close]
     return Backends(
         settings,
-        log=store,
+        log=log,
         sources=store,
         rejects=store,
         _open_profiles=lambda: SQLiteProfiles(directory),
-        _closers=[store.close],
+        _closers=closers,
     )
+
+
+def _jetstream_log(
+    settings: Settings, options: JetStreamOptions, store: SQLiteStore, directory: Path, writer: bool
+) -> EventLog:
+    """The log on JetStream, given the SQLite state's dedup index and its rejects store."""
+    from trackyard.storage.nats.log import JetStreamLog
+    from trackyard.storage.sqlite.dedup_index import SQLiteDedupIndex
+
+    dedup = SQLiteDedupIndex(directory, settings.dedup_window_seconds, settings.durability)
+    try:
+        return JetStreamLog(
+            options,
+            dedup,
+            store,
+            writer=writer,
+            max_pending_events=settings.max_pending_events,
+            on_close=dedup.close,
+        )
+    except BaseException:
+        dedup.close()
+        store.close()
+        raise
 
 
 def open_destinations(settings: Settings) -> DestinationRegistry:

@@ -115,7 +115,7 @@ def database_path(directory: Path) -> Path:
     return directory / DATABASE_FILENAME
 
 
-def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
+def connect(path: Path, durability: Durability) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     # The durability modes as pragmas. In WAL mode FULL fsyncs the log on every commit
@@ -151,7 +151,7 @@ class SQLiteStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = database_path(self.directory)
         self._lock = threading.Lock()
-        self._conn = _connect(path, settings.durability)
+        self._conn = connect(path, settings.durability)
         self._migrate()
         self._version_path = self.directory / "sources.version"
         if not self._version_path.exists():
@@ -161,7 +161,7 @@ class SQLiteStore:
         self._version_map = mmap.mmap(self._version_fd, 8)
         self._writer: Writer | None = None
         if writer:
-            conn = _connect(path, settings.durability)
+            conn = connect(path, settings.durability)
             dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
             self._writer = Writer(conn, dedup, settings)
             self._writer.start()
@@ -193,6 +193,10 @@ class SQLiteStore:
         if self._writer is None:
             raise StoreUnavailable("this store was opened read-only")
         return await self._writer.submit(events, rejects)
+
+    async def add_rejects(self, rejects: Sequence[RejectRecord]) -> None:
+        """Store ``rejects`` alone, durably (a log kept elsewhere hands its rejects here)."""
+        await self.append((), rejects)
 
     async def ping(self) -> None:
         # A full disk often still takes a small commit (the WAL reuses its space), while every
