@@ -25,7 +25,14 @@ MAX_BATCH_EVENTS: Final = 2500
 
 
 #: Settings whose variable is not ``TRACKYARD_`` + the field's name in capitals.
-_ENV_NAMES: Final = {"store_url": "TRACKYARD_STORE", "warehouse_url": "TRACKYARD_WAREHOUSE"}
+_ENV_NAMES: Final = {
+    "store_url": "TRACKYARD_STORE",
+    "warehouse_url": "TRACKYARD_WAREHOUSE",
+    "log_url": "TRACKYARD_LOG",
+    "state_url": "TRACKYARD_STATE",
+}
+#: Settings that are text, where an empty variable means unset.
+_OPTIONAL_TEXT: Final = ("admin_token", "store_url", "warehouse_url", "log_url", "state_url")
 
 
 def env_name(field: str) -> str:
@@ -39,6 +46,13 @@ class Settings:
     #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
     #: ``storage/factory.py`` reads it and says which schemes exist.
     store_url: str | None = None
+    #: Where the state is kept (``TRACKYARD_STATE``): sources and their secrets, the dedup
+    #: index, cursors, leases, rejects, dead letters, destinations and profiles. ``None`` is
+    #: SQLite in the data dir; ``postgresql://...`` is PostgreSQL (docs/deployment.md).
+    state_url: str | None = None
+    #: Where the event log is (``TRACKYARD_LOG``): ``None`` keeps it in the state backend;
+    #: ``postgresql://...`` or ``nats://host:port[,host:port...]`` names one of its own.
+    log_url: str | None = None
     #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` runs no
     #: loader under ``serve``; ``duckdb:///PATH`` or ``postgresql://...`` runs one (docs/warehouse.md).
     warehouse_url: str | None = None
@@ -92,7 +106,7 @@ class Settings:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
-            elif f.name in ("admin_token", "store_url", "warehouse_url"):
+            elif f.name in _OPTIONAL_TEXT:
                 values[f.name] = raw or None
             elif f.name == "durability":
                 if raw not in ("full", "process"):

@@ -58,12 +58,16 @@ def main(argv: list[str]) -> int:
 
     backends = open_backends(Settings.from_env())
     try:
-        runner = CONSUMERS[name].open_runner(backends)
-        runner.stop = stop
-        try:
-            runner.run()
-        finally:
-            runner.sink.close()
+        # With PostgreSQL leases, this waits for an earlier instance still finishing its batch.
+        with backends.leases().running(name):
+            if stop.is_set():
+                return 0
+            runner = CONSUMERS[name].open_runner(backends)
+            runner.stop = stop
+            try:
+                runner.run()
+            finally:
+                runner.sink.close()
     finally:
         backends.close()
     return 0

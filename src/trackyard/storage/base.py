@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -265,6 +266,15 @@ class LeaseProvider(Protocol):
 
     def held(self, name: str) -> bool:
         """Whether some process (this one included) holds ``name`` right now."""
+        ...
+
+    def running(self, name: str) -> AbstractContextManager[None]:
+        """Entered by the consumer's own process around its work, under a lease its supervisor holds.
+
+        Waits until no earlier instance of ``name`` still works (one whose supervisor died
+        and that is finishing its batch). A no-op where the child inherits the lease itself
+        (``Lease.fileno``).
+        """
         ...
 
 

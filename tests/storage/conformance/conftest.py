@@ -15,19 +15,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg_databases import fresh_database
 from trackyard.config import Settings
 from trackyard.storage.base import AppendResult, EventRecord, RejectRecord
 from trackyard.storage.factory import Backends, open_backends
 
-#: The backends the suite runs against. PostgreSQL and NATS JetStream (planned) will join
-#: here, each with its URL in ``_settings``, skipped when its server is not available.
-BACKENDS = ["sqlite"]
+#: The backends the suite runs against, each skipped when its server is not available.
+#: ``postgresql`` is the state and the log in PostgreSQL, a database of its own per test.
+#: NATS JetStream (planned) will join here, with its URL in ``_settings``.
+BACKENDS = ["sqlite", "postgresql"]
 
 
-def _settings(name: str, data_dir: Path) -> Settings:
+@contextlib.contextmanager
+def _settings(name: str, data_dir: Path) -> Iterator[Settings]:
     if name == "sqlite":
-        return Settings(data_dir=data_dir)
-    raise AssertionError(f"no settings for backend {name!r}")
+        yield Settings(data_dir=data_dir)
+    elif name == "postgresql":
+        with fresh_database() as dsn:
+            yield Settings(data_dir=data_dir, state_url=dsn)
+    else:
+        raise AssertionError(f"no settings for backend {name!r}")
 
 
 @contextlib.contextmanager
@@ -57,8 +64,9 @@ def append(
 @pytest.fixture(params=BACKENDS)
 def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
     """Open ``Backends`` (writer=True) on a fresh, empty store; closed after the test."""
-    opened = open_backends(_settings(request.param, tmp_path / "data"), writer=True)
-    try:
-        yield opened
-    finally:
-        opened.close()
+    with _settings(request.param, tmp_path / "data") as settings:
+        opened = open_backends(settings, writer=True)
+        try:
+            yield opened
+        finally:
+            opened.close()

@@ -11,6 +11,7 @@ until both are gone.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -176,6 +177,10 @@ class FlockLeases:
             os.close(fd)
             return None
         return _FlockLease(name, fd)
+
+    def running(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Nothing to take: the child inherited the supervisor's locked descriptor."""
+        return contextlib.nullcontext()
 
     def held(self, name: str) -> bool:
         if not (self._dir / f"{name}.lock").exists():

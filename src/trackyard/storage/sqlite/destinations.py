@@ -8,15 +8,20 @@ readable by its owner only, and no command prints them after ``destinations add`
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from trackyard.storage.destinations import Destination, DestinationExists, NoSuchDestination
+from trackyard.storage.destinations import (
+    COLUMNS,
+    Destination,
+    DestinationExists,
+    NoSuchDestination,
+    destination_from_row,
+    destination_row,
+)
 
 FILENAME = "destinations.db"
 _SCHEMA = """
@@ -41,7 +46,6 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     last_error_at_ms INTEGER
 ) WITHOUT ROWID;
 """
-_COLUMNS = "name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, created_at_ms"
 
 
 class SQLiteDestinations:
@@ -61,38 +65,25 @@ class SQLiteDestinations:
 
     def destinations(self) -> list[Destination]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM destinations ORDER BY name").fetchall()
-        return [_destination(row) for row in rows]
+            rows = self._conn.execute(f"SELECT {COLUMNS} FROM destinations ORDER BY name").fetchall()
+        return [destination_from_row(row) for row in rows]
 
     def get(self, name: str) -> Destination:
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM destinations WHERE name = ?", (name,)
+                f"SELECT {COLUMNS} FROM destinations WHERE name = ?", (name,)
             ).fetchall()
         if not rows:
             raise NoSuchDestination(name)
-        return _destination(rows[0])
+        return destination_from_row(rows[0])
 
     def add(self, destination: Destination) -> Destination:
         d = destination
         try:
             with self._lock:
                 self._conn.execute(
-                    f"INSERT INTO destinations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        d.name,
-                        d.kind,
-                        d.url,
-                        d.key,
-                        d.secret,
-                        json.dumps([list(h) for h in d.headers]),
-                        json.dumps(list(d.sources)),
-                        json.dumps(list(d.types)),
-                        json.dumps(list(d.events)),
-                        d.batch_size,
-                        int(d.enabled),
-                        int(time.time() * 1000),
-                    ),
+                    f"INSERT INTO destinations ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    destination_row(d, int(time.time() * 1000)),
                 )
         except sqlite3.IntegrityError:
             raise DestinationExists(d.name) from None
@@ -145,21 +136,3 @@ class SQLiteDestinations:
 def registry_exists(data_dir: Path) -> bool:
     """Whether a destination was ever added here (the delivery consumer runs only then)."""
     return (data_dir / FILENAME).exists()
-
-
-def _destination(row: tuple[Any, ...]) -> Destination:
-    name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, created = row
-    return Destination(
-        name=name,
-        kind=kind,
-        url=url,
-        key=key,
-        secret=secret,
-        headers=tuple((str(h[0]), str(h[1])) for h in json.loads(headers)),
-        sources=tuple(json.loads(sources)),
-        types=tuple(json.loads(types)),
-        events=tuple(json.loads(events)),
-        batch_size=int(batch_size),
-        enabled=bool(enabled),
-        created_at_ms=int(created),
-    )

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import sqlite3
-import string
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from trackyard.storage.base import (
     StoreURLError,
 )
 from trackyard.storage.secrets import hash_secret
-from trackyard.storage.source_names import check_source_name
+from trackyard.storage.source_names import check_source_name, generate_write_key
 from trackyard.storage.sqlite import _log
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.storage.sqlite._writer import Writer, write_transaction
@@ -67,7 +65,6 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
-_WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
 _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 # The ids of removed sources, so that no new source is given one: stored events keep theirs.
 # Created when first needed, so that stores made before it need no migration.
@@ -78,11 +75,6 @@ _REMOVED_SOURCES = (
 _NEXT_SOURCE_ID = (
     "(SELECT coalesce(max(id), 0) + 1 FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources))"
 )
-
-
-def generate_write_key() -> str:
-    """32 random letters and digits, the shape of a Segment write key."""
-    return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))
 
 
 #: The store URLs this backend takes, for errors that refuse others.
