@@ -161,10 +161,11 @@ def test_a_planned_backend_is_refused_by_every_command(tmp_path: Path, args: lis
 
 
 def test_serve_refuses_a_planned_backend_before_listening(tmp_path: Path) -> None:
-    store = "postgresql://trackyard:pw@db.internal/trackyard"
-    result = CliRunner().invoke(main, ["serve", "--port", "0", "--data-dir", str(tmp_path), "--store", store])
+    log = "nats://trackyard:pw@nats.internal:4222"
+    result = CliRunner().invoke(main, ["serve", "--port", "0", "--data-dir", str(tmp_path), "--log", log])
     assert result.exit_code == 1
-    assert "PostgreSQL backend (postgresql://) is not available yet (planned)" in result.output
+    assert "NATS JetStream backend (nats://) is not available yet (planned)" in result.output
+    assert "pw@" not in result.output
     assert "listening" not in result.output and not (tmp_path / "trackyard.db").exists()
 
 

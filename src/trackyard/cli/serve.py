@@ -16,8 +16,8 @@ from trackyard.cli import _snippets
 from trackyard.cli._options import backend_urls, data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
-from trackyard.http import server
 from trackyard.errors import StoreUnavailable
+from trackyard.http import server
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
 

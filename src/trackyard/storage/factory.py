@@ -84,16 +84,19 @@ def _layout(settings: Settings) -> _Layout:
         if scheme in _PLANNED_LOGS:
             raise StoreURLError(
                 f"TRACKYARD_STORE: the {_PLANNED_LOGS[scheme]} backend ({scheme}://) is not available yet "
-                f"(planned; it will be a log, set with --log). Available today: {URL_FORMS}."
+                f"(planned). It will be a log, set with --log. Available today: {URL_FORMS}."
             )
         if scheme != "sqlite":
-            raise StoreURLError(f"TRACKYARD_STORE: no backend for the scheme {scheme!r}. Accepted: {URL_FORMS}.")
+            raise StoreURLError(
+                f"TRACKYARD_STORE: no backend for the scheme {scheme!r}. Accepted: {URL_FORMS}."
+            )
     state: Literal["sqlite", "postgresql"] = "sqlite"
     if settings.state_url:
         scheme = _scheme_of(settings.state_url, "TRACKYARD_STATE (--state)", _STATE_FORMS)
         if scheme not in _POSTGRES:
             raise StoreURLError(
-                f"TRACKYARD_STATE (--state): no state backend for the scheme {scheme!r}. Accepted: {_STATE_FORMS}."
+                f"TRACKYARD_STATE (--state): no state backend for the scheme {scheme!r}. "
+                f"Accepted: {_STATE_FORMS}."
             )
         check_url(settings.state_url, "TRACKYARD_STATE (--state)")
         state = "postgresql"
@@ -242,7 +245,11 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
 
 
 def _compose(
-    settings: Settings, layout: _Layout, writer: bool, pools: dict[str, Pool], closers: list[Callable[[], None]]
+    settings: Settings,
+    layout: _Layout,
+    writer: bool,
+    pools: dict[str, Pool],
+    closers: list[Callable[[], None]],
 ) -> Backends:
     log: EventLog
     rejects: RejectStore

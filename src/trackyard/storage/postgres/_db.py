@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS sources (
     rate_limit double precision,
     created_at text NOT NULL
 );
-CREATE TABLE IF NOT EXISTS removed_sources (id bigint PRIMARY KEY, name text NOT NULL, removed_at text NOT NULL);
+CREATE TABLE IF NOT EXISTS removed_sources (
+    id bigint PRIMARY KEY,
+    name text NOT NULL,
+    removed_at text NOT NULL
+);
 -- Named counters: sources_version moves on every change to the sources.
 CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL);
 INSERT INTO counters (name, value) VALUES ('sources_version', 0) ON CONFLICT DO NOTHING;
@@ -172,19 +176,24 @@ def redact(url: str) -> str:
 def check_url(url: str, setting: str) -> None:
     """Refuse a ``postgresql://`` URL psycopg cannot parse, without quoting it (it may hold a password)."""
     try:
+        urlsplit(url).port  # noqa: B018  (raises ValueError for a port that is not a number)
         psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
+    except (psycopg.ProgrammingError, ValueError):
         raise StoreURLError(
             f"{setting}: not a valid PostgreSQL URL (postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)."
         ) from None
 
 
-def connect(url: str) -> psycopg.Connection[Any]:
-    """One connection in autocommit mode (transactions are explicit), or ``StoreUnavailable``."""
+def connect(url: str, *, redacted: str | None = None) -> psycopg.Connection[Any]:
+    """One connection in autocommit mode (transactions are explicit), or ``StoreUnavailable``.
+
+    ``redacted`` is how errors name the server when ``url`` is a conninfo string.
+    """
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="trackyard")
     except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(url)}: {_first_line(exc)}") from None
+        where = redacted if redacted is not None else redact(url)
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

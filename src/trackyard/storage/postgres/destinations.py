@@ -43,7 +43,7 @@ class PGDestinations:
         d = destination
         try:
             self._pool.execute(
-                f"INSERT INTO destinations ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO destinations ({COLUMNS}) VALUES ({', '.join(['%s'] * 12)})",
                 destination_row(d, int(time.time() * 1000)),
             )
         except psycopg.errors.UniqueViolation:

@@ -4,7 +4,7 @@ Why advisory locks and not a lease table with expiry: a session lock is released
 server the moment its session ends, and a process that dies (SIGKILL included) ends its
 session as the kernel closes its socket, so another node takes over at its next try
 (the supervisor retries every second) with no expiry to wait out and no clock to trust.
-A node that vanishes from the network is noticed through TCP keepalives (about 15 s).
+A node that vanishes from the network is noticed through TCP keepalives (about 13 s).
 What a lease table would add, fencing tokens, the consumers do not need: the profile
 store commits its cursor with its profiles, and every other consumer reads at least once.
 
@@ -26,10 +26,6 @@ import psycopg
 
 from trackyard.storage.postgres._db import connect, redact
 
-#: Libpq keepalives on lease sessions: a holder cut off from the network loses its lease
-#: after about idle + interval x count seconds.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 4}
-
 
 def _key(name: str, role: str) -> int:
     digest = hashlib.blake2b(f"trackyard-lease\x00{role}\x00{name}".encode(), digest_size=8).digest()
@@ -37,9 +33,12 @@ def _key(name: str, role: str) -> int:
 
 
 def _session(url: str) -> psycopg.Connection[Any]:
-    conn = connect(url)
-    conn.close()  # reachable: reopen with keepalives (``connect`` gives the clear error otherwise)
-    return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="trackyard-lease", **_KEEPALIVES)
+    """A connection of the lease's own, with keepalives: a holder cut off from the network
+    loses its lease after about idle + interval x count = 13 s."""
+    with_keepalives = psycopg.conninfo.make_conninfo(
+        url, keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=4
+    )
+    return connect(with_keepalives, redacted=redact(url))
 
 
 class PGLease:

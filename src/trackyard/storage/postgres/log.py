@@ -96,9 +96,10 @@ class _Writer(GroupCommitWriter):
                     rows.append((head, event.source_id, event.type, event.received_at_ms, event.body))
                 results.append(AppendResult(stored=len(stored), duplicates=len(job.events) - len(stored)))
             if rows:
-                with conn.cursor() as cur, cur.copy(
-                    "COPY events (seq, source_id, type, received_at, body) FROM STDIN"
-                ) as copy:
+                with (
+                    conn.cursor() as cur,
+                    cur.copy("COPY events (seq, source_id, type, received_at, body) FROM STDIN") as copy,
+                ):
                     for row in rows:
                         copy.write_row(row)
             insert_rejects(conn, [r for job in jobs for r in job.rejects])
@@ -182,9 +183,10 @@ class PGLog:
         """Insert ``(seq, source_id, type, received_at, body)`` rows as they are (``trackyard migrate``)."""
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_LOCK,))
-            with conn.cursor() as cur, cur.copy(
-                "COPY events (seq, source_id, type, received_at, body) FROM STDIN"
-            ) as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy("COPY events (seq, source_id, type, received_at, body) FROM STDIN") as copy,
+            ):
                 for row in events:
                     copy.write_row(row)
 

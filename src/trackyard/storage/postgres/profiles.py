@@ -173,7 +173,11 @@ class PGProfiles:
             many(
                 "INSERT INTO profile_meta (key, value) VALUES (%s, %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [("cursor", progress.cursor), ("processed", progress.processed), ("next_id", progress.next_id)],
+                [
+                    ("cursor", progress.cursor),
+                    ("processed", progress.processed),
+                    ("next_id", progress.next_id),
+                ],
             )
         self._conn.execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
         self._lock.release()
@@ -279,9 +283,7 @@ class PGProfiles:
     def snapshot(self) -> dict[str, list[Any]]:
         """Every row of every table, sorted: two builds are equal when their snapshots are."""
         with self._lock:
-            tables = {
-                t: sorted(self._conn.execute(f"SELECT * FROM {t}".encode()).fetchall()) for t in TABLES
-            }
+            tables = {t: sorted(self._conn.execute(f"SELECT * FROM {t}".encode()).fetchall()) for t in TABLES}
             tables["meta"] = sorted(
                 self._conn.execute("SELECT * FROM profile_meta WHERE key != 'rebuild'").fetchall()
             )

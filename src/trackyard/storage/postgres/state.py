@@ -33,7 +33,8 @@ from trackyard.storage.source_names import check_source_name, generate_write_key
 VERSION_POLL_SECONDS = 0.25
 _SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 _NEXT_SOURCE_ID = (
-    "(SELECT coalesce(max(id), 0) + 1 FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources) s)"
+    "(SELECT coalesce(max(id), 0) + 1"
+    " FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources) s)"
 )
 
 
@@ -128,7 +129,8 @@ class PGSources:
     def remove_source(self, name: str) -> Source:
         source = self._existing(name)
         self._change(
-            "INSERT INTO removed_sources (id, name, removed_at) SELECT id, name, %s FROM sources WHERE id = %s",
+            "INSERT INTO removed_sources (id, name, removed_at)"
+            " SELECT id, name, %s FROM sources WHERE id = %s",
             (_now_text(), source.id),
             ("DELETE FROM sources WHERE id = %s", (source.id,)),
         )
@@ -186,7 +188,10 @@ class PGRejects:
     def read_rejects(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None
     ) -> list[StoredReject]:
-        sql = "SELECT source_id, received_at, route, code, message, item_index, body, seq FROM rejects WHERE seq > %s"
+        sql = (
+            "SELECT source_id, received_at, route, code, message, item_index, body, seq"
+            " FROM rejects WHERE seq > %s"
+        )
         params: list[object] = [after]
         if source_id is not None:
             sql += " AND source_id = %s"
@@ -226,7 +231,8 @@ class PGCursors:
     def commit(self, consumer: str, cursor: int) -> None:
         self._pool.execute(
             "INSERT INTO cursors (consumer, cursor, updated_at_ms) VALUES (%s, %s, %s) "
-            "ON CONFLICT (consumer) DO UPDATE SET cursor = excluded.cursor, updated_at_ms = excluded.updated_at_ms",
+            "ON CONFLICT (consumer) DO UPDATE SET cursor = excluded.cursor,"
+            " updated_at_ms = excluded.updated_at_ms",
             (consumer, cursor, _now_ms()),
         )
 
@@ -306,7 +312,8 @@ class PGDedup:
             return
         self._pool.execute(
             "INSERT INTO dedup_keys (key, received_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
-            " ON CONFLICT (key) DO UPDATE SET received_at = greatest(dedup_keys.received_at, excluded.received_at)",
+            " ON CONFLICT (key) DO UPDATE"
+            " SET received_at = greatest(dedup_keys.received_at, excluded.received_at)",
             (list(keys), [received_at_ms] * len(keys)),
         )
 
