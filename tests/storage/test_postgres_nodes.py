@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from tests.conftest import Server, cli
@@ -57,8 +58,6 @@ def _stored_ids(dsn: str, tmp: Path) -> list[str]:
 
 
 def _decode(body: bytes) -> dict[str, str]:
-    import msgspec
-
     decoded: dict[str, str] = msgspec.json.decode(body)
     return decoded
 
@@ -71,7 +70,11 @@ def test_nodes_share_sources_and_one_dedup_window_across_a_restart_of_everything
         # A source added now (through the CLI, as on a third node) is accepted by both.
         key = cli("sources", "add", "web", "--data-dir", str(tmp_path / "admin")).strip()
         for node in nodes:
-            _until(lambda node=node: _batch(key, node, ["warm"]).status_code == 200, "the node knows the key")
+
+            def accepted(node: Server = node) -> bool:
+                return _batch(key, node, ["warm"]).status_code == 200
+
+            _until(accepted, "the node knows the key")
         # The same messageIds through both nodes are stored once.
         ids = [f"m{i}" for i in range(50)]
         assert _batch(key, nodes[0], ids).status_code == 200
