@@ -57,6 +57,10 @@ _log = click.option(
 )
 
 
+#: ``--data-dir`` alone, for a command whose other backends are named otherwise (``migrate``).
+plain_data_dir_option = _data_dir
+
+
 def data_dir_option(command: F) -> F:
     """``--data-dir``, ``--state`` and ``--log``: every command that opens the store takes all three."""
     return _data_dir(_state(_log(command)))

@@ -14,10 +14,11 @@ from typing import Any
 import click
 import msgspec
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
+from trackyard.cli._progress import progress_bar
 from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES, parse_timestamp
 from trackyard.storage.factory import Backends
@@ -109,14 +110,7 @@ def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_stderr,
-        transient=False,
-    )
+    return progress_bar()
 
 
 def _run_sync(sink: WarehouseSink, backends: Backends, batch: int, what: str) -> int:

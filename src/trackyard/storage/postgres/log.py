@@ -179,8 +179,11 @@ class PGLog:
         rows = self._pool.execute("SELECT coalesce(max(seq), 0) FROM events")
         return int(rows[0][0])
 
-    def copy_events(self, events: Sequence[tuple[int, int, str, int, bytes]]) -> None:
-        """Insert ``(seq, source_id, type, received_at, body)`` rows as they are (``trackyard migrate``)."""
+    def copy_events(self, events: Sequence[tuple[int, int, str, int, bytes]], keys: Sequence[int]) -> None:
+        """Insert ``(seq, source_id, type, received_at, body)`` rows as they are, and remember
+        their dedup ``keys`` as received now, in one transaction (``trackyard migrate``)."""
+        unique = list(dict.fromkeys(keys))
+        now = int(time.time() * 1000)
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_LOCK,))
             with (
@@ -189,6 +192,11 @@ class PGLog:
             ):
                 for row in events:
                     copy.write_row(row)
+            conn.execute(
+                "INSERT INTO dedup_keys (key, received_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
+                " ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",
+                (unique, [now] * len(unique)),
+            )
 
     def close(self) -> None:
         if self._writer is not None:

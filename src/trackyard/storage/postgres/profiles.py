@@ -280,6 +280,23 @@ class PGProfiles:
     def rebuild_requested(self) -> bool:
         return bool(self._all("SELECT 1 FROM profile_meta WHERE key = 'rebuild'"))
 
+    def load_snapshot(self, tables: dict[str, list[Any]]) -> None:
+        """Replace every profile with ``tables`` (another store's :meth:`snapshot`), in one transaction.
+
+        For ``trackyard migrate``: the column order of each table is the same in every backend.
+        """
+        with self._lock, self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_BUILDER_LOCK,))
+            for table in (*TABLES, "profile_meta"):
+                self._conn.execute(f"DELETE FROM {table}".encode())
+            for table, rows in tables.items():
+                name = "profile_meta" if table == "meta" else table
+                if name not in (*TABLES, "profile_meta"):
+                    raise ValueError(f"no profile table {table!r}")
+                with self._conn.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN".encode()) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+
     def snapshot(self) -> dict[str, list[Any]]:
         """Every row of every table, sorted: two builds are equal when their snapshots are."""
         with self._lock:

@@ -132,6 +132,17 @@ class SQLiteDeadLetters:
         self._db.release()
 
 
+def read_cursors(data_dir: Path) -> dict[str, int]:
+    """Every consumer's committed cursor in ``consumers.db`` (none when it was never created)."""
+    if not (data_dir / FILENAME).exists():
+        return {}
+    db = _Database(data_dir)
+    try:
+        return {name: int(cursor) for name, cursor in db.execute("SELECT consumer, cursor FROM cursors")}
+    finally:
+        db.release()
+
+
 def open_consumer_stores(data_dir: Path) -> tuple[SQLiteCursors, SQLiteDeadLetters]:
     """The cursor and dead-letter stores, over one connection (closed with the last of them)."""
     db = _Database(data_dir)
