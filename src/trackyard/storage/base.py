@@ -2,9 +2,9 @@
 and the errors they raise.
 
 The HTTP layer only appends; consumers (the CLI today, profiles, warehouses and
-destinations later) read the log from a cursor. SQLite (``storage/sqlite/``) is the one
-backend today; later ones (PostgreSQL and NATS JetStream are planned) implement the same
-protocols and are opened by ``storage/factory.py``. Callers see only these names.
+destinations) read the log from a cursor. SQLite (``storage/sqlite/``, the default) and
+PostgreSQL (``storage/postgres/``) implement these protocols, and a NATS JetStream log is
+planned; ``storage/factory.py`` opens them. Callers see only these names.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ class DedupIndex(Protocol):
     A log appends an event only if its key is not :meth:`seen`, then passes the keys of
     what it stored to :meth:`remember`. The SQLite log does both inside its write transaction, so the
     check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
-    only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere.
+    only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere,
+such as the PostgreSQL state's (``storage/postgres/state.py``).
     """
 
     @property
