@@ -136,3 +136,15 @@ class GroupCommitWriter(threading.Thread):
         for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, settled)
+
+
+def writer_stats(writer: GroupCommitWriter | None) -> dict[str, int]:
+    """``EventLog.stats``: a process's transactions committed, events written and waiting, upkeep rounds."""
+    if writer is None:
+        return {"commits": 0, "written": 0, "pending": 0, "flushes": 0}
+    return {
+        "commits": writer.commits,
+        "written": writer.written,
+        "pending": writer.pending,
+        "flushes": writer.flushes,
+    }

@@ -153,11 +153,11 @@ def dedup_key(source_id: int, message_id: str) -> int:
 class DedupIndex(Protocol):
     """The dedup keys (:func:`dedup_key`) of the events stored within the window.
 
-    A log appends an event only if its key is not :meth:`seen`, then passes the keys of
-    what it stored to :meth:`remember`. The SQLite log does both inside its write transaction, so the
-    check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
-    only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere,
-such as the PostgreSQL state's (``storage/postgres/state.py``).
+        A log appends an event only if its key is not :meth:`seen`, then passes the keys of
+        what it stored to :meth:`remember`. The SQLite log does both inside its write transaction, so the
+        check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
+        only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere,
+    such as the PostgreSQL state's (``storage/postgres/state.py``).
     """
 
     @property

@@ -27,10 +27,10 @@ import psycopg
 
 from trackyard.config import Settings
 from trackyard.errors import StoreUnavailable
-from trackyard.storage._group_commit import GroupCommitWriter, Job
+from trackyard.storage._group_commit import GroupCommitWriter, Job, writer_stats
 from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, StoredEvent, dedup_key
 from trackyard.storage.postgres._db import LOG_LOCK, Pool, connect, redact
-from trackyard.storage.postgres.state import REMEMBER_NEW_SQL, PGDedup, insert_rejects
+from trackyard.storage.postgres.state import REMEMBER_NEW_SQL, PGDedup, insert_rejects, read_page
 
 #: Seconds between two deletions of dedup keys older than the window.
 _EXPIRE_EVERY = 60.0
@@ -152,28 +152,13 @@ class PGLog:
     def read_events(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
-        sql = "SELECT seq, source_id, type, body FROM events WHERE seq > %s"
-        params: list[object] = [after]
-        if source_id is not None:
-            sql += " AND source_id = %s"
-            params.append(source_id)
-        if type is not None:
-            sql += " AND type = %s"
-            params.append(type)
-        sql += " ORDER BY seq LIMIT %s"
-        params.append(limit)
-        return [StoredEvent(*row) for row in self._pool.execute(sql, params)]
+        select = "SELECT seq, source_id, type, body FROM events"
+        rows = read_page(self._pool, select, after, limit, source_id=source_id, type=type)
+        return [StoredEvent(*row) for row in rows]
 
     def stats(self) -> dict[str, int]:
-        writer = self._writer
-        if writer is None:
-            return {"commits": 0, "written": 0, "pending": 0, "flushes": 0}
-        return {
-            "commits": writer.commits,
-            "written": writer.written,
-            "pending": writer.pending,
-            "flushes": writer.flushes,
-        }
+        """This process's writer: transactions committed, events written, events waiting, upkeep rounds."""
+        return writer_stats(self._writer)
 
     def head_seq(self) -> int:
         rows = self._pool.execute("SELECT coalesce(max(seq), 0) FROM events")

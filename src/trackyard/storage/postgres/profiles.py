@@ -12,43 +12,26 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import msgspec
 import psycopg
 
 from trackyard.profiles.storage import (
     Changes,
-    Identity,
-    Membership,
-    MergeRecord,
     ProfileState,
     Progress,
-    TraitWrite,
+)
+from trackyard.storage._profile_queries import (
+    PROFILE_COLUMNS,
+    TABLES,
+    ProfileQueries,
+    profile_from_row,
+    profile_rows,
 )
 from trackyard.storage.postgres._db import connect
 
-#: The tables a rebuild empties, in the order a snapshot lists them.
-TABLES = ("profiles", "identities", "profile_events", "trait_history", "memberships", "merges")
 _BUILDER_LOCK = 0x7472_6B79_0003
-_PROFILE_COLUMNS = "id, kind, merged_into, created_seq, first_seen, last_seen, event_count, uniq, traits"
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
-def _state(row: tuple[Any, ...]) -> ProfileState:
-    return ProfileState(
-        id=row[0],
-        kind=row[1],
-        merged_into=row[2],
-        created_seq=row[3],
-        first_seen=row[4],
-        last_seen=row[5],
-        event_count=row[6],
-        unique=_decode(row[7]),
-        traits=_decode(row[8]),
-    )
-
-
-class PGProfiles:
+class PGProfiles(ProfileQueries):
     """Both protocols over one connection: the writer's transactions and the readers' queries."""
 
     def __init__(self, url: str) -> None:
@@ -58,9 +41,10 @@ class PGProfiles:
     def close(self) -> None:
         self._conn.close()
 
-    def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run a shared query (``?`` placeholders, ``_profile_queries.py``)."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            return self._conn.execute(sql.replace("?", "%s"), params).fetchall()
 
     # -- ProfileWriter ---------------------------------------------------------------
 
@@ -93,9 +77,9 @@ class PGProfiles:
 
     def load(self, ids: Collection[int]) -> dict[int, ProfileState]:
         rows = self._conn.execute(
-            f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE id = ANY(%s)", (list(ids),)
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE id = ANY(%s)", (list(ids),)
         ).fetchall()
-        return {row[0]: _state(row) for row in rows}
+        return {row[0]: profile_from_row(row) for row in rows}
 
     def repoint(self, loser: int, survivor: int) -> None:
         pair = (survivor, loser)
@@ -135,25 +119,12 @@ class PGProfiles:
                 changes.identities,
             )
             many(
-                f"INSERT INTO profiles ({_PROFILE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merged_into = excluded.merged_into,"
                 " created_seq = excluded.created_seq, first_seen = excluded.first_seen,"
                 " last_seen = excluded.last_seen, event_count = excluded.event_count,"
                 " uniq = excluded.uniq, traits = excluded.traits",
-                [
-                    (
-                        p.id,
-                        p.kind,
-                        p.merged_into,
-                        p.created_seq,
-                        p.first_seen,
-                        p.last_seen,
-                        p.event_count,
-                        _encode(p.unique) if p.unique else b"{}",
-                        _encode(p.traits) if p.traits else b"{}",
-                    )
-                    for p in changes.profiles
-                ],
+                profile_rows(changes.profiles),
             )
             many(
                 "INSERT INTO profile_events (profile_id, seq) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -200,76 +171,9 @@ class PGProfiles:
         with self._lock:
             return self._progress()
 
-    def counts(self) -> dict[str, int]:
-        (people, accounts, merged) = self._all(
-            "SELECT count(*) FILTER (WHERE kind = 'p' AND merged_into IS NULL),"
-            " count(*) FILTER (WHERE kind = 'a' AND merged_into IS NULL),"
-            " count(*) FILTER (WHERE merged_into IS NOT NULL) FROM profiles"
-        )[0]
-        (merges,) = self._all("SELECT count(*) FROM merges WHERE action = 'merge'")[0]
-        return {"people": people, "accounts": accounts, "merged": merged, "merges": merges}
-
-    def resolve_key(self, key: str) -> int | None:
-        rows = self._all("SELECT profile_id FROM identities WHERE key = %s", (key,))
-        return int(rows[0][0]) if rows else None
-
-    def survivor(self, profile_id: int) -> int | None:
-        rows = self._all("SELECT id, merged_into FROM profiles WHERE id = %s", (profile_id,))
-        if not rows:
-            return None
-        return int(rows[0][1] if rows[0][1] is not None else rows[0][0])
-
-    def profile(self, profile_id: int) -> ProfileState | None:
-        return self.profiles([profile_id]).get(profile_id)
-
     def profiles(self, ids: Sequence[int]) -> dict[int, ProfileState]:
         with self._lock:
             return self.load(ids)
-
-    def identities(self, profile_id: int) -> list[Identity]:
-        rows = self._all(
-            "SELECT key, profile_id, first_seen, seq FROM identities WHERE profile_id = %s ORDER BY seq, key",
-            (profile_id,),
-        )
-        return [Identity(*row) for row in rows]
-
-    def trait_history(self, profile_id: int, name: str | None = None) -> list[TraitWrite]:
-        sql = "SELECT profile_id, name, ts, seq, value, applied FROM trait_history WHERE profile_id = %s"
-        params: list[Any] = [profile_id]
-        if name is not None:
-            sql += " AND name = %s"
-            params.append(name)
-        rows = self._all(sql + " ORDER BY name, ts, seq", params)
-        return [TraitWrite(r[0], r[1], r[2], r[3], bytes(r[4]), bool(r[5])) for r in rows]
-
-    def event_seqs(self, profile_id: int, before: int | None, limit: int) -> list[int]:
-        rows = self._all(
-            "SELECT seq FROM profile_events WHERE profile_id = %s AND seq < %s ORDER BY seq DESC LIMIT %s",
-            (profile_id, before if before is not None else 2**63 - 1, limit),
-        )
-        return [row[0] for row in rows]
-
-    def memberships(self, member_id: int) -> list[Membership]:
-        return self._memberships("member_id", member_id)
-
-    def members(self, account_id: int) -> list[Membership]:
-        return self._memberships("account_id", account_id)
-
-    def _memberships(self, column: str, profile_id: int) -> list[Membership]:
-        rows = self._all(
-            f"SELECT member_id, account_id, since, seq FROM memberships WHERE {column} = %s ORDER BY seq",
-            (profile_id,),
-        )
-        return [Membership(*row) for row in rows]
-
-    def merges(self, profile_id: int) -> list[MergeRecord]:
-        rows = self._all(
-            "SELECT seq, at, action, into_id, from_id, via, event_type FROM merges WHERE into_id IN"
-            " (SELECT %(p)s UNION SELECT id FROM profiles WHERE merged_into = %(p)s) OR from_id IN"
-            " (SELECT %(p)s UNION SELECT id FROM profiles WHERE merged_into = %(p)s) ORDER BY seq",
-            {"p": profile_id},
-        )
-        return [MergeRecord(*row) for row in rows]
 
     def request_rebuild(self) -> None:
         with self._lock:

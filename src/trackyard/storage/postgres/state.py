@@ -12,14 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
+from trackyard.storage._source_changes import SOURCE_COLUMNS, SourceChanges, Statement
 from trackyard.storage.base import (
     DeadLetter,
-    NoSuchSource,
     RejectRecord,
     Source,
     SourceExists,
@@ -27,26 +26,15 @@ from trackyard.storage.base import (
     StoredReject,
 )
 from trackyard.storage.postgres._db import Pool
-from trackyard.storage.secrets import hash_secret
-from trackyard.storage.source_names import check_source_name, generate_write_key
 
 VERSION_POLL_SECONDS = 0.25
-_SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
-_NEXT_SOURCE_ID = (
-    "(SELECT coalesce(max(id), 0) + 1"
-    " FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources) s)"
-)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class PGSources:
+class PGSources(SourceChanges):
     """:class:`~trackyard.storage.base.SourceRegistry` in the ``sources`` table."""
 
     def __init__(self, pool: Pool) -> None:
@@ -62,11 +50,11 @@ class PGSources:
             self._poller.join()
 
     def sources(self) -> list[Source]:
-        rows = self._pool.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY id")
+        rows = self._pool.execute(f"SELECT {SOURCE_COLUMNS} FROM sources ORDER BY id")
         return [Source(*row) for row in rows]
 
     def source_by_name(self, name: str) -> Source | None:
-        rows = self._pool.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE name = %s", (name,))
+        rows = self._pool.execute(f"SELECT {SOURCE_COLUMNS} FROM sources WHERE name = %s", (name,))
         return Source(*rows[0]) if rows else None
 
     def sources_version(self) -> int:
@@ -89,57 +77,10 @@ class PGSources:
             except Exception:  # PostgreSQL away for a moment: keep the sources we have
                 continue
 
-    def add_source(
-        self,
-        name: str,
-        write_key: str | None = None,
-        rate_limit: float | None = None,
-        secret: str | None = None,
-    ) -> Source:
-        check_source_name(name)
-        key = write_key or generate_write_key()
-        self._change(
-            f"INSERT INTO sources (id, name, write_key, rate_limit, created_at, secret_hash)"
-            f" VALUES ({_NEXT_SOURCE_ID}, %s, %s, %s, %s, %s)",
-            (name, key, rate_limit, _now_text(), None if secret is None else hash_secret(secret)),
-            conflict=f"A source named {name!r}, or one with that write key, exists already.",
-        )
-        return self._existing(name)
-
-    def rotate_source(self, name: str, write_key: str | None = None) -> Source:
-        self._change(
-            "UPDATE sources SET write_key = %s WHERE name = %s",
-            (write_key or generate_write_key(), name),
-            conflict="Another source has that write key.",
-        )
-        return self._existing(name)
-
-    def set_source_enabled(self, name: str, enabled: bool) -> Source:
-        self._change("UPDATE sources SET enabled = %s WHERE name = %s", (enabled, name))
-        return self._existing(name)
-
-    def set_source_secret(self, name: str, secret: str) -> Source:
-        self._change("UPDATE sources SET secret_hash = %s WHERE name = %s", (hash_secret(secret), name))
-        return self._existing(name)
-
-    def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source:
-        self._change("UPDATE sources SET rate_limit = %s WHERE name = %s", (rate_limit, name))
-        return self._existing(name)
-
-    def remove_source(self, name: str) -> Source:
-        source = self._existing(name)
-        self._change(
-            "INSERT INTO removed_sources (id, name, removed_at)"
-            " SELECT id, name, %s FROM sources WHERE id = %s",
-            (_now_text(), source.id),
-            ("DELETE FROM sources WHERE id = %s", (source.id,)),
-        )
-        return source
-
     def insert_source(self, source: Source) -> bool:
         """Copy ``source`` as it is, id included (``trackyard migrate``); ``False`` if it is there."""
         rows = self._change(
-            f"INSERT INTO sources ({_SOURCE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING RETURNING id",
             (
                 source.id,
@@ -153,22 +94,21 @@ class PGSources:
         )
         return bool(rows)
 
-    def _existing(self, name: str) -> Source:
-        source = self.source_by_name(name)
-        if source is None:
-            raise NoSuchSource(name)
-        return source
+    def _change_sources(
+        self, sql: str, params: tuple[object, ...], *more: Statement, conflict: str = ""
+    ) -> None:
+        self._change(sql, params, *more, conflict=conflict)
 
     def _change(
-        self, sql: str, params: tuple[object, ...], *more: tuple[str, tuple[object, ...]], conflict: str = ""
+        self, sql: str, params: tuple[object, ...], *more: Statement, conflict: str = ""
     ) -> list[Any]:
-        """The statements, and the move of ``sources_version``, in one transaction."""
+        """The statements (``?`` placeholders), and the move of ``sources_version``, in one transaction."""
         try:
             with self._pool.connection() as conn, conn.transaction():
-                cursor = conn.execute(sql, params)
+                cursor = conn.execute(sql.replace("?", "%s"), params)
                 rows = cursor.fetchall() if cursor.description is not None else []
                 for statement, values in more:
-                    conn.execute(statement, values)
+                    conn.execute(statement.replace("?", "%s"), values)
                 # Serialises concurrent changes too: the row lock is held until commit.
                 (version,) = conn.execute(
                     "UPDATE counters SET value = value + 1 WHERE name = 'sources_version' RETURNING value"
@@ -177,6 +117,20 @@ class PGSources:
             raise SourceExists(conflict) from None
         self._version = int(version)
         return rows
+
+
+def read_page(pool: Pool, select: str, after: int, limit: int, **equal: object) -> list[Any]:
+    """Up to ``limit`` rows of ``select`` with ``seq > after``, oldest first, where each
+    column of ``equal`` that is not ``None`` has that value (the cursor readers' query)."""
+    sql = f"{select} WHERE seq > %s"
+    params: list[object] = [after]
+    for column, value in equal.items():
+        if value is not None:
+            sql += f" AND {column} = %s"
+            params.append(value)
+    sql += " ORDER BY seq LIMIT %s"
+    params.append(limit)
+    return pool.execute(sql, params)
 
 
 class PGRejects:
@@ -188,17 +142,11 @@ class PGRejects:
     def read_rejects(
         self, after: int = 0, limit: int = 1000, source_id: int | None = None
     ) -> list[StoredReject]:
-        sql = (
-            "SELECT source_id, received_at, route, code, message, item_index, body, seq"
-            " FROM rejects WHERE seq > %s"
-        )
-        params: list[object] = [after]
-        if source_id is not None:
-            sql += " AND source_id = %s"
-            params.append(source_id)
-        sql += " ORDER BY seq LIMIT %s"
-        params.append(limit)
-        return [StoredReject(*row) for row in self._pool.execute(sql, params)]
+        # Columns in StoredReject's field order: the record's, then seq.
+        select = "SELECT source_id, received_at, route, code, message, item_index, body, seq FROM rejects"
+        return [
+            StoredReject(*row) for row in read_page(self._pool, select, after, limit, source_id=source_id)
+        ]
 
     def add_rejects(self, rejects: Sequence[RejectRecord]) -> None:
         """Keep ``rejects`` (for a log elsewhere, such as JetStream, that does not keep them itself)."""

@@ -11,17 +11,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from trackyard.storage._destination_tables import DestinationTables, Statement
 from trackyard.storage.destinations import (
-    COLUMNS,
-    Destination,
     DestinationExists,
-    NoSuchDestination,
-    destination_from_row,
-    destination_row,
 )
+from trackyard.storage.sqlite._writer import write_transaction
 
 FILENAME = "destinations.db"
 _SCHEMA = """
@@ -48,7 +46,7 @@ CREATE TABLE IF NOT EXISTS delivery_status (
 """
 
 
-class SQLiteDestinations:
+class SQLiteDestinations(DestinationTables):
     """The registry. Thread-safe: the delivery process reads it from its manager thread."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -63,71 +61,17 @@ class SQLiteDestinations:
         with self._lock:
             self._conn.executescript(_SCHEMA)
 
-    def destinations(self) -> list[Destination]:
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {COLUMNS} FROM destinations ORDER BY name").fetchall()
-        return [destination_from_row(row) for row in rows]
+            return self._conn.execute(sql, params).fetchall()
 
-    def get(self, name: str) -> Destination:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {COLUMNS} FROM destinations WHERE name = ?", (name,)
-            ).fetchall()
-        if not rows:
-            raise NoSuchDestination(name)
-        return destination_from_row(rows[0])
-
-    def add(self, destination: Destination) -> Destination:
-        d = destination
+    def _write(self, *statements: Statement, conflict: str = "") -> int:
         try:
-            with self._lock:
-                self._conn.execute(
-                    f"INSERT INTO destinations ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    destination_row(d, int(time.time() * 1000)),
-                )
+            with self._lock, write_transaction(self._conn):
+                counts = [self._conn.execute(sql, params).rowcount for sql, params in statements]
         except sqlite3.IntegrityError:
-            raise DestinationExists(d.name) from None
-        return self.get(d.name)
-
-    def set_enabled(self, name: str, enabled: bool) -> Destination:
-        with self._lock:
-            changed = self._conn.execute(
-                "UPDATE destinations SET enabled = ? WHERE name = ?", (int(enabled), name)
-            ).rowcount
-        if not changed:
-            raise NoSuchDestination(name)
-        return self.get(name)
-
-    def remove(self, name: str) -> Destination:
-        destination = self.get(name)
-        with self._lock:
-            self._conn.execute("DELETE FROM destinations WHERE name = ?", (name,))
-            self._conn.execute("DELETE FROM delivery_status WHERE name = ?", (name,))
-        return destination
-
-    def record(self, name: str, delivered: int, error: str | None = None) -> None:
-        """Count ``delivered`` more events to ``name``, and keep ``error`` as its last one.
-
-        Once a request, not once an event: the counts are for ``destinations show``.
-        """
-        at = int(time.time() * 1000) if error is not None else None
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO delivery_status (name, delivered, last_error, last_error_at_ms) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "delivered = delivered + excluded.delivered, "
-                "last_error = coalesce(excluded.last_error, last_error), "
-                "last_error_at_ms = coalesce(excluded.last_error_at_ms, last_error_at_ms)",
-                (name, delivered, error, at),
-            )
-
-    def status(self, name: str) -> tuple[int, str | None, int | None]:
-        """Events delivered to ``name``, its last error and when (ms), from :meth:`record`."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT delivered, last_error, last_error_at_ms FROM delivery_status WHERE name = ?", (name,)
-            ).fetchall()
-        return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else (0, None, None)
+            raise DestinationExists(conflict) from None
+        return counts[0]
 
     def close(self) -> None:
         self._conn.close()
