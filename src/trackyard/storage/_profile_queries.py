@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from trackyard.profiles.storage import Identity, Membership, MergeRecord, ProfileState, TraitWrite
+from trackyard.profiles.storage import Changes, Identity, Membership, MergeRecord, ProfileState, TraitWrite
 
 #: The tables a rebuild empties, in the order a snapshot lists them.
 TABLES = ("profiles", "identities", "profile_events", "trait_history", "memberships", "merges")
@@ -51,6 +51,41 @@ def profile_rows(profiles: Sequence[ProfileState]) -> list[tuple[Any, ...]]:
             _encode(p.traits) if p.traits else b"{}",
         )
         for p in profiles
+    ]
+
+
+def commit_statements(changes: Changes, meta_table: str) -> list[tuple[str, Sequence[Sequence[Any]]]]:
+    """What a builder's commit writes: each statement (``?`` placeholders) with its rows."""
+    progress = changes.progress
+    return [
+        (
+            "INSERT INTO identities (key, profile_id, first_seen, seq) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
+            changes.identities,
+        ),
+        (
+            f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merged_into = excluded.merged_into,"
+            " created_seq = excluded.created_seq, first_seen = excluded.first_seen,"
+            " last_seen = excluded.last_seen, event_count = excluded.event_count,"
+            " uniq = excluded.uniq, traits = excluded.traits",
+            profile_rows(changes.profiles),
+        ),
+        ("INSERT INTO profile_events (profile_id, seq) VALUES (?, ?) ON CONFLICT DO NOTHING", changes.events),
+        (
+            "INSERT INTO trait_history (profile_id, name, ts, seq, value, applied) VALUES (?, ?, ?, ?, ?, ?)",
+            changes.history,
+        ),
+        (
+            "INSERT INTO merges (seq, at, action, into_id, from_id, via, event_type)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            changes.merges,
+        ),
+        (
+            f"INSERT INTO {meta_table} (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [("cursor", progress.cursor), ("processed", progress.processed), ("next_id", progress.next_id)],
+        ),
     ]
 
 

@@ -23,8 +23,8 @@ from trackyard.storage._profile_queries import (
     PROFILE_COLUMNS,
     TABLES,
     ProfileQueries,
+    commit_statements,
     profile_from_row,
-    profile_rows,
 )
 from trackyard.storage.postgres._db import connect
 
@@ -112,44 +112,9 @@ class PGProfiles(ProfileQueries):
 
     def commit(self, changes: Changes) -> None:
         with self._conn.cursor() as cur:
-            many = cur.executemany
-            many(
-                "INSERT INTO identities (key, profile_id, first_seen, seq) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
-                changes.identities,
-            )
-            many(
-                f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merged_into = excluded.merged_into,"
-                " created_seq = excluded.created_seq, first_seen = excluded.first_seen,"
-                " last_seen = excluded.last_seen, event_count = excluded.event_count,"
-                " uniq = excluded.uniq, traits = excluded.traits",
-                profile_rows(changes.profiles),
-            )
-            many(
-                "INSERT INTO profile_events (profile_id, seq) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                changes.events,
-            )
-            many(
-                "INSERT INTO trait_history (profile_id, name, ts, seq, value, applied)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                changes.history,
-            )
-            many(
-                "INSERT INTO merges (seq, at, action, into_id, from_id, via, event_type)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                changes.merges,
-            )
-            progress = changes.progress
-            many(
-                "INSERT INTO profile_meta (key, value) VALUES (%s, %s)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [
-                    ("cursor", progress.cursor),
-                    ("processed", progress.processed),
-                    ("next_id", progress.next_id),
-                ],
-            )
+            for sql, rows in commit_statements(changes, "profile_meta"):
+                if rows:
+                    cur.executemany(sql.replace("?", "%s"), rows)
         self._conn.execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
         self._lock.release()
 

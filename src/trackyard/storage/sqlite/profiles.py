@@ -23,8 +23,8 @@ from trackyard.storage._profile_queries import (
     PROFILE_COLUMNS,
     TABLES,
     ProfileQueries,
+    commit_statements,
     profile_from_row,
-    profile_rows,
 )
 
 FILENAME = "profiles.db"
@@ -193,32 +193,10 @@ class SQLiteProfiles(ProfileQueries):
         return cursor.rowcount > 0
 
     def commit(self, changes: Changes) -> None:
-        execute, many = self._conn.execute, self._conn.executemany
-        many(
-            "INSERT INTO identities (key, profile_id, first_seen, seq) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
-            changes.identities,
-        )
-        many(
-            f"INSERT OR REPLACE INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            profile_rows(changes.profiles),
-        )
-        many("INSERT OR IGNORE INTO profile_events (profile_id, seq) VALUES (?, ?)", changes.events)
-        many(
-            "INSERT INTO trait_history (profile_id, name, ts, seq, value, applied) VALUES (?, ?, ?, ?, ?, ?)",
-            changes.history,
-        )
-        many(
-            "INSERT INTO merges (seq, at, action, into_id, from_id, via, event_type)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            changes.merges,
-        )
-        progress = changes.progress
-        many(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [("cursor", progress.cursor), ("processed", progress.processed), ("next_id", progress.next_id)],
-        )
-        execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
+        for sql, rows in commit_statements(changes, "meta"):
+            if rows:
+                self._conn.executemany(sql, rows)
+        self._conn.execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
         self._lock.release()
 
     def rollback(self) -> None:
