@@ -90,10 +90,42 @@ def commit_statements(changes: Changes, meta_table: str) -> list[tuple[str, Sequ
 
 
 class ProfileQueries:
-    """Mixed into a profile store: the :class:`~trackyard.profiles.storage.ProfileReader` queries."""
+    """Mixed into a profile store: the :class:`~trackyard.profiles.storage.ProfileReader` queries,
+    and the builder's statements that need no backend's own syntax."""
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
+
+    def _run(self, sql: str, params: Sequence[Any]) -> int:
+        """Within the builder's transaction: run a statement, return its row count."""
+        raise NotImplementedError
+
+    def repoint(self, loser: int, survivor: int) -> None:
+        pair = (survivor, loser)
+        self._run("UPDATE identities SET profile_id = ? WHERE profile_id = ?", pair)
+        self._run("UPDATE profile_events SET profile_id = ? WHERE profile_id = ?", pair)
+        self._run("UPDATE trait_history SET profile_id = ? WHERE profile_id = ?", pair)
+        self._run("UPDATE profiles SET merged_into = ? WHERE merged_into = ?", pair)
+        for column, other in (("member_id", "account_id"), ("account_id", "member_id")):
+            # A membership both held keeps the survivor's (older) row.
+            self._run(
+                f"UPDATE memberships SET {column} = ? WHERE {column} = ? AND NOT EXISTS (SELECT 1 FROM"
+                f" memberships AS o WHERE o.{column} = ? AND o.{other} = memberships.{other})",
+                (survivor, loser, survivor),
+            )
+            self._run(f"DELETE FROM memberships WHERE {column} = ?", (loser,))
+
+    def join(self, member: int, account: int, since: int, seq: int) -> None:
+        self._run(
+            "INSERT INTO memberships (member_id, account_id, since, seq) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (member, account, since, seq),
+        )
+
+    def leave(self, member: int, account: int) -> bool:
+        return (
+            self._run("DELETE FROM memberships WHERE member_id = ? AND account_id = ?", (member, account)) > 0
+        )
 
     def profiles(self, ids: Sequence[int]) -> dict[int, ProfileState]:
         raise NotImplementedError

@@ -81,34 +81,8 @@ class PGProfiles(ProfileQueries):
         ).fetchall()
         return {row[0]: profile_from_row(row) for row in rows}
 
-    def repoint(self, loser: int, survivor: int) -> None:
-        pair = (survivor, loser)
-        execute = self._conn.execute
-        execute("UPDATE identities SET profile_id = %s WHERE profile_id = %s", pair)
-        execute("UPDATE profile_events SET profile_id = %s WHERE profile_id = %s", pair)
-        execute("UPDATE trait_history SET profile_id = %s WHERE profile_id = %s", pair)
-        execute("UPDATE profiles SET merged_into = %s WHERE merged_into = %s", pair)
-        for column, other in (("member_id", "account_id"), ("account_id", "member_id")):
-            # A membership both held keeps the survivor's (older) row.
-            execute(
-                f"UPDATE memberships m SET {column} = %(survivor)s WHERE {column} = %(loser)s AND NOT EXISTS"
-                f" (SELECT 1 FROM memberships o WHERE o.{column} = %(survivor)s AND o.{other} = m.{other})",
-                {"survivor": survivor, "loser": loser},
-            )
-            execute(f"DELETE FROM memberships WHERE {column} = %s", (loser,))
-
-    def join(self, member: int, account: int, since: int, seq: int) -> None:
-        self._conn.execute(
-            "INSERT INTO memberships (member_id, account_id, since, seq) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (member, account, since, seq),
-        )
-
-    def leave(self, member: int, account: int) -> bool:
-        cursor = self._conn.execute(
-            "DELETE FROM memberships WHERE member_id = %s AND account_id = %s", (member, account)
-        )
-        return cursor.rowcount > 0
+    def _run(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self._conn.execute(sql.replace("?", "%s"), params).rowcount)
 
     def commit(self, changes: Changes) -> None:
         with self._conn.cursor() as cur:

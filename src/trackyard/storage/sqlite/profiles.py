@@ -168,29 +168,8 @@ class SQLiteProfiles(ProfileQueries):
                 loaded[row[0]] = profile_from_row(row)
         return loaded
 
-    def repoint(self, loser: int, survivor: int) -> None:
-        pair = (survivor, loser)
-        execute = self._conn.execute
-        execute("UPDATE identities SET profile_id = ? WHERE profile_id = ?", pair)
-        execute("UPDATE profile_events SET profile_id = ? WHERE profile_id = ?", pair)
-        execute("UPDATE trait_history SET profile_id = ? WHERE profile_id = ?", pair)
-        execute("UPDATE profiles SET merged_into = ? WHERE merged_into = ?", pair)
-        for column in ("member_id", "account_id"):
-            # A membership both held keeps the survivor's (older) row.
-            execute(f"UPDATE OR IGNORE memberships SET {column} = ? WHERE {column} = ?", pair)
-            execute(f"DELETE FROM memberships WHERE {column} = ?", (loser,))
-
-    def join(self, member: int, account: int, since: int, seq: int) -> None:
-        self._conn.execute(
-            "INSERT OR IGNORE INTO memberships (member_id, account_id, since, seq) VALUES (?, ?, ?, ?)",
-            (member, account, since, seq),
-        )
-
-    def leave(self, member: int, account: int) -> bool:
-        cursor = self._conn.execute(
-            "DELETE FROM memberships WHERE member_id = ? AND account_id = ?", (member, account)
-        )
-        return cursor.rowcount > 0
+    def _run(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self._conn.execute(sql, params).rowcount)
 
     def commit(self, changes: Changes) -> None:
         for sql, rows in commit_statements(changes, "meta"):
