@@ -8,10 +8,7 @@ and nothing is applied twice.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +18,8 @@ import msgspec
 import pytest
 
 from tests.conftest import Server, cli
-from tests.consumers.conftest import append
-from tests.consumers.test_supervisor import _identifies
 from tests.pg_databases import fresh_database
+from tests.profiles.conftest import at
 from trackyard.config import Settings
 from trackyard.profiles.facts import PERSON, make_key
 from trackyard.storage.factory import open_backends
@@ -94,37 +90,38 @@ def test_nodes_share_sources_and_one_dedup_window_across_a_restart_of_everything
     assert len(cli("events", "--json", "--data-dir", str(tmp_path / "elsewhere")).splitlines()) == len(stored)
 
 
-def _consume(tmp: Path, name: str, dsn: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TRACKYARD_STATE": dsn, "TRACKYARD_PROFILES_BATCH_SIZE": "100"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "trackyard", "consume", "profiles", "--data-dir", str(tmp / name)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / f"{name}.log").open("ab"),
-    )
+def _identify_batch(start: int, count: int) -> dict[str, object]:
+    return {
+        "batch": [
+            {"type": "identify", "userId": "u", "traits": {"n": i}, "messageId": f"m{i}", "timestamp": at(i)}
+            for i in range(start, start + count)
+        ]
+    }
 
 
 def test_a_killed_lease_holder_is_replaced_by_another_node_and_nothing_is_applied_twice(
     state: str, tmp_path: Path
 ) -> None:
-    writer = open_backends(Settings(data_dir=tmp_path / "writer", state_url=state), writer=True)
-    first = _consume(tmp_path, "first", state)
-    second: subprocess.Popen[bytes] | None = None
+    """Two ``serve`` nodes (collectors and consumers); SIGKILL the one whose supervisor holds
+    the profile consumer's lease while it builds: the other takes over, each event once."""
+    env = {"TRACKYARD_PROFILES_BATCH_SIZE": "100"}
+    key = cli("sources", "add", "web", "--data-dir", str(tmp_path / "admin")).strip()
+    first = Server(tmp_path / "first", "--state", state, env=env).start()
+    second: Server | None = None
+    reader = open_backends(Settings(data_dir=tmp_path / "reader", state_url=state))
     try:
-        append(writer, _identifies(0, 300))
-        profiles = writer.profiles()
-        _until(lambda: profiles.progress().cursor > 0, "the first node's consumer builds")
-        second = _consume(tmp_path, "second", state)
-        _until(lambda: profiles.progress().cursor == 300, "the first node caught up")
-        assert writer.leases().held("profiles")
-        append(writer, _identifies(300, 3000))
+        profiles = reader.profiles()
+        post = httpx.Client(base_url=first.url, auth=(key, ""), timeout=30)
+        assert post.post("/v1/batch", json=_identify_batch(0, 300)).status_code == 200
+        _until(lambda: profiles.progress().cursor == 300, "the first node's consumer built the profiles")
+        second = Server(tmp_path / "second", "--state", state, env=env).start()
+        for start in range(300, 3300, 500):  # acknowledged by the first node: in the log
+            assert post.post("/v1/batch", json=_identify_batch(start, 500)).status_code == 200
         _until(lambda: profiles.progress().cursor > 300, "the first node works on the new events")
-        first.send_signal(signal.SIGKILL)  # the supervisor; its child is told to stop
-        first.wait(timeout=10)
+        first.stop(signal.SIGKILL)  # its consumer process is told to stop, and finishes its batch
         at_kill = profiles.progress().cursor
         assert at_kill < 3300, "the first node finished before it was killed: nothing was taken over"
         _until(lambda: profiles.progress().cursor == 3300, "the second node took over and caught up", 90)
-        assert second.poll() is None, "the second node's consumer was the one that finished"
         progress = profiles.progress()
         assert progress.processed == 3300
         pid = profiles.resolve_key(make_key(PERSON, "user_id", "u"))
@@ -133,12 +130,7 @@ def test_a_killed_lease_holder_is_replaced_by_another_node_and_nothing_is_applie
         assert profile is not None and profile.event_count == 3300  # nothing applied twice
         assert profile.traits["n"][0] == 3299
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        writer.close()
+        for node in (first, second):
+            if node is not None and node.process is not None and node.process.poll() is None:
+                node.stop()
+        reader.close()
