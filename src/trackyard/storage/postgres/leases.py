@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 
+from trackyard.errors import StoreUnavailable
 from trackyard.storage.postgres._db import connect, redact
+
+log = logging.getLogger("trackyard.consumers")
 
 
 def _key(name: str, role: str) -> int:
@@ -66,7 +70,12 @@ class PGLeases:
         self._url = url
 
     def acquire(self, name: str) -> PGLease | None:
-        conn = _session(self._url)
+        try:
+            conn = _session(self._url)
+        except StoreUnavailable as exc:
+            # Not taken, as when another holds it: the supervisor tries again in a second.
+            log.warning("lease %s not taken: %s", name, exc)
+            return None
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_key(name, "hold"),)).fetchone()
         if not (row and row[0]):
             conn.close()
