@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.pg_databases import fresh_database
 from trackyard.config import Settings
+from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import EventRecord, RejectRecord
 from trackyard.storage.factory import describe_store, open_backends
 
@@ -60,3 +62,24 @@ def test_a_postgresql_log_beside_the_embedded_sqlite_state(pg_dsn: str, tmp_path
         backends.close()
     assert (tmp_path / "trackyard.db").exists()  # the sources
     assert (_count(pg_dsn, "events"), _count(pg_dsn, "sources")) == (1, 0)
+
+
+def test_a_lost_connection_is_a_503_for_that_commit_and_the_next_one_reconnects(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    backends = open_backends(Settings(data_dir=tmp_path, state_url=pg_dsn), writer=True)
+    try:
+        asyncio.run(backends.log.append([_event("a")], []))
+        # What a PostgreSQL restart or failover does to every session.
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StoreUnavailable):
+            asyncio.run(backends.log.append([_event("b")], []))
+        result = asyncio.run(backends.log.append([_event("b")], []))  # the client's retry
+        assert (result.stored, result.duplicates) == (1, 0)
+        assert [e.seq for e in backends.log.read_events()] == [1, 2]
+    finally:
+        backends.close()

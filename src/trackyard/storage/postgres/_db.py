@@ -212,15 +212,25 @@ class Pool:
         self._closed = False
         self._open: set[psycopg.Connection[Any]] = set()
 
+    def _take(self) -> tuple[psycopg.Connection[Any], bool]:
+        """An idle connection (opened if its slot has none, or a broken one), and whether it was reused."""
+        conn = self._idle.get()
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn, True
+        try:
+            conn = connect(self.url)
+        except BaseException:
+            self._idle.put(None)
+            raise
+        with self._lock:
+            self._open.add(conn)
+        return conn, False
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection for one statement or transaction, back in the pool afterwards."""
-        conn = self._idle.get()
+        conn, _ = self._take()
         try:
-            if conn is None or conn.closed or conn.broken:
-                conn = connect(self.url)
-                with self._lock:
-                    self._open.add(conn)
             yield conn
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {_first_line(exc)}") from None
@@ -228,10 +238,24 @@ class Pool:
             self._idle.put(conn)
 
     def execute(self, sql: str, params: Any = None) -> list[Any]:
-        """Run one statement and return its rows (none for a statement without a result)."""
-        with self.connection() as conn:
-            cursor = conn.execute(sql.encode() if params is None else sql, params)
-            return cursor.fetchall() if cursor.description is not None else []
+        """Run one statement and return its rows (none for a statement without a result).
+
+        A connection the server ended while it sat idle (a restart, a failover) fails on its
+        next use before the statement runs: the statement is then run again, once, on a
+        new connection.
+        """
+        for attempt in (1, 2):
+            conn, reused = self._take()
+            try:
+                cursor = conn.execute(sql.encode() if params is None else sql, params)
+                return cursor.fetchall() if cursor.description is not None else []
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and reused and conn.broken:
+                    continue
+                raise StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {_first_line(exc)}") from None
+            finally:
+                self._idle.put(conn)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
