@@ -42,9 +42,8 @@ def env_name(field: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
-    #: Which backend stores the log, sources, rejects and profiles, as a URL
-    #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
-    #: ``storage/factory.py`` reads it and says which schemes exist.
+    #: Where the embedded SQLite files are, as a URL (``TRACKYARD_STORE``): ``None`` is the
+    #: data dir; ``storage/factory.py`` reads it, with ``state_url`` and ``log_url`` below.
     store_url: str | None = None
     #: Where the state is kept (``TRACKYARD_STATE``): sources and their secrets, the dedup
     #: index, cursors, leases, rejects, dead letters, destinations and profiles. ``None`` is
