@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import start_server
 from trackyard.config import Settings
 from trackyard.storage.base import StoreURLError
-from trackyard.storage.factory import check_store_url, open_backends, store_exists
+from trackyard.storage.factory import check_store_url, describe_store, open_backends, store_exists
 
 
 def test_the_default_store_is_sqlite_files_in_the_data_dir(tmp_path: Path) -> None:
@@ -127,3 +127,16 @@ def test_a_server_and_the_cli_use_the_store_the_url_names(
         server.stop()
     assert (elsewhere / "trackyard.db").exists()
     assert not (tmp_path / "data" / "trackyard.db").exists()
+
+
+def test_the_start_up_description_of_a_postgresql_store_hides_the_password(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        state_url="postgresql://trackyard:hunter2@db.internal:5433/state",
+        log_url="postgresql://trackyard:hunter3@log.internal/log",
+    )
+    described = describe_store(settings)
+    assert "hunter2" not in described and "hunter3" not in described
+    assert "postgresql://trackyard:***@db.internal:5433/state" in described
+    assert "log: PostgreSQL at postgresql://trackyard:***@log.internal/log" in described
+    assert describe_store(Settings(data_dir=tmp_path)) == f"SQLite in {tmp_path}"
