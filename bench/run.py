@@ -346,7 +346,15 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="server worker processes, same for all (default 1)"
     )
-    parser.add_argument("--only", help="run only scenarios whose name contains this text")
+    parser.add_argument(
+        "--only", help="run only scenarios whose name contains this text ('delivery': that scenario alone)"
+    )
+    parser.add_argument(
+        "--delivery-events",
+        type=int,
+        default=20_000,
+        help="events ingested at trackyard A for each format of the delivery scenario (default 20,000)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         console.print("[red]wrk is not installed: apt-get install wrk[/red]")
@@ -395,7 +403,8 @@ def main() -> int:
     }
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
-    for target, command in targets.items():
+    # `--only delivery` (no HTTP scenario matches it) runs the delivery scenario alone.
+    for target, command in targets.items() if chosen else ():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
@@ -468,24 +477,34 @@ def main() -> int:
             peak[target] = server.peak_rss_kb
         finally:
             server.stop()
-    stored = int(
-        subprocess.run(
-            [
-                py,
-                "-c",
-                # Seqs are dense from 1 (docs/storage.md), so the head is the number stored.
-                "import sys;from pathlib import Path;from trackyard.config import Settings;"
-                "from trackyard.storage.factory import open_backends;"
-                "b=open_backends(Settings(data_dir=Path(sys.argv[1])));print(b.log.head_seq());b.close()",
-                str(data),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+    stored = (
+        0
+        if not chosen
+        else int(
+            subprocess.run(
+                [
+                    py,
+                    "-c",
+                    # Seqs are dense from 1 (docs/storage.md), so the head is the number stored.
+                    "import sys;from pathlib import Path;from trackyard.config import Settings;"
+                    "from trackyard.storage.factory import open_backends;"
+                    "b=open_backends(Settings(data_dir=Path(sys.argv[1])));print(b.log.head_seq());b.close()",
+                    str(data),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
     )
     report = build_report(results, peak, stored, args)
     report["profiles"] = profiles
+    if not args.only or "delivery" in args.only:
+        sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo
+        from bench import delivery
+
+        console.print("[dim]delivery: from trackyard A's log to a receiver, per format[/dim]")
+        report["delivery"] = delivery.run_all(args.delivery_events, args.seconds)
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -556,11 +575,16 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
         )
-    out_console.print(table)
-    out_console.print(
-        f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
-    )
-    out_console.print(f"profile consumer: {report.get('profiles')}")
+    if report["rows"]:  # none with `--only delivery`
+        out_console.print(table)
+        out_console.print(
+            f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
+        )
+        out_console.print(f"profile consumer: {report.get('profiles')}")
+    if "delivery" in report:
+        from bench import delivery  # importable: main put the repo on the path
+
+        delivery.print_table(report["delivery"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The progress bar long commands draw on stderr (stdout stays for their results)."""
+"""The progress bar of long commands (on standard error, so standard output stays data)."""
 
 from __future__ import annotations
 

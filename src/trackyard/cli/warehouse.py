@@ -14,7 +14,6 @@ from typing import Any
 import click
 import msgspec
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
@@ -25,8 +24,6 @@ from trackyard.storage.factory import Backends
 from trackyard.warehouse import WarehouseSink, sync
 from trackyard.warehouse.export import Format, export_log, export_table
 from trackyard.warehouse.loader import DEFAULT_BATCH
-
-_stderr = Console(stderr=True)
 
 warehouse_option = click.option(
     "--warehouse",
@@ -109,13 +106,9 @@ def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
-def _progress() -> Progress:
-    return progress_bar()
-
-
 def _run_sync(sink: WarehouseSink, backends: Backends, batch: int, what: str) -> int:
     pending = max(backends.log.head_seq() - sink.position(), 0)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(what, total=pending)
         loaded = sync(backends.log, sink, lambda n: progress.advance(task, n), batch=batch)
     return loaded
@@ -286,7 +279,7 @@ def export(
             )
         target, written = export_table(path, table, out, fmt_, since_us)
     else:
-        with opened(data_dir) as backends, _progress() as progress:
+        with opened(data_dir) as backends, progress_bar() as progress:
             task = progress.add_task("exporting", total=backends.log.head_seq())
             target, written = export_log(
                 backends.log, out, fmt_, since_us, event_type, lambda n: progress.advance(task, n)

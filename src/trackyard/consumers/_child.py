@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
         format=f"%(levelname)s:     [{name} {os.getpid()}] %(message)s",
     )
     from trackyard.config import Settings
-    from trackyard.consumers.registry import CONSUMERS
+    from trackyard.consumers.registry import spec_named
     from trackyard.storage.factory import open_backends
 
     backends = open_backends(Settings.from_env())
@@ -62,7 +62,8 @@ def main(argv: list[str]) -> int:
         with backends.leases().running(name):
             if stop.is_set():
                 return 0
-            runner = CONSUMERS[name].open_runner(backends)
+            runner = spec_named(name).open_runner(backends)
+            stop.link(runner.stop)  # what the runner's sink may wait on (a destination's retries)
             runner.stop = stop
             try:
                 runner.run()

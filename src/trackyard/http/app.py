@@ -22,6 +22,7 @@ from trackyard.http.collection import CollectionCORS, FastCollect, collection_ro
 from trackyard.http.guard import RequestGuard
 from trackyard.http.routes import health
 from trackyard.http.routes.admin import AdminAPI
+from trackyard.http.routes.destinations import DestinationsAPI
 from trackyard.http.routes.profiles import ProfilesAPI
 from trackyard.http.traffic import TrafficSummary
 from trackyard.ingest.collector import Collector
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *health.routes(collector),
             # The admin API is outside the CORS mount: browsers on other origins cannot read it.
             *AdminAPI(collector).routes(),
+            *DestinationsAPI(backends).routes(),
             *ProfilesAPI(collector, backends.profiles).routes(),
             Mount("", app=CollectionCORS(collection)),
         ],

@@ -15,8 +15,7 @@ names a concrete backend. Three settings say which backends, composed here:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -302,16 +301,6 @@ def _compose(
     )
 
 
-@contextlib.contextmanager
-def _state_pool(url: str) -> Iterator[Pool]:
-    pools: dict[str, Pool] = {}
-    pool = _pool(url, pools)
-    try:
-        yield pool
-    finally:
-        pool.close()
-
-
 def open_destinations(settings: Settings) -> DestinationRegistry:
     """The destination registry (docs/destinations.md), created on first use."""
     layout = _layout(settings)
@@ -325,13 +314,12 @@ def open_destinations(settings: Settings) -> DestinationRegistry:
 
 
 def destinations_exist(settings: Settings) -> bool:
-    """Whether a destination registry was ever created here (cheap: opens nothing on SQLite)."""
+    """Whether a destination registry was ever created here (cheap: the supervisor asks every second)."""
     layout = _layout(settings)
     if layout.state_url is not None:
-        from trackyard.storage.postgres.destinations import PGDestinations
+        from trackyard.storage.postgres.destinations import any_destination
 
-        with _state_pool(layout.state_url) as pool:
-            return PGDestinations(pool).count() > 0
+        return any_destination(layout.state_url)
     from trackyard.storage.sqlite.destinations import registry_exists
 
     return registry_exists(settings.data_dir)

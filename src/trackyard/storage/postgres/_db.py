@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS destinations (
     events text NOT NULL,
     batch_size integer NOT NULL,
     enabled boolean NOT NULL,
+    ordered boolean NOT NULL DEFAULT true,
     created_at_ms bigint NOT NULL
 );
 CREATE TABLE IF NOT EXISTS delivery_status (
@@ -105,6 +106,34 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     last_error text,
     last_error_at_ms bigint
 );
+-- Events a destination's format cannot express, each seq once.
+CREATE TABLE IF NOT EXISTS skipped (
+    name text NOT NULL,
+    seq bigint NOT NULL,
+    type text NOT NULL,
+    reason text NOT NULL,
+    skipped_at_ms bigint NOT NULL,
+    PRIMARY KEY (name, seq)
+);
+CREATE TABLE IF NOT EXISTS in_retry (
+    name text PRIMARY KEY,
+    events integer NOT NULL,
+    attempts integer NOT NULL
+);
+-- Events of an unordered destination waiting for their next attempt.
+CREATE TABLE IF NOT EXISTS parked (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL,
+    seq bigint NOT NULL,
+    source_id bigint NOT NULL,
+    type text NOT NULL,
+    body bytea NOT NULL,
+    attempts integer NOT NULL,
+    first_failed_ms bigint NOT NULL,
+    due_ms bigint NOT NULL,
+    reason text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS parked_due ON parked (name, due_ms);
 CREATE TABLE IF NOT EXISTS profile_meta (key text PRIMARY KEY, value bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS profiles (
     id bigint PRIMARY KEY,

@@ -15,7 +15,7 @@ from trackyard.storage._destination_tables import DestinationTables, Statement
 from trackyard.storage.destinations import (
     DestinationExists,
 )
-from trackyard.storage.postgres._db import Pool
+from trackyard.storage.postgres._db import Pool, connect
 
 
 class PGDestinations(DestinationTables):
@@ -29,6 +29,12 @@ class PGDestinations(DestinationTables):
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._pool.execute(sql.replace("?", "%s"), params)
 
+    def _write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if not rows:
+            return
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), rows)
+
     def _write(self, *statements: Statement, conflict: str = "") -> int:
         try:
             with self._pool.connection() as conn, conn.transaction():
@@ -37,9 +43,18 @@ class PGDestinations(DestinationTables):
             raise DestinationExists(conflict) from None
         return counts[0]
 
-    def count(self) -> int:
-        return int(self._pool.execute("SELECT count(*) FROM destinations")[0][0])
-
     def close(self) -> None:
         if self._owned:
             self._pool.close()
+
+
+def any_destination(url: str) -> bool:
+    """Whether the database holds a destination, on one short connection (creating nothing)."""
+    conn = connect(url)
+    try:
+        row = conn.execute("SELECT to_regclass('destinations') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return False
+        return conn.execute("SELECT 1 FROM destinations LIMIT 1").fetchone() is not None
+    finally:
+        conn.close()

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trackyard.storage._destination_tables import DestinationTables, Statement
-from trackyard.storage.destinations import (
-    DestinationExists,
-)
+from trackyard.storage.destinations import DestinationExists
 from trackyard.storage.sqlite._writer import write_transaction
 
 FILENAME = "destinations.db"
@@ -43,6 +41,32 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     last_error TEXT,
     last_error_at_ms INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skipped (
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    skipped_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (name, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS in_retry (
+    name TEXT PRIMARY KEY,
+    events INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parked (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    source_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_failed_ms INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS parked_due ON parked (name, due_ms);
 """
 
 
@@ -60,6 +84,9 @@ class SQLiteDestinations(DestinationTables):
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(destinations)")}
+            if "ordered" not in columns:  # a registry from before the order toggle
+                self._conn.execute("ALTER TABLE destinations ADD COLUMN ordered INTEGER NOT NULL DEFAULT 1")
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -72,6 +99,10 @@ class SQLiteDestinations(DestinationTables):
         except sqlite3.IntegrityError:
             raise DestinationExists(conflict) from None
         return counts[0]
+
+    def _write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._lock, write_transaction(self._conn):
+            self._conn.executemany(sql, rows)
 
     def close(self) -> None:
         self._conn.close()
