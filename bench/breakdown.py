@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from trackyard.config import Settings
+from trackyard.storage._group_commit import Job
 from trackyard.storage.base import EventRecord
 from trackyard.storage.sqlite import store as store_sqlite
 from trackyard.storage.sqlite._dedup import SQLiteDedup
-from trackyard.storage.sqlite._writer import Job, Writer
+from trackyard.storage.sqlite._writer import Writer
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item
 from trackyard.wire._segment_typed import normalize_raw

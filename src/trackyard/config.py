@@ -28,9 +28,12 @@ MAX_BATCH_EVENTS: Final = 2500
 #: Settings whose variable is not ``TRACKYARD_`` + the field's name in capitals.
 _ENV_NAMES: Final = {
     "store_url": "TRACKYARD_STORE",
-    "log_url": "TRACKYARD_LOG",
     "warehouse_url": "TRACKYARD_WAREHOUSE",
+    "log_url": "TRACKYARD_LOG",
+    "state_url": "TRACKYARD_STATE",
 }
+#: Settings that are text, where an empty variable means unset.
+_OPTIONAL_TEXT: Final = ("admin_token", "metrics_token", "store_url", "warehouse_url", "log_url", "state_url")
 
 
 def env_name(field: str) -> str:
@@ -40,13 +43,15 @@ def env_name(field: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
-    #: Which backend stores the log, sources, rejects and profiles, as a URL
-    #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
-    #: ``storage/factory.py`` reads it and says which schemes exist.
+    #: Where the embedded SQLite files are, as a URL (``TRACKYARD_STORE``): ``None`` is the
+    #: data dir; ``storage/factory.py`` reads it, with ``state_url`` and ``log_url`` below.
     store_url: str | None = None
-    #: Where the event log lives when not with the state (``TRACKYARD_LOG``): ``None`` keeps it
-    #: in the state backend; ``nats://host:port[,host:port...]`` is a JetStream stream
-    #: (docs/storage.md, "NATS JetStream").
+    #: Where the state is kept (``TRACKYARD_STATE``): sources and their secrets, the dedup
+    #: index, cursors, leases, rejects, dead letters, destinations and profiles. ``None`` is
+    #: SQLite in the data dir; ``postgresql://...`` is PostgreSQL (docs/deployment.md).
+    state_url: str | None = None
+    #: Where the event log is (``TRACKYARD_LOG``): ``None`` keeps it in the state backend;
+    #: ``postgresql://...`` or ``nats://host:port[,host:port...]`` names one of its own.
     log_url: str | None = None
     #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` is the
     #: embedded DuckDB file in the data dir, ``duckdb:///PATH`` or ``postgresql://...`` another,
@@ -110,7 +115,7 @@ class Settings:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
-            elif f.name in ("admin_token", "metrics_token", "store_url", "log_url", "warehouse_url"):
+            elif f.name in _OPTIONAL_TEXT:
                 values[f.name] = raw or None
             elif f.name in ("metrics", "access_log"):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")

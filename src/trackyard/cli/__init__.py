@@ -12,6 +12,7 @@ from trackyard import __version__
 from trackyard.cli.consume import consume, consumers
 from trackyard.cli.destinations import destinations
 from trackyard.cli.log import events, rejects
+from trackyard.cli.migrate import migrate_command
 from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
 from trackyard.cli.serve import serve
@@ -49,5 +50,6 @@ for command in (
     sql,
     export,
     destinations,
+    migrate_command,
 ):
     main.add_command(command)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from trackyard.cli._options import backend_urls
 from trackyard.config import Settings, env_name
 from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import StoreURLError
@@ -16,15 +17,17 @@ from trackyard.storage.factory import Backends, open_backends, store_exists
 
 
 def cli_settings(data_dir: Path) -> Settings:
-    """The settings a command other than ``serve`` needs: the data dir, ``TRACKYARD_STORE`` and
-    ``TRACKYARD_LOG``.
+    """The settings a command other than ``serve`` needs: the data dir, ``TRACKYARD_STORE``, and
+    ``--state`` and ``--log`` (or ``TRACKYARD_STATE`` and ``TRACKYARD_LOG``).
 
     Other ``TRACKYARD_*`` variables are the server's and are not read (nor validated) here.
     """
+    state_url, log_url = backend_urls()
     return Settings(
         data_dir=data_dir,
         store_url=os.environ.get(env_name("store_url")) or None,
-        log_url=os.environ.get(env_name("log_url")) or None,
+        state_url=state_url or os.environ.get(env_name("state_url")) or None,
+        log_url=log_url or os.environ.get(env_name("log_url")) or None,
     )
 
 
@@ -34,6 +37,11 @@ def opened(data_dir: Path, *, create: bool = False) -> Iterator[Backends]:
     settings = cli_settings(data_dir)
     try:
         if not create and not store_exists(settings):
+            if settings.state_url:
+                raise click.ClickException(
+                    "No trackyard store in that PostgreSQL database yet. Start a server on it first "
+                    "(trackyard serve --state URL) or pass the right --state."
+                )
             raise click.ClickException(
                 f"No trackyard store in {data_dir}. Start the server there first (trackyard serve "
                 f"--data-dir {data_dir}) or pass the right --data-dir."

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from trackyard import __version__
 from trackyard.cli import _snippets
-from trackyard.cli._options import data_dir_option, log_level_option
+from trackyard.cli._options import backend_urls, data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
 from trackyard.errors import StoreUnavailable
@@ -61,9 +61,8 @@ _console = Console(stderr=True)
     metavar="URL",
     envvar="TRACKYARD_STORE",
     show_envvar=True,
-    help="The storage backend. Unset: SQLite files in --data-dir. sqlite:///ABSOLUTE/DIR: SQLite files "
-    "in DIR. (postgresql:// is planned, not available yet.) The event log can live apart, on NATS "
-    "JetStream: TRACKYARD_LOG=nats://HOST:PORT[,HOST:PORT...] (docs/storage.md).",
+    help="Where the SQLite files are. Unset: in --data-dir. sqlite:///ABSOLUTE/DIR: in DIR. "
+    "(PostgreSQL and NATS JetStream: see --state and --log.)",
 )
 @click.option(
     "--workers",
@@ -174,10 +173,13 @@ def serve(
     committed, and each consumer commits its batch, within seconds.
     """
     # Settings without an option (limits, queue bounds) come from TRACKYARD_* variables.
+    state_url, log_url = backend_urls()
     settings = dataclasses.replace(
         Settings.from_env(),
         data_dir=data_dir,
         store_url=store_url or None,
+        state_url=state_url or None,
+        log_url=log_url or None,
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,

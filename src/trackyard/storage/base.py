@@ -2,15 +2,16 @@
 and the errors they raise.
 
 The HTTP layer only appends; consumers (the CLI today, profiles, warehouses and
-destinations later) read the log from a cursor. SQLite (``storage/sqlite/``) is the one
-backend today; later ones (PostgreSQL and NATS JetStream are planned) implement the same
-protocols and are opened by ``storage/factory.py``. Callers see only these names.
+destinations) read the log from a cursor. SQLite (``storage/sqlite/``, the default) and
+PostgreSQL (``storage/postgres/``) implement these protocols, and a NATS JetStream log is
+planned; ``storage/factory.py`` opens them. Callers see only these names.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -155,7 +156,8 @@ class DedupIndex(Protocol):
     A log appends an event only if its key is not :meth:`seen`, then passes the keys of
     what it stored to :meth:`remember`. The SQLite log does both inside its write transaction, so the
     check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
-    only for minutes (NATS JetStream, ``storage/nats/``) is given the state's index.
+    only for minutes (NATS JetStream, ``storage/nats/``) is given the state's index: SQLite's
+    (``storage/sqlite/dedup_index.py``) or PostgreSQL's (``storage/postgres/state.py``).
     """
 
     @property
@@ -265,6 +267,15 @@ class LeaseProvider(Protocol):
 
     def held(self, name: str) -> bool:
         """Whether some process (this one included) holds ``name`` right now."""
+        ...
+
+    def running(self, name: str) -> AbstractContextManager[None]:
+        """Entered by the consumer's own process around its work, under a lease its supervisor holds.
+
+        Waits until no earlier instance of ``name`` still works (one whose supervisor died
+        and that is finishing its batch). A no-op where the child inherits the lease itself
+        (``Lease.fileno``).
+        """
         ...
 
 

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import sqlite3
-import string
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from trackyard.config import Durability, Settings
 from trackyard.errors import StoreUnavailable
+from trackyard.storage._group_commit import writer_stats
+from trackyard.storage._source_changes import SOURCE_COLUMNS, SourceChanges, Statement
 from trackyard.storage.base import (
     AppendResult,
     EventRecord,
-    NoSuchSource,
     RejectRecord,
     Source,
     SourceExists,
@@ -32,8 +30,6 @@ from trackyard.storage.base import (
     StoredReject,
     StoreURLError,
 )
-from trackyard.storage.secrets import hash_secret
-from trackyard.storage.source_names import check_source_name
 from trackyard.storage.sqlite import _log
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.storage.sqlite._writer import Writer, write_transaction
@@ -67,22 +63,12 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
-_WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
-_SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 # The ids of removed sources, so that no new source is given one: stored events keep theirs.
 # Created when first needed, so that stores made before it need no migration.
 _REMOVED_SOURCES = (
     "CREATE TABLE IF NOT EXISTS removed_sources"
     " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, removed_at TEXT NOT NULL)"
 )
-_NEXT_SOURCE_ID = (
-    "(SELECT coalesce(max(id), 0) + 1 FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources))"
-)
-
-
-def generate_write_key() -> str:
-    """32 random letters and digits, the shape of a Segment write key."""
-    return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))
 
 
 #: The store URLs this backend takes, for errors that refuse others.
@@ -138,7 +124,7 @@ def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> So
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SourceChanges):
     """The default backend: the log, the rejects and the sources in one database.
 
     Its files are in :func:`store_directory`: the data dir unless the store URL names
@@ -250,16 +236,8 @@ class SQLiteStore:
         return writer is not None and writer.pending >= self.settings.max_pending_events
 
     def stats(self) -> dict[str, int]:
-        """This process's writer: transactions committed, events written, events waiting, dedup flushes."""
-        writer = self._writer
-        if writer is None:
-            return {"commits": 0, "written": 0, "pending": 0, "flushes": 0}
-        return {
-            "commits": writer.commits,
-            "written": writer.written,
-            "pending": writer.pending,
-            "flushes": writer.flushes,
-        }
+        """This process's writer: transactions committed, events written, events waiting, upkeep rounds."""
+        return writer_stats(self._writer)
 
     def count_events(self) -> int:
         with self._lock:
@@ -270,13 +248,13 @@ class SQLiteStore:
 
     def sources(self) -> list[Source]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY id").fetchall()
+            rows = self._conn.execute(f"SELECT {SOURCE_COLUMNS} FROM sources ORDER BY id").fetchall()
         return [_source(row) for row in rows]
 
     def source_by_name(self, name: str) -> Source | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)
+                f"SELECT {SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)
             ).fetchone()
         return None if row is None else _source(row)
 
@@ -284,64 +262,8 @@ class SQLiteStore:
         # Cheap enough to ask on every request: the page is shared with every process.
         return int.from_bytes(self._version_map[:8], "little")
 
-    def add_source(
-        self,
-        name: str,
-        write_key: str | None = None,
-        rate_limit: float | None = None,
-        secret: str | None = None,
-    ) -> Source:
-        check_source_name(name)
-        key = write_key or generate_write_key()
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._change_sources(
-            f"INSERT INTO sources (id, name, write_key, rate_limit, created_at, secret_hash)"
-            f" VALUES ({_NEXT_SOURCE_ID}, ?, ?, ?, ?, ?)",
-            (name, key, rate_limit, created, None if secret is None else hash_secret(secret)),
-            conflict=f"A source named {name!r}, or one with that write key, exists already.",
-        )
-        source = self.source_by_name(name)
-        assert source is not None
-        return source
-
-    def rotate_source(self, name: str, write_key: str | None = None) -> Source:
-        self._change_sources(
-            "UPDATE sources SET write_key = ? WHERE name = ?",
-            (write_key or generate_write_key(), name),
-            conflict="Another source has that write key.",
-        )
-        return self._existing(name)
-
-    def set_source_enabled(self, name: str, enabled: bool) -> Source:
-        self._change_sources("UPDATE sources SET enabled = ? WHERE name = ?", (int(enabled), name))
-        return self._existing(name)
-
-    def set_source_secret(self, name: str, secret: str) -> Source:
-        self._change_sources("UPDATE sources SET secret_hash = ? WHERE name = ?", (hash_secret(secret), name))
-        return self._existing(name)
-
-    def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source:
-        self._change_sources("UPDATE sources SET rate_limit = ? WHERE name = ?", (rate_limit, name))
-        return self._existing(name)
-
-    def remove_source(self, name: str) -> Source:
-        source = self._existing(name)
-        removed = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._change_sources(
-            "INSERT INTO removed_sources (id, name, removed_at) SELECT id, name, ? FROM sources WHERE id = ?",
-            (removed, source.id),
-            ("DELETE FROM sources WHERE id = ?", (source.id,)),
-        )
-        return source
-
-    def _existing(self, name: str) -> Source:
-        source = self.source_by_name(name)
-        if source is None:
-            raise NoSuchSource(name)
-        return source
-
     def _change_sources(
-        self, sql: str, params: tuple[object, ...], *more: tuple[str, tuple[object, ...]], conflict: str = ""
+        self, sql: str, params: tuple[object, ...], *more: Statement, conflict: str = ""
     ) -> None:
         """Run the statement (and ``more`` of them) in one write transaction."""
         try:
