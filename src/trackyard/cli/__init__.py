@@ -16,6 +16,7 @@ from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
 from trackyard.cli.serve import serve
 from trackyard.cli.sources import sources
+from trackyard.cli.store import store
 from trackyard.cli.warehouse import export, sql, warehouse
 
 
@@ -49,5 +50,6 @@ for command in (
     sql,
     export,
     destinations,
+    store,
 ):
     main.add_command(command)

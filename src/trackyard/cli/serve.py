@@ -19,6 +19,7 @@ from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_for
 from trackyard.http import server
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
+from trackyard.units import parse_duration, parse_size
 
 _console = Console(stderr=True)
 
@@ -106,6 +107,30 @@ _console = Console(stderr=True)
     help="Also run the warehouse loader (a consumer) into this warehouse: duckdb:///PATH or "
     "postgresql://user@host/db. Without it no loader runs; `trackyard warehouse sync` loads on demand.",
 )
+@click.option(
+    "--retention",
+    envvar="TRACKYARD_RETENTION",
+    show_envvar=True,
+    metavar="DURATION",
+    help="Drop events older than this (30d, 12h; default: forever), in whole compacted blocks, once "
+    "every enabled consumer has read them. Rejects: TRACKYARD_REJECTS_RETENTION (30d).",
+)
+@click.option(
+    "--retention-size",
+    envvar="TRACKYARD_RETENTION_SIZE",
+    show_envvar=True,
+    metavar="SIZE",
+    help="Drop the oldest events while the log takes more than this on disk (50GB, 500MB; "
+    "default: no limit).",
+)
+@click.option(
+    "--retention-ignore-consumers",
+    is_flag=True,
+    default=None,
+    envvar="TRACKYARD_RETENTION_IGNORE_CONSUMERS",
+    show_envvar=True,
+    help="Let retention drop events an enabled consumer has not read yet (by default they are kept).",
+)
 @log_level_option
 def serve(
     role: str,
@@ -118,6 +143,9 @@ def serve(
     dedup_window: int,
     admin_token: str | None,
     warehouse_url: str | None,
+    retention: str | None,
+    retention_size: str | None,
+    retention_ignore_consumers: bool | None,
     log_level: str,
 ) -> None:
     """Run the collector and the consumers that build on its log.
@@ -138,6 +166,7 @@ def serve(
         admin_token=admin_token or None,
         warehouse_url=warehouse_url or None,
     )
+    settings = _with_retention(settings, retention, retention_size, retention_ignore_consumers)
     try:
         backends = open_backends(settings)
     except StoreURLError as exc:
@@ -170,6 +199,11 @@ def serve(
         f"workers: {workers}, durability: {durability}, role: {role})",
         err=False,
     )
+    if not settings.retention_seconds and not settings.retention_bytes:
+        click.echo(
+            "Retention: none set, so the log keeps every event (compacted once cold). "
+            "Set --retention 30d or --retention-size 50GB to bound it (docs/storage.md#retention)."
+        )
     sys.stdout.flush()
     if supervisor is not None:
         log_to_stderr(log_level)
@@ -186,6 +220,21 @@ def serve(
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _with_retention(
+    settings: Settings, retention: str | None, size: str | None, ignore_consumers: bool | None
+) -> Settings:
+    try:
+        if retention is not None:
+            settings = dataclasses.replace(settings, retention_seconds=parse_duration(retention))
+        if size is not None:
+            settings = dataclasses.replace(settings, retention_bytes=parse_size(size))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if ignore_consumers is not None:
+        settings = dataclasses.replace(settings, retention_ignore_consumers=ignore_consumers)
+    return settings
 
 
 def _run_consumers(settings: Settings, log_level: str) -> None:

@@ -38,6 +38,12 @@ def _destinations(backends: Backends) -> Runner:
     return open_runner(backends)
 
 
+def _retention(backends: Backends) -> Runner:
+    from trackyard.retention.consumer import open_runner
+
+    return open_runner(backends)
+
+
 def _has_destinations(settings: Settings) -> bool:
     from trackyard.storage.factory import destinations_exist
 
@@ -59,6 +65,11 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             "delivers events onward, a runner a destination (docs/destinations.md); runs once one is added",
             _destinations,
             enabled=_has_destinations,
+        ),
+        ConsumerSpec(
+            "retention",
+            "compacts the cold log and drops what is past TRACKYARD_RETENTION(_SIZE) (docs/storage.md)",
+            _retention,
         ),
     )
 }

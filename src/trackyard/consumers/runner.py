@@ -220,6 +220,10 @@ class Runner:
                 continue
             if not self._sink_keeps_cursor:
                 self._cursor_store().commit(self.name, events[-1].seq)
+            elif self._cursors is not None:
+                # A mirror of the sink's own position, behind it at worst: retention reads
+                # it when the sink's store is held by the running consumer (DuckDB).
+                self._cursors.commit(self.name, events[-1].seq)
             return
 
     def _bury(self, event: StoredEvent, reason: str, attempts: int) -> None:

@@ -22,6 +22,7 @@ from trackyard.storage.base import (
     DeadLetters,
     EventLog,
     LeaseProvider,
+    LogMaintenance,
     RejectStore,
     SourceRegistry,
     StoreURLError,
@@ -185,6 +186,14 @@ def destinations_exist(settings: Settings) -> bool:
     from trackyard.storage.sqlite.destinations import registry_exists
 
     return registry_exists(settings.data_dir)
+
+
+def open_maintenance(settings: Settings) -> LogMaintenance:
+    """Compaction and retention of the configured log (its own connection; the store must exist)."""
+    _sqlite_directory(settings)
+    from trackyard.storage.sqlite.maintenance import SQLiteMaintenance
+
+    return SQLiteMaintenance(settings)
 
 
 def open_leases(settings: Settings) -> LeaseProvider:

@@ -35,7 +35,9 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Collection
 
-_PREFIX = "dedup_h_"
+#: The dedup bucket tables are named this plus the bucket number.
+TABLE_PREFIX = "dedup_h_"
+_PREFIX = TABLE_PREFIX
 # SQLite's default limit on bound parameters is far above this; the chunk keeps statements small.
 _CHUNK = 500
 #: How often the list of bucket tables is re-read (other worker processes create and drop them).
@@ -45,6 +47,23 @@ FLUSH_KEYS = 262_144  # the default of Settings.dedup_memory_keys
 #: Keys written per flush transaction: about 30 ms of SQLite work.
 SEGMENT_KEYS = 16_384
 FLUSHED_KEY = "dedup_flushed_seq"
+
+
+def bucket_seconds(window_seconds: int) -> int:
+    """The span of one bucket table: a day, or an hour when the window is under a day."""
+    return 86_400 if max(window_seconds, 60) >= 86_400 else 3_600
+
+
+def store_keys(conn: sqlite3.Connection, bucket: int, keys: Collection[int]) -> str:
+    """Write ``keys`` (sorted) into the table of ``bucket``, created if needed; its name.
+
+    Inside a write transaction: a flush, or the compaction of log rows whose keys were not
+    flushed yet (``_blocks.py``), which must not take the keys with the rows.
+    """
+    table = f"{_PREFIX}{bucket}"
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
+    conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", ((h,) for h in sorted(keys)))
+    return table
 
 
 def pack_hashes(hashes: list[int]) -> bytes:
@@ -97,7 +116,7 @@ class SQLiteDedup:
         self._conn = conn
         self._clock = clock
         self.window = max(window_seconds, 60)
-        self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
+        self.bucket_seconds = bucket_seconds(self.window)
         self.memory_keys = memory_keys
         self.segment_keys = max(1, min(segment_keys, memory_keys // 4))
         self._tables: list[str] = []
@@ -185,9 +204,7 @@ class SQLiteDedup:
         conn = self._conn
         segment = self._segments[0]
         for bucket, keys in segment.keys.items():
-            table = f"{_PREFIX}{bucket}"
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
-            conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", ((h,) for h in sorted(keys)))
+            table = store_keys(conn, bucket, keys)
             if table not in self._tables:
                 self._tables.append(table)
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, segment.end))

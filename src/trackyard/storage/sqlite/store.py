@@ -35,13 +35,15 @@ from trackyard.storage.base import (
 from trackyard.storage.secrets import hash_secret
 from trackyard.storage.source_names import check_source_name
 from trackyard.storage.sqlite import _log
+from trackyard.storage.sqlite._blocks import BlockCache
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.storage.sqlite._writer import Writer, write_transaction
 
 #: The database's file name in the store's directory.
 DATABASE_FILENAME = "trackyard.db"
 
-_SCHEMA_VERSION = 3
+# 4: log_blocks (compacted parts of the log); new files get auto_vacuum=INCREMENTAL.
+_SCHEMA_VERSION = 4
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -115,7 +117,7 @@ def database_path(directory: Path) -> Path:
     return directory / DATABASE_FILENAME
 
 
-def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
+def connect(path: Path, durability: Durability) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     # The durability modes as pragmas. In WAL mode FULL fsyncs the log on every commit
@@ -123,6 +125,9 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     # crash but not a power loss (``process``).
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
+    # A checkpoint cuts the write-ahead log back to this: compaction's bursts would otherwise
+    # leave it at its largest size for good.
+    conn.execute("PRAGMA journal_size_limit=67108864")
     return conn
 
 
@@ -151,7 +156,9 @@ class SQLiteStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = database_path(self.directory)
         self._lock = threading.Lock()
-        self._conn = _connect(path, settings.durability)
+        self._conn = connect(path, settings.durability)
+        #: The compacted blocks this reader decoded last (consumers read a block in pages).
+        self._blocks = BlockCache()
         self._migrate()
         self._version_path = self.directory / "sources.version"
         if not self._version_path.exists():
@@ -161,7 +168,7 @@ class SQLiteStore:
         self._version_map = mmap.mmap(self._version_fd, 8)
         self._writer: Writer | None = None
         if writer:
-            conn = _connect(path, settings.durability)
+            conn = connect(path, settings.durability)
             dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
             self._writer = Writer(conn, dedup, settings)
             self._writer.start()
@@ -180,6 +187,12 @@ class SQLiteStore:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version >= _SCHEMA_VERSION:
                 return
+            if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                # Only a file without tables can take it: retention then gives dropped
+                # blocks' pages back to the OS (older stores: ``trackyard store vacuum``).
+                # A VACUUM of the empty file applies it (WAL mode has written the header already).
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
             with write_transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
@@ -209,7 +222,7 @@ class SQLiteStore:
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
         with self._lock:
-            return _log.read(self._conn, after, limit, source_id, type)
+            return _log.read(self._conn, after, limit, source_id, type, self._blocks)
 
     def head_seq(self) -> int:
         with self._lock:
@@ -259,7 +272,9 @@ class SQLiteStore:
 
     def count_events(self) -> int:
         with self._lock:
-            (count,) = self._conn.execute("SELECT coalesce(sum(n), 0) FROM log").fetchone()
+            (count,) = self._conn.execute(
+                "SELECT (SELECT coalesce(sum(n), 0) FROM log) + (SELECT coalesce(sum(n), 0) FROM log_blocks)"
+            ).fetchone()
         return int(count)
 
     # -- sources -----------------------------------------------------------------
