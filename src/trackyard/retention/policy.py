@@ -136,23 +136,30 @@ def run_pass(
     report = PassReport()
     tell = progress or (lambda _: None)
     cutoff = policy.age_cutoff_ms(now)
-    extent = maintenance.extent()
-    # Rows past the age limit, or a log over its size with nothing compacted yet, are
-    # compacted now, even into a partial block: only blocks are dropped.
+    # Rows past the age limit are compacted now, even into a partial block: only blocks
+    # are dropped. (Each compaction moves at least a row; the newest row always stays.)
     for _ in range(_MAX_FORCED):
         oldest_hot = maintenance.oldest_hot_received_ms()
-        old = cutoff is not None and oldest_hot is not None and oldest_hot < cutoff
-        big = policy.max_bytes > 0 and extent.stored_bytes > policy.max_bytes
-        if stop() or not (old or (big and maintenance.oldest_part() is None)):
+        if stop() or cutoff is None or oldest_hot is None or oldest_hot >= cutoff:
             break
-        moved = maintenance.compact(force=True)
+        moved = maintenance.compact(force=True, received_before_ms=cutoff)
         if not moved:
             break
         report.compacted_events += moved
         tell(report)
     holds = [] if policy.ignore_consumers else consumer_holds(backends)
     stored = maintenance.extent().stored_bytes
-    while not stop() and (part := due_part(maintenance, policy, stored, now)) is not None:
+    while not stop():
+        part = due_part(maintenance, policy, stored, now)
+        if part is None:
+            # Over the size with every block gone: compact more of the hot rows (which
+            # shrinks the log already) and go on.
+            if policy.max_bytes and stored > policy.max_bytes and (moved := maintenance.compact(force=True)):
+                report.compacted_events += moved
+                stored = maintenance.extent().stored_bytes
+                tell(report)
+                continue
+            break
         held = blocking(holds, part)
         if held:
             report.held_by = held

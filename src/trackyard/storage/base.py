@@ -172,8 +172,9 @@ class LogMaintenance(Protocol):
     its oldest part and drops it when told.
     """
 
-    def compact(self, force: bool = False) -> int:
-        """Compact the oldest cold events (one part); how many. ``force``: also a partial part."""
+    def compact(self, force: bool = False, received_before_ms: int | None = None) -> int:
+        """Compact the oldest cold events (one part); how many. ``force``: also a partial part,
+        and of events received before ``received_before_ms`` only, when given."""
         ...
 
     def oldest_part(self) -> LogPart | None:

@@ -123,11 +123,20 @@ class BlockCache:
         return rows
 
 
-def compact(conn: sqlite3.Connection, window_seconds: int, now_ms: int, *, force: bool = False) -> int:
+def compact(
+    conn: sqlite3.Connection,
+    window_seconds: int,
+    now_ms: int,
+    *,
+    force: bool = False,
+    received_before_ms: int | None = None,
+) -> int:
     """Move the oldest cold rows into one block (inside a write transaction); the events moved.
 
     Without ``force`` only a full block is made, of rows outside the hot tail; with it
-    (retention that must drop old rows) a partial one too, of any row but the newest.
+    (retention that must drop old rows) a partial one too, of any row but the newest, and
+    of rows received before ``received_before_ms`` only: a block then holds old rows alone,
+    so that retention by age can drop it whole.
     """
     newest = conn.execute("SELECT seq, seq + n FROM log ORDER BY seq DESC LIMIT 1").fetchone()
     if newest is None:
@@ -140,6 +149,8 @@ def compact(conn: sqlite3.Connection, window_seconds: int, now_ms: int, *, force
     for row in cursor:
         if row[0] + row[1] > limit and not force:
             break  # the row reaches into the hot tail
+        if received_before_ms is not None and row[3] >= received_before_ms:
+            break
         rows.append(row)
         events += row[1]
         json_bytes += len(row[7])

@@ -20,7 +20,7 @@ from trackyard.storage.sqlite.store import connect, database_path, store_directo
 
 #: Pages freed beyond this many bytes go back to the OS; the rest is kept for new rows
 #: (the writer reuses free pages, and growing the file again costs more than keeping them).
-_KEEP_FREE_BYTES = 16 * 1024 * 1024
+_KEEP_FREE_BYTES = 4 * 1024 * 1024
 #: Pages returned per transaction: short, so the writer never waits long.
 _VACUUM_STEP_PAGES = 2048
 #: Files of the data dir by part of ``disk_usage`` (a name and its ``-wal``/``-shm``/``.wal``).
@@ -47,9 +47,15 @@ class SQLiteMaintenance:
 
     # -- compaction --------------------------------------------------------------------
 
-    def compact(self, force: bool = False) -> int:
+    def compact(self, force: bool = False, received_before_ms: int | None = None) -> int:
         with write_transaction(self._conn):
-            return _blocks.compact(self._conn, self._settings.dedup_window_seconds, _now_ms(), force=force)
+            return _blocks.compact(
+                self._conn,
+                self._settings.dedup_window_seconds,
+                _now_ms(),
+                force=force,
+                received_before_ms=received_before_ms,
+            )
 
     # -- retention ---------------------------------------------------------------------
 
@@ -85,8 +91,7 @@ class SQLiteMaintenance:
         """Give free pages back to the OS (auto_vacuum=INCREMENTAL), keeping a small reserve;
         the bytes returned. A store made before retention existed has no auto_vacuum: its
         free pages are reused by new rows, and ``trackyard store vacuum`` converts it."""
-        (mode,) = self._conn.execute("PRAGMA auto_vacuum").fetchone()
-        if mode != 2:  # 2 is INCREMENTAL
+        if not self.returns_space():
             return 0
         (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
         returned = 0
@@ -105,8 +110,11 @@ class SQLiteMaintenance:
             returned += (free - left) * page_size
 
     def returns_space(self) -> bool:
+        # A read first: the pragma answers from the header this connection read last, which
+        # another connection's VACUUM may have changed since.
+        self._conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         (mode,) = self._conn.execute("PRAGMA auto_vacuum").fetchone()
-        return bool(mode == 2)
+        return bool(mode == 2)  # 2 is INCREMENTAL
 
     def vacuum(self) -> None:
         """Rewrite the database with auto_vacuum=INCREMENTAL (a store made before retention
