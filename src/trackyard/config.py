@@ -95,6 +95,8 @@ class Settings:
     #: Rejects are kept this long (30 days); dead letters forever (0) unless set.
     rejects_retention_seconds: int = 30 * 86_400
     dead_letters_retention_seconds: int = 0
+    #: Seconds between the retention consumer's passes (compaction runs in between).
+    retention_interval_seconds: int = 60
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
 

@@ -21,8 +21,7 @@ from trackyard.units import format_duration, format_size
 
 log = logging.getLogger("trackyard.retention")
 
-#: Seconds between retention passes, and between rounds of compaction.
-PASS_SECONDS = 60.0
+#: Seconds between rounds of compaction (passes of retention: TRACKYARD_RETENTION_INTERVAL).
 COMPACT_SECONDS = 2.0
 #: Blocks compacted per round at most, so a stop is never far.
 _BLOCKS_PER_ROUND = 32
@@ -78,7 +77,7 @@ class RetentionRunner(Runner):
                 self.compact_round()
                 if time.monotonic() >= next_pass:
                     self._pass()
-                    next_pass = time.monotonic() + PASS_SECONDS
+                    next_pass = time.monotonic() + self._backends.settings.retention_interval_seconds
             except Exception:  # a full disk, a locked file: try again next round
                 log.exception("retention: a round failed; trying again in %.0fs", COMPACT_SECONDS)
             self.stop.wait(COMPACT_SECONDS)
