@@ -29,6 +29,11 @@ from trackyard.storage.base import CursorStore, DeadLetters, EventLog, StoredEve
 log = logging.getLogger("trackyard.consumers")
 
 
+def mirror_name(consumer: str) -> str:
+    """Where the cursor store mirrors the position of a sink that keeps its own."""
+    return f"mirror:{consumer}"
+
+
 class Sink(Protocol):
     """Where a consumer delivers events: profiles today, destinations and warehouses next."""
 
@@ -223,7 +228,7 @@ class Runner:
             elif self._cursors is not None:
                 # A mirror of the sink's own position, behind it at worst: retention reads
                 # it when the sink's store is held by the running consumer (DuckDB).
-                self._cursors.commit(self.name, events[-1].seq)
+                self._cursors.commit(mirror_name(self.name), events[-1].seq)
             return
 
     def _bury(self, event: StoredEvent, reason: str, attempts: int) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from trackyard.config import Settings
 from trackyard.consumers.registry import resolve
+from trackyard.consumers.runner import mirror_name
 from trackyard.storage.base import LogMaintenance, LogPart
 from trackyard.storage.factory import Backends, open_destinations
 
@@ -83,7 +84,7 @@ def consumer_holds(backends: Backends) -> list[Hold]:
             # The runner mirrors its position into the cursor store after each batch: a
             # lower bound of the real one, so retention stays on the safe side.
             note = f"position from its last mirrored cursor ({type(error).__name__}: {error})"
-            holds.append(Hold(spec.name, backends.cursors().get(spec.name), note))
+            holds.append(Hold(spec.name, backends.cursors().get(mirror_name(spec.name)), note))
             continue
         try:
             holds.append(Hold(spec.name, runner.position()))
