@@ -58,7 +58,8 @@ def store_status(data_dir: Path, as_json: bool) -> None:
     \b
     Parts: log (the events, hot and compacted), dedup (the messageIds of the dedup
     window), rejects, profiles, consumers (cursors, dead letters, destinations),
-    warehouse (the embedded DuckDB file), other (sources, free pages, the WAL).
+    warehouse (the embedded DuckDB file), other (sources), free (pages kept for reuse),
+    wal (SQLite's write-ahead log, cut back to 64 MB at checkpoints).
     Retention is set on the server: TRACKYARD_RETENTION, TRACKYARD_RETENTION_SIZE
     (serve --retention, --retention-size); this command reads the same variables.
     """

@@ -155,9 +155,9 @@ class SQLiteMaintenance:
         )
 
     def disk_usage(self) -> dict[str, int]:
-        """Bytes on disk by part: log, dedup, rejects, other (of the store's database, free
-        pages and its write-ahead log included), profiles, consumers, warehouse."""
-        usage = dict.fromkeys(("log", "dedup", "rejects", "other"), 0)
+        """Bytes on disk by part: log, dedup, rejects, other (sources, meta), free (pages kept
+        for reuse), wal (the write-ahead log, bounded), profiles, consumers, warehouse."""
+        usage = dict.fromkeys(("log", "dedup", "rejects", "other", "free", "wal"), 0)
         rows = self._conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall()
         for name, size in rows:
             if name in ("log", "log_blocks"):
@@ -170,7 +170,8 @@ class SQLiteMaintenance:
                 usage["other"] += size
         (free,) = self._conn.execute("PRAGMA freelist_count").fetchone()
         (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
-        usage["other"] += free * page_size + _size(self._path.with_name(self._path.name + "-wal"))
+        usage["free"] = free * page_size
+        usage["wal"] = _size(self._path.with_name(self._path.name + "-wal"))
         for part, names in _FILES.items():
             usage[part] = sum(
                 _size(self._settings.data_dir / f"{name}{suffix}")
