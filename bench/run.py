@@ -276,15 +276,20 @@ def wrk(
     }
 
 
-def profile_status(data: Path) -> dict[str, Any]:
+def _status(data: Path, *command: str) -> dict[str, Any]:
+    """``trackyard COMMAND... status --json`` on the data dir, decoded."""
     out = subprocess.run(
-        [sys.executable, "-m", "trackyard", "profiles", "status", "--json", "--data-dir", str(data)],
+        [sys.executable, "-m", "trackyard", *command, "status", "--json", "--data-dir", str(data)],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     status: dict[str, Any] = json.loads(out)
     return status
+
+
+def profile_status(data: Path) -> dict[str, Any]:
+    return _status(data, "profiles")
 
 
 def drain_backlog(data: Path, limit_s: float = 60) -> tuple[float, int]:
@@ -324,14 +329,7 @@ def consumer_catch_up(
 
 
 def store_status(data: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "trackyard", "store", "status", "--json", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    status: dict[str, Any] = json.loads(out)
-    return status
+    return _status(data, "store")
 
 
 def storage_figures(data: Path, limit_s: float) -> dict[str, Any]:

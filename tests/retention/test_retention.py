@@ -15,6 +15,12 @@ from trackyard.storage.factory import Backends, open_backends
 THIRTY_DAYS = 30 * 86_400
 
 
+def _old_then_new(backends: Backends, old: int, new: int) -> None:
+    """``old`` events received 40 days ago, then ``new`` received now."""
+    write(backends, old, received_ms=int(time.time() * 1000) - 40 * DAY_MS)
+    write(backends, new, start=old)
+
+
 def _read_by_profiles(backends: Backends) -> int:
     """Run the real profile consumer until it has read the whole log; its position."""
     runner = CONSUMERS["profiles"].open_runner(backends)
@@ -53,9 +59,7 @@ def test_age_retention_drops_old_events_once_the_consumers_have_read_them(
 def test_a_consumer_part_way_keeps_what_it_has_not_read(
     backends: Backends, maintenance: LogMaintenance
 ) -> None:
-    now = int(time.time() * 1000)
-    write(backends, 30_000, received_ms=now - 40 * DAY_MS)
-    write(backends, 100, start=30_000)
+    _old_then_new(backends, 30_000, 100)
     runner = CONSUMERS["profiles"].open_runner(backends)
     try:
         runner.step()  # one batch of 1,000 events
@@ -87,9 +91,7 @@ def test_size_retention_keeps_the_newest_events_within_the_size(
 def test_ignoring_consumers_drops_what_they_have_not_read(
     backends: Backends, maintenance: LogMaintenance
 ) -> None:
-    now = int(time.time() * 1000)
-    write(backends, 8_000, received_ms=now - 40 * DAY_MS)
-    write(backends, 10, start=8_000)
+    _old_then_new(backends, 8_000, 10)
     report = run_pass(backends, maintenance, Policy(max_age_seconds=THIRTY_DAYS, ignore_consumers=True))
     assert report.dropped_events == 8_000
     assert [e.seq for e in everything(backends)] == list(range(8_001, 8_011))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,6 +58,29 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class NoSink:
+    """The sink of a runner that delivers nothing itself (the destinations manager, whose
+    threads' runners deliver; retention, which reads no events). Closing it runs ``close``."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
+
+    def position(self) -> None:
+        return None
+
+    def before_read(self) -> None:
+        pass
+
+    def deliver(self, events: Sequence[StoredEvent]) -> None:
+        raise AssertionError("this consumer delivers no events itself")
+
+    def advance(self, seq: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self._close()
 
 
 @dataclass(frozen=True, slots=True)

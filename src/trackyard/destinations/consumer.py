@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trackyard.consumers.runner import Runner, RunPolicy, StopFlag
+from trackyard.consumers.runner import NoSink, Runner, RunPolicy, StopFlag
 from trackyard.destinations.delivery import DeliveryPolicy, DestinationSink
-from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination, DestinationRegistry
 from trackyard.storage.factory import Backends, open_destinations
 
@@ -27,29 +26,6 @@ log = logging.getLogger("trackyard.destinations")
 
 #: Seconds between reads of the registry.
 _RELOAD = 1.0
-
-
-class _NoSink:
-    """The manager's own runner delivers nothing: its threads' runners do. Closing it closes
-    the registry (whoever opened the manager closes its sink)."""
-
-    def __init__(self, close: Callable[[], None]) -> None:
-        self._close = close
-
-    def position(self) -> None:
-        return None
-
-    def before_read(self) -> None:
-        pass
-
-    def deliver(self, events: Sequence[StoredEvent]) -> None:
-        raise AssertionError("the destinations manager delivers nothing itself")
-
-    def advance(self, seq: int) -> None:
-        pass
-
-    def close(self) -> None:
-        self._close()
 
 
 @dataclass
@@ -91,7 +67,7 @@ class DestinationsRunner(Runner):
         super().__init__(
             NAME,
             backends.log,
-            _NoSink(registry.close),
+            NoSink(registry.close),
             backends.cursors(),
             backends.dead_letters(),
             RunPolicy(),

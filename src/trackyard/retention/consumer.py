@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 
-from trackyard.consumers.runner import Runner, RunPolicy
+from trackyard.consumers.runner import NoSink, Runner, RunPolicy
 from trackyard.retention.policy import NAME, Policy, describe_holds, run_pass
-from trackyard.storage.base import LogMaintenance, StoredEvent
 from trackyard.storage.factory import Backends, open_maintenance
 from trackyard.units import format_duration, format_size
 
@@ -27,32 +25,10 @@ COMPACT_SECONDS = 2.0
 _BLOCKS_PER_ROUND = 32
 
 
-class _NoSink:
-    """Retention delivers nothing; closing it closes the maintenance connection."""
-
-    def __init__(self, maintenance: LogMaintenance) -> None:
-        self._maintenance = maintenance
-
-    def position(self) -> None:
-        return None
-
-    def before_read(self) -> None:
-        pass
-
-    def deliver(self, events: Sequence[StoredEvent]) -> None:
-        raise AssertionError("the retention consumer reads no events")
-
-    def advance(self, seq: int) -> None:
-        pass
-
-    def close(self) -> None:
-        self._maintenance.close()
-
-
 class RetentionRunner(Runner):
     def __init__(self, backends: Backends) -> None:
         self._maintenance = open_maintenance(backends.settings)
-        super().__init__(NAME, backends.log, _NoSink(self._maintenance), None, None, RunPolicy())
+        super().__init__(NAME, backends.log, NoSink(self._maintenance.close), None, None, RunPolicy())
         self._backends = backends
         self.policy_ = Policy.from_settings(backends.settings)
         self._held: str | None = None
