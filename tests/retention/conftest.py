@@ -63,7 +63,9 @@ def compact_all(maintenance: LogMaintenance) -> int:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", durability="process")
+    # Few dedup keys in memory, so that the writer flushes them as it would under a long
+    # run: compaction takes only rows whose keys are flushed (or retention's old rows).
+    return Settings(data_dir=tmp_path / "data", durability="process", dedup_memory_keys=4096)
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ import asyncio
 import random
 import sqlite3
 import time
+from pathlib import Path
 
 from tests.retention.conftest import compact_all, everything, write
+from trackyard.config import Settings
 from trackyard.storage.base import EventRecord, LogMaintenance
-from trackyard.storage.factory import Backends, open_backends
+from trackyard.storage.factory import Backends, open_backends, open_maintenance
 from trackyard.storage.sqlite._blocks import HOT_EVENTS
 
 
@@ -115,3 +117,18 @@ def test_a_store_made_without_auto_vacuum_is_converted_by_vacuum(
     maintenance.vacuum()
     assert maintenance.returns_space()
     assert everything(backends) == before
+
+
+def test_rows_whose_dedup_keys_are_only_in_memory_stay_hot(tmp_path: Path) -> None:
+    """With the default 262,144 keys in memory, 25,000 events are all unflushed: compaction
+    leaves them to the writer's flush, so a restart can rebuild its memory from them."""
+    settings = Settings(data_dir=tmp_path / "data")
+    backends = open_backends(settings, writer=True)
+    maintenance = open_maintenance(settings)
+    try:
+        write(backends, 25_000)
+        assert compact_all(maintenance) == 0
+        assert maintenance.extent().compacted_events == 0
+    finally:
+        maintenance.close()
+        backends.close()

@@ -2,9 +2,10 @@
 
 The writer appends rows to ``log`` (``_log.py``) and never looks at blocks. In the
 background the ``retention`` consumer moves the oldest rows, a block of at least
-``BLOCK_EVENTS`` events at a time, into one row of ``log_blocks``: one transaction inserts
-the block and deletes the rows, so a crash leaves either the rows or the block, never
-both and never neither. Events keep their seqs; readers (``_log.read``) see the same
+``BLOCK_EVENTS`` events at a time, into one row of ``log_blocks``: it reads and compresses
+them outside any write transaction (:func:`plan`), then one short transaction inserts the
+block and deletes the rows (:func:`apply`), so a crash leaves either the rows or the
+block, never both and never neither. Events keep their seqs; readers (``_log.read``) see the same
 events in the same order whichever part holds them.
 
 Retention drops whole blocks, oldest first: one ``DELETE`` of one row, whose pages then go
@@ -15,9 +16,9 @@ zstd finds the repeats across the whole block, which per-event compression canno
 
 Two rows are never compacted: the newest (the writer reads the next seq from it) and any
 row of the hot tail (``hot_events``), which consumers are still reading. The dedup keys
-of a row go with it only once they are safe elsewhere: a row whose keys are not flushed
-to the bucket tables yet has them written there first, in the same transaction (the
-writer rebuilds its memory from the hot rows only).
+of a row go with it only once they are safe elsewhere (the writer rebuilds its memory from
+the hot rows only): in the bucket tables, flushed there by the writer, or expired; a row
+that retention must drop sooner has its keys written there in the same transaction.
 """
 
 from __future__ import annotations
@@ -123,32 +124,52 @@ class BlockCache:
         return rows
 
 
-def compact(
+class Plan(NamedTuple):
+    """A block made from rows read earlier, to be written if the rows are still there."""
+
+    rows: list[tuple[int, int, int, int, str, bytes, bytes, bytes]]
+    events: int
+    json_bytes: int
+    data: bytes
+
+
+def plan(
     conn: sqlite3.Connection,
     window_seconds: int,
     now_ms: int,
     *,
     force: bool = False,
     received_before_ms: int | None = None,
-) -> int:
-    """Move the oldest cold rows into one block (inside a write transaction); the events moved.
+) -> Plan | None:
+    """The next block, read and compressed outside any write transaction (``None``: none due).
 
     Without ``force`` only a full block is made, of rows outside the hot tail; with it
     (retention that must drop old rows) a partial one too, of any row but the newest, and
     of rows received before ``received_before_ms`` only: a block then holds old rows alone,
-    so that retention by age can drop it whole.
+    so that retention by age can drop it whole. Compressing is the slow part: done here,
+    it never holds the write lock that the ingest writer waits for.
+
+    Without ``force``, a row qualifies only once its dedup keys are flushed to the bucket
+    tables by the writer (or have expired): writing them here, one random insert each,
+    would hold the write lock for tens of milliseconds a block. Retention's forced blocks
+    write the keys of the rows they take (:func:`apply`); retention is rare.
     """
+    found = conn.execute("SELECT value FROM meta WHERE key = ?", (FLUSHED_KEY,)).fetchone()
+    flushed = 1 if found is None else int(found[0])
+    span, window = bucket_seconds(window_seconds), max(window_seconds, 60)
     newest = conn.execute("SELECT seq, seq + n FROM log ORDER BY seq DESC LIMIT 1").fetchone()
     if newest is None:
-        return 0
+        return None
     newest_seq, next_seq = newest
     limit = newest_seq if force else min(newest_seq, next_seq - HOT_EVENTS)
     rows = []
     events = json_bytes = 0
     cursor = conn.execute(f"SELECT {_ROW_COLUMNS} FROM log WHERE seq < ? ORDER BY seq", (limit,))
     for row in cursor:
-        if row[0] + row[1] > limit and not force:
+        if not force and (row[0] + row[1] > limit):
             break  # the row reaches into the hot tail
+        if not force and row[0] + row[1] > flushed and not _expired(row[3], span, window, now_ms):
+            break  # its keys are only in the writers' memory and in this row
         if received_before_ms is not None and row[3] >= received_before_ms:
             break
         rows.append(row)
@@ -158,17 +179,33 @@ def compact(
             break
     cursor.close()
     if not rows or (events < BLOCK_EVENTS and json_bytes < _MAX_BLOCK_JSON and not force):
+        return None
+    data, _ = encode(rows)
+    return Plan(rows, events, json_bytes, data)
+
+
+def apply(conn: sqlite3.Connection, planned: Plan, window_seconds: int, now_ms: int) -> int:
+    """Write the block and delete its rows (inside a write transaction); the events moved.
+
+    Log rows never change, so the rows are still as read if they are all still there; if
+    another compactor moved them meanwhile, nothing is written (0).
+    """
+    rows = planned.rows
+    first, last = rows[0][0], rows[-1][0]
+    count, events = conn.execute(
+        "SELECT count(*), coalesce(sum(n), 0) FROM log WHERE seq >= ? AND seq <= ?", (first, last)
+    ).fetchone()
+    if (count, events) != (len(rows), planned.events):
         return 0
     _keep_keys(conn, rows, window_seconds, now_ms)
-    data, _ = encode(rows)
     received = [row[3] for row in rows]
     conn.execute(
         "INSERT INTO log_blocks (seq, n, first_received_at, last_received_at, json_bytes, data)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (rows[0][0], events, min(received), max(received), json_bytes, data),
+        (first, planned.events, min(received), max(received), planned.json_bytes, planned.data),
     )
-    conn.execute("DELETE FROM log WHERE seq >= ? AND seq <= ?", (rows[0][0], rows[-1][0]))
-    return events
+    conn.execute("DELETE FROM log WHERE seq >= ? AND seq <= ?", (first, last))
+    return int(planned.events)
 
 
 def _keep_keys(
@@ -186,12 +223,16 @@ def _keep_keys(
     for seq, n, _source, received_at, _types, _sizes, hashes, _body in rows:
         if seq + n <= flushed:
             continue
-        bucket = received_at // 1000 // span
-        if (bucket + 1) * span + window <= now_ms // 1000:
-            continue  # expired: the window no longer needs these keys
-        by_bucket.setdefault(bucket, []).extend(unpack_hashes(hashes))
+        if _expired(received_at, span, window, now_ms):
+            continue  # the window no longer needs these keys
+        by_bucket.setdefault(received_at // 1000 // span, []).extend(unpack_hashes(hashes))
     for bucket, keys in by_bucket.items():
         store_keys(conn, bucket, keys)
+
+
+def _expired(received_at_ms: int, span: int, window: int, now_ms: int) -> bool:
+    """Whether the dedup bucket of an event received then has expired (as ``_dedup.py`` drops them)."""
+    return (received_at_ms // 1000 // span + 1) * span + window <= now_ms // 1000
 
 
 def oldest_block(conn: sqlite3.Connection) -> Block | None:

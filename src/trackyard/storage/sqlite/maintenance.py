@@ -41,6 +41,9 @@ class SQLiteMaintenance:
         self._directory = store_directory(settings)
         self._path = database_path(self._directory)
         self._conn = connect(self._path, settings.durability)
+        # No fsync of its own: a compaction or a drop lost to a power cut is one not done
+        # (the rows, or the block, are still there, whole); the writer's next commit syncs it.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         self._conn.close()
@@ -48,14 +51,22 @@ class SQLiteMaintenance:
     # -- compaction --------------------------------------------------------------------
 
     def compact(self, force: bool = False, received_before_ms: int | None = None) -> int:
-        with write_transaction(self._conn):
-            return _blocks.compact(
-                self._conn,
+        conn = self._conn
+        conn.execute("BEGIN")  # a read snapshot: the rows, compressed without the write lock
+        try:
+            planned = _blocks.plan(
+                conn,
                 self._settings.dedup_window_seconds,
                 _now_ms(),
                 force=force,
                 received_before_ms=received_before_ms,
             )
+        finally:
+            conn.execute("COMMIT")
+        if planned is None:
+            return 0
+        with write_transaction(conn):
+            return _blocks.apply(conn, planned, self._settings.dedup_window_seconds, _now_ms())
 
     # -- retention ---------------------------------------------------------------------
 
