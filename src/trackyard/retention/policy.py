@@ -148,7 +148,8 @@ def run_pass(
             break
         report.compacted_events += moved
         tell(report)
-    holds = [] if policy.ignore_consumers else consumer_holds(backends)
+    limited = policy.max_age_seconds > 0 or policy.max_bytes > 0
+    holds = consumer_holds(backends) if limited and not policy.ignore_consumers else []
     stored = maintenance.extent().stored_bytes
     while not stop():
         part = due_part(maintenance, policy, stored, now)
