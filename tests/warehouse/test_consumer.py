@@ -54,9 +54,9 @@ def test_the_runner_loads_the_warehouse_and_its_cursor_is_the_warehouses(tmp_pat
 
 
 def test_the_warehouse_consumer_runs_only_when_a_warehouse_is_set() -> None:
-    assert [spec.name for spec in resolve((), Settings())] == ["profiles"]
+    assert [spec.name for spec in resolve((), Settings())] == ["profiles", "retention"]
     with_warehouse = Settings(warehouse_url="postgresql://localhost/db")
-    assert [spec.name for spec in resolve((), with_warehouse)] == ["profiles", "warehouse"]
+    assert [spec.name for spec in resolve((), with_warehouse)] == ["profiles", "warehouse", "retention"]
     assert [spec.name for spec in resolve(("warehouse",), Settings())] == ["warehouse"]
 
 
