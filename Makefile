@@ -42,9 +42,10 @@ pytest: $(DEV) test-deps
 	$(BIN)/pytest
 
 ## bench: trackyard against this machine's ceilings (wrk on loopback); writes bench/results/*.json
+##   e.g. make bench BENCH_ARGS="--scrape-metrics --only track" (see python bench/run.py --help)
 bench: $(DEV)
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## faults: the full fault suite (SIGKILL crash loop, disk full, overload, HTTP fuzz); prints one table
 faults: $(DEV)

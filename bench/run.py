@@ -4,10 +4,9 @@ Starts trackyard (fresh data dir, default durable mode) and two ceiling apps on 
 HTTP server and worker count (``bench/ceilings.py``), drives each scenario with wrk from
 loopback (fresh ids in every request, so dedup never short-cuts), and prints one table:
 requests/s, events/s, p50/p99 latency and the ratio to each ceiling, plus the server's
-peak RSS, and the bytes on disk per stored event beside the canonical JSON's (as written,
-and once the server's retention consumer has compacted the cold log: the ingest figures
-are measured with it running). The table is also written as JSON to ``bench/results/``
-with the machine's facts.
+peak RSS, and the bytes on disk per stored event beside the canonical JSON's (as written
+and once the server's retention consumer has compacted the cold log). The table is also
+written as JSON to ``bench/results/`` with the machine's facts.
 """
 
 from __future__ import annotations
@@ -31,11 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+sys.path.insert(0, str(REPO))  # run as a script (`python bench/run.py`): bench.* for its helpers
 KEY = "benchwritekey0000000000000000000"
 SECRET = "bench-secret"
 console = Console(stderr=True)
@@ -198,14 +199,18 @@ class Process:
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
 
-    def rss_kb(self) -> int:
-        """RSS of the server and its worker processes."""
+    def _pids(self) -> list[int]:
+        """The server and its child processes (HTTP workers, consumers)."""
         pids = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def rss_kb(self) -> int:
+        """RSS of the server and its worker processes."""
         total = 0
-        for pid in pids:
+        for pid in self._pids():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -213,6 +218,20 @@ class Process:
             if match := re.search(r"VmRSS:\s+(\d+)", status):
                 total += int(match.group(1))
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its HTTP workers have used, consumers left
+        out. Per request, it shows a cost that throughput on a shared machine hides in noise."""
+        ticks = 0
+        for pid in self._pids():
+            try:
+                if b"consumers._child" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
@@ -226,6 +245,44 @@ class Process:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class MetricsScraper:
+    """`--scrape-metrics`: GET /metrics every second, as Prometheus would, timing each scrape."""
+
+    def __init__(self, url: str, interval: float = 1.0) -> None:
+        self._url = f"{url}/metrics"
+        self._interval = interval
+        self._stop = threading.Event()
+        self._seconds: list[float] = []
+        self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="metrics-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.wait(self._interval):
+                started = time.perf_counter()
+                try:
+                    ok = client.get(self._url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self._seconds.append(time.perf_counter() - started)
+                else:
+                    self._failures += 1
+
+    def stop(self) -> dict[str, Any]:
+        """Stop scraping; what the scrapes took."""
+        self._stop.set()
+        self._thread.join()
+        took = sorted(self._seconds)
+        return {
+            "scrapes": len(took),
+            "failures": self._failures,
+            "median_ms": round(took[len(took) // 2] * 1000, 1) if took else None,
+            "max_ms": round(took[-1] * 1000, 1) if took else None,
+        }
 
 
 def wrk(
@@ -276,20 +333,37 @@ def wrk(
     }
 
 
-def _status(data: Path, *command: str) -> dict[str, Any]:
-    """``trackyard COMMAND... status --json`` on the data dir, decoded."""
+def _json_from(*module_args: str) -> dict[str, Any]:
+    """The JSON object that ``python -m MODULE ARGS...`` prints (run from the repository)."""
     out = subprocess.run(
-        [sys.executable, "-m", "trackyard", *command, "status", "--json", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-m", *module_args], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    status: dict[str, Any] = json.loads(out)
-    return status
+    body: dict[str, Any] = json.loads(out)
+    return body
 
 
 def profile_status(data: Path) -> dict[str, Any]:
-    return _status(data, "profiles")
+    return _json_from("trackyard", "profiles", "status", "--json", "--data-dir", str(data))
+
+
+def warehouse_lag(data: Path) -> int | None:
+    """The warehouse loader's lag (``trackyard warehouse status``, read beside the running loader)."""
+    try:
+        lag: int = _json_from("trackyard", "warehouse", "status", "--json", "--data-dir", str(data))["lag"]
+    except subprocess.CalledProcessError as error:
+        console.print(f"[yellow]warehouse status failed: {error.stderr.strip()}[/yellow]")
+        return None
+    return lag
+
+
+WAREHOUSE = "warehouse load"
+
+
+def warehouse_scenario(events: int) -> dict[str, Any]:
+    """The loader alone over a prepared log, into DuckDB and (a scratch database) PostgreSQL,
+    in a process of its own (``bench/warehouse.py``)."""
+    console.print(f"[dim]{WAREHOUSE}: {events:,} events into each warehouse[/dim]")
+    return _json_from("bench.warehouse", "--events", str(events), "--json")
 
 
 def drain_backlog(data: Path, limit_s: float = 60) -> tuple[float, int]:
@@ -329,7 +403,7 @@ def consumer_catch_up(
 
 
 def store_status(data: Path) -> dict[str, Any]:
-    return _status(data, "store")
+    return _json_from("trackyard", "store", "status", "--json", "--data-dir", str(data))
 
 
 def storage_figures(data: Path, limit_s: float) -> dict[str, Any]:
@@ -398,11 +472,41 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="server worker processes, same for all (default 1)"
     )
-    parser.add_argument("--only", help="run only scenarios whose name contains this text")
+    parser.add_argument(
+        "--only",
+        help=f"run only scenarios whose name contains this text (e.g. 'batch', '{WAREHOUSE}'; "
+        "'delivery': that scenario alone)",
+    )
+    parser.add_argument(
+        "--delivery-events",
+        type=int,
+        default=20_000,
+        help="events ingested at trackyard A for each format of the delivery scenario (default 20,000)",
+    )
+    parser.add_argument(
+        "--warehouse-events",
+        type=int,
+        default=50_000,
+        help="events the warehouse scenario loads into each warehouse (default 50,000)",
+    )
+    parser.add_argument(
+        "--scrape-metrics",
+        action="store_true",
+        help="GET trackyard's /metrics every second while the scenarios run, as Prometheus would",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to `trackyard serve` (repeatable): --serve-arg=--no-metrics, --serve-arg=--access-log",
+    )
+    parser.add_argument(
+        "--targets",
+        default="trackyard,bare,decode",
+        help="comma-separated servers to measure (default trackyard,bare,decode: trackyard and its ceilings)",
+    )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        console.print("[red]wrk is not installed: apt-get install wrk[/red]")
-        return 2
     tmp = Path(tempfile.mkdtemp(prefix="trackyard-bench-"))
     run_id = f"r{int(time.time())}"
     data = tmp / "data"
@@ -426,6 +530,10 @@ def main() -> int:
         capture_output=True,
     )
     chosen = [s for s in scenarios(tmp) if not args.only or args.only in s.name]
+    with_warehouse = not args.only or args.only in WAREHOUSE
+    if chosen and not shutil.which("wrk"):
+        console.print("[red]wrk is not installed: apt-get install wrk[/red]")
+        return 2
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
     targets = {
@@ -441,21 +549,31 @@ def main() -> int:
             "--log-level",
             "warning",
             *workers,
+            *args.serve_arg,
         ],
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
         "decode": [py, "-m", "bench.serve_ceiling", "decode", *workers],
     }
+    chosen_targets = args.targets.split(",")
+    targets = {name: command for name, command in targets.items() if name in chosen_targets}
+    if not chosen:
+        targets = {}  # only the warehouse or delivery scenario: no server to start
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
+    loader: dict[str, Any] = {}
     storage: dict[str, Any] = {}
+    scrapes: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
+        scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
+                cpu_before = server.cpu_seconds()
                 m = wrk(server.url, scenario, tmp, args.seconds, f"{run_id}-{target}")
+                cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(m["requests"], 1)
                 results.append(
                     Result(
                         scenario.name,
@@ -465,7 +583,7 @@ def main() -> int:
                         m["p50"],
                         m["p99"],
                         m["non_2xx"],
-                        {"requests": m["requests"]},
+                        {"requests": m["requests"], "server_cpu_us_per_request": round(cpu_us, 1)},
                     )
                 )
                 if target == "trackyard" and scenario.name == "segment track":
@@ -517,30 +635,52 @@ def main() -> int:
                     )
                 )
             if target == "trackyard":
+                # serve runs the warehouse loader too (into its DuckDB file): how far behind
+                # the load it is at the end, and once the profile consumer has caught up.
+                loader["lag_at_end_of_load"] = warehouse_lag(data)
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
                 storage = storage_figures(data, args.seconds * 12)
+                loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
         finally:
+            if scraper is not None:
+                scrapes = scraper.stop()
             server.stop()
-    stored = int(
-        subprocess.run(
-            [
-                py,
-                "-c",
-                # Seqs are dense from 1 (docs/storage.md), so the head is the number stored.
-                "import sys;from pathlib import Path;from trackyard.config import Settings;"
-                "from trackyard.storage.factory import open_backends;"
-                "b=open_backends(Settings(data_dir=Path(sys.argv[1])));print(b.log.head_seq());b.close()",
-                str(data),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+    stored = (
+        0
+        if not chosen
+        else int(
+            subprocess.run(
+                [
+                    py,
+                    "-c",
+                    # Seqs are dense from 1 (docs/storage.md), so the head is the number stored.
+                    "import sys;from pathlib import Path;from trackyard.config import Settings;"
+                    "from trackyard.storage.factory import open_backends;"
+                    "b=open_backends(Settings(data_dir=Path(sys.argv[1])));print(b.log.head_seq());b.close()",
+                    str(data),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
     )
     report = build_report(results, peak, stored, args)
     report["profiles"] = profiles
     report["storage"] = storage
+    if not args.only or "delivery" in args.only:
+        sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo
+        from bench import delivery
+
+        console.print("[dim]delivery: from trackyard A's log to a receiver, per format[/dim]")
+        report["delivery"] = delivery.run_all(args.delivery_events, args.seconds)
+    if loader:
+        report["warehouse_loader_under_serve"] = loader
+    if with_warehouse:
+        report["warehouse"] = warehouse_scenario(args.warehouse_events)
+    report["serve_args"] = args.serve_arg
+    report["metrics_scrapes"] = scrapes
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -592,6 +732,7 @@ def print_table(report: dict[str, Any]) -> None:
         "vs bare",
         "decode req/s",
         "vs decode",
+        "CPU µs/req",
     ):
         table.add_column(col, justify="left" if col == "scenario" else "right")
     for r in report["rows"]:
@@ -610,20 +751,36 @@ def print_table(report: dict[str, Any]) -> None:
             pct(r["vs_bare"]),
             f"{r['decode_rps'] or 0:,.0f}",
             pct(r["vs_decode"]),
+            str(r["extra"].get("server_cpu_us_per_request", "-")),
         )
-    out_console.print(table)
-    out_console.print(
-        f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
-    )
-    out_console.print(f"profile consumer: {report.get('profiles')}")
-    for when, figures in report.get("storage", {}).items():
-        if isinstance(figures, dict):
-            out_console.print(
-                f"bytes on disk per event ({when}): store {figures['store_bytes_per_event']}"
-                f" ({figures['store_vs_json']:.2f}x the JSON's {figures['json_bytes_per_event']}),"
-                f" of which log {figures['log_bytes_per_event']}; {figures['compacted_events']:,}"
-                f" of {figures['events']:,} events compacted; WAL {figures['wal_bytes'] / 1e6:.0f} MB"
-            )
+    if report["rows"]:
+        out_console.print(table)
+        out_console.print(
+            f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
+        )
+        out_console.print(f"profile consumer: {report.get('profiles')}")
+        for when, figures in report.get("storage", {}).items():
+            if isinstance(figures, dict):
+                out_console.print(
+                    f"bytes on disk per event ({when}): store {figures['store_bytes_per_event']}"
+                    f" ({figures['store_vs_json']:.2f}x the JSON's {figures['json_bytes_per_event']}),"
+                    f" of which log {figures['log_bytes_per_event']}; {figures['compacted_events']:,}"
+                    f" of {figures['events']:,} events compacted; WAL {figures['wal_bytes'] / 1e6:.0f} MB"
+                )
+        if report.get("metrics_scrapes"):
+            out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
+    if "delivery" in report:
+        from bench import delivery  # importable: main put the repo on the path
+
+        delivery.print_table(report["delivery"])
+    if "warehouse_loader_under_serve" in report:
+        out_console.print(f"warehouse loader under serve: {report['warehouse_loader_under_serve']}")
+    if "warehouse" in report:
+        from bench.warehouse import describe
+
+        out_console.print(f"{WAREHOUSE} (the loader alone over a prepared log):")
+        for name, figures in report["warehouse"].items():
+            out_console.print(describe(name, figures))
 
 
 if __name__ == "__main__":

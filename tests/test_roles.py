@@ -104,25 +104,29 @@ def test_a_second_consume_waits_and_takes_over_when_the_first_is_killed(tmp_path
 def test_consume_names_the_known_consumers_when_given_an_unknown_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["consume", "nope", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "no consumer named 'nope'; there are: profiles, warehouse, destinations" in result.output
+    assert (
+        "no consumer named 'nope'; there are: profiles, warehouse, retention, destinations" in result.output
+    )
 
 
 def test_consumers_status_shows_cursor_head_lag_running_and_dead_letters(tmp_path: Path) -> None:
     data = tmp_path / "data"
     add_source(data)
-    # retention reads no events: it is never behind.
     rows = [
         msgspec.json.decode(line)
         for line in cli("consumers", "status", "--json", "--data-dir", str(data)).split("\n")
         if line
     ]
+    # The warehouse loader is on by default (the embedded DuckDB file, not created by a read);
+    # retention reads no events: it is never behind.
     assert rows == [
         {"name": name, "running": False, "cursor": 0, "head": 0, "lag": 0, "dead_letters": 0}
-        for name in ("profiles", "retention")
+        for name in ("profiles", "warehouse", "retention")
     ]
-    assert "profiles: not running, cursor 0, head 0, lag 0, dead letters 0" in cli(
-        "consumers", "status", "--data-dir", str(data)
-    )
+    assert not (data / "warehouse.duckdb").exists()
+    text = cli("consumers", "status", "--data-dir", str(data))
+    assert "profiles: not running, cursor 0, head 0, lag 0, dead letters 0" in text
+    assert "warehouse: not running, cursor 0, head 0, lag 0, dead letters 0" in text
 
 
 def test_dead_letters_are_listed_with_their_reason_and_event(tmp_path: Path) -> None:

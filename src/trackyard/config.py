@@ -15,6 +15,7 @@ from typing import Final, Literal
 from trackyard.units import parse_duration, parse_size
 
 Durability = Literal["full", "process"]
+LogFormat = Literal["text", "json"]
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8088
@@ -30,6 +31,7 @@ MAX_BATCH_EVENTS: Final = 2500
 #: Settings whose variable is not ``TRACKYARD_`` + the field's name in capitals.
 _ENV_NAMES: Final = {
     "store_url": "TRACKYARD_STORE",
+    "log_url": "TRACKYARD_LOG",
     "warehouse_url": "TRACKYARD_WAREHOUSE",
     "retention_seconds": "TRACKYARD_RETENTION",
     "retention_bytes": "TRACKYARD_RETENTION_SIZE",
@@ -52,8 +54,13 @@ class Settings:
     #: (``TRACKYARD_STORE``). ``None`` is the embedded default, SQLite files in the data dir;
     #: ``storage/factory.py`` reads it and says which schemes exist.
     store_url: str | None = None
-    #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` runs no
-    #: loader under ``serve``; ``duckdb:///PATH`` or ``postgresql://...`` runs one (docs/warehouse.md).
+    #: Where the event log lives when not with the state (``TRACKYARD_LOG``): ``None`` keeps it
+    #: in the state backend; ``nats://host:port[,host:port...]`` is a JetStream stream
+    #: (docs/storage.md, "NATS JetStream").
+    log_url: str | None = None
+    #: The warehouse the ``warehouse`` consumer loads (``TRACKYARD_WAREHOUSE``): ``None`` is the
+    #: embedded DuckDB file in the data dir, ``duckdb:///PATH`` or ``postgresql://...`` another,
+    #: ``off`` runs no loader under ``serve`` (docs/warehouse.md).
     warehouse_url: str | None = None
     #: ``full``: an acknowledged event is durable on disk (survives a power loss).
     #: ``process``: it survives a crash of trackyard, not of the machine; faster.
@@ -99,6 +106,14 @@ class Settings:
     retention_interval_seconds: int = 60
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
+    #: ``GET /metrics`` and the counting behind it (docs/metrics.md); off, requests count nothing.
+    metrics: bool = True
+    #: Bearer token ``GET /metrics`` asks for; ``None`` leaves it open.
+    metrics_token: str | None = None
+    #: A line per request on the ``trackyard.access`` logger, at INFO.
+    access_log: bool = False
+    #: ``text`` or ``json`` (a JSON object a line) for every log line.
+    log_format: LogFormat = "text"
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -117,14 +132,18 @@ class Settings:
                 continue
             if f.name == "data_dir":
                 values[f.name] = Path(raw)
-            elif f.name in ("admin_token", "store_url", "warehouse_url"):
+            elif f.name in ("admin_token", "metrics_token", "store_url", "log_url", "warehouse_url"):
                 values[f.name] = raw or None
             elif f.name in _DURATIONS:
                 values[f.name] = _parsed(f.name, raw, parse_duration)
             elif f.name in _SIZES:
                 values[f.name] = _parsed(f.name, raw, parse_size)
-            elif f.name == "retention_ignore_consumers":
+            elif f.name in ("metrics", "access_log", "retention_ignore_consumers"):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif f.name == "log_format":
+                if raw not in ("text", "json"):
+                    raise ValueError(f"TRACKYARD_LOG_FORMAT must be 'text' or 'json', not {raw!r}")
+                values[f.name] = raw
             elif f.name == "durability":
                 if raw not in ("full", "process"):
                     raise ValueError(f"TRACKYARD_DURABILITY must be 'full' or 'process', not {raw!r}")

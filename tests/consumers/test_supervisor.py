@@ -109,7 +109,9 @@ def test_a_graceful_stop_commits_and_exits_zero_and_releases_the_lease(backends:
     supervisor.start()
     _until(lambda: backends.profiles().progress().cursor > 0, "the consumer has committed a batch")
     supervisor.stop()
-    assert supervisor.exits() == {"profiles": [0], "retention": [0]}
+    # Every enabled consumer: the profiles, the warehouse loader (on by default), retention.
+    assert supervisor.exits() == {"profiles": [0], "warehouse": [0], "retention": [0]}
     assert supervisor.pids() == {} and not backends.leases().held("profiles")
+    assert not backends.leases().held("warehouse")
     progress = backends.profiles().progress()
     assert progress.cursor == progress.processed > 0  # whatever it did is committed, whole batches

@@ -77,9 +77,13 @@ def test_bad_input_gets_a_clear_error(data_dir: Path) -> None:
     assert cli("destinations", "list", "--data-dir", d) == ""
     assert "No destination named 'w'" in _fails("destinations", "show", "w", "--data-dir", d)
     assert not (data_dir / "destinations.db").exists()  # reading creates nothing (nor starts delivery)
-    assert "planned" in _fails(
+    assert "Koala public project key" in _fails(
         "destinations", "add", "k", "--format", "koala", "--url", "http://x", "--data-dir", d
     )
+    assert "takes no secret" in _fails(
+        "destinations", "add", "v", "--format", "vitally", "--url", "http://x", "--key", "t",
+        "--secret", "s", "--data-dir", d,
+    )  # fmt: skip
     assert "not an http" in _fails(
         "destinations", "add", "w", "--format", "webhook", "--url", "ftp://x", "--data-dir", d
     )
@@ -153,8 +157,12 @@ def test_dead_letters_are_listed_with_why_and_replayed_once(data_dir: Path, rece
     assert letters[0]["reason"].startswith("HTTP 400: missing userId (permanent; 1 attempts")
     assert "HTTP 422: nope" in cli("destinations", "dead", "hook", "--data-dir", d)
     shown = msgspec.json.decode(cli("destinations", "show", "hook", "--json", "--data-dir", d))
-    assert (shown["delivered"], shown["dead"], shown["lag"]) == (1, 2, 0)
-    assert shown["last_error"] == "HTTP 422: nope"
+    assert (shown["delivered"], shown["dead"], shown["lag"], shown["lag_seconds"]) == (1, 2, 0, 0.0)
+    assert shown["retrying"] == {"events": 0, "attempts": 0}
+    assert shown["last_error"]["response"] == "HTTP 422: nope"
+    assert shown["last_error"]["request"].startswith(f"POST {receiver.url} (1 events, seq 2, ")
+    text = cli("destinations", "show", "hook", "--data-dir", d)
+    assert "answer: HTTP 422: nope" in text and "lag: 0 events, 0.0s" in text
 
     receiver.answer(Answer(400, body=b"still bad"))  # the first replayed fails again, the second goes
     out = cli("destinations", "replay", "hook", "--dead", "--data-dir", d)
@@ -180,3 +188,66 @@ def test_disable_enable_and_remove(data_dir: Path) -> None:
     cli("destinations", "remove", "hook", "--data-dir", d)
     assert cli("destinations", "list", "--data-dir", d) == ""
     assert "No destination" in _fails("destinations", "disable", "hook", "--data-dir", d)
+
+
+def test_replay_since_a_time_finds_the_first_event_received_then(data_dir: Path, receiver: Receiver) -> None:
+    d = str(data_dir)
+    cli("destinations", "add", "hook", "--format", "webhook", "--url", receiver.url, "--data-dir", d)
+    backends = open_backends(Settings(data_dir=data_dir), writer=True)
+    try:
+        append(backends, tracks(5, receivedAt="2026-01-01T00:00:00.000Z"))
+        append(backends, tracks(3, start=5, receivedAt="2026-06-01T12:00:00.000Z"))
+        append(backends, tracks(2, start=8, receivedAt="2099-01-01T00:00:00.000Z"))
+    finally:
+        backends.close()
+    out = cli("destinations", "replay", "hook", "--since", "2026-03-01T00:00:00Z", "--data-dir", d)
+    assert "5 delivered, 0 dead-lettered" in out
+    (batch,) = receiver.delivered()
+    assert [e["messageId"] for e in batch.json()] == ["m5", "m6", "m7", "m8", "m9"]
+    out = cli("destinations", "replay", "hook", "--since", "2h", "--data-dir", d)
+    assert "2 delivered" in out  # only those received after two hours ago (the future ones)
+    assert "neither ISO-8601" in _fails(
+        "destinations", "replay", "hook", "--since", "yesterday", "--data-dir", d
+    )
+    assert "exactly one" in _fails(
+        "destinations", "replay", "hook", "--dead", "--since", "2h", "--data-dir", d
+    )
+
+
+def test_consumers_status_shows_each_destination_as_a_consumer(data_dir: Path) -> None:
+    d = str(data_dir)
+    for name in ("one", "two"):
+        cli(
+            "destinations",
+            "add",
+            name,
+            "--format",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--data-dir",
+            d,
+        )
+    cli("destinations", "disable", "two", "--data-dir", d)
+    backends = open_backends(Settings(data_dir=data_dir), writer=True)
+    try:
+        append(backends, tracks(3))
+    finally:
+        backends.close()
+    rows = {
+        row["name"]: row
+        for row in map(
+            msgspec.json.decode, cli("consumers", "status", "--json", "--data-dir", d).splitlines()
+        )
+    }
+    assert "destinations" not in rows
+    assert rows["destination:one"]["lag"] == 3 and rows["destination:one"]["dead_letters"] == 0
+    assert rows["destination:two"]["running"] is False
+    assert "destination:one: not running" in cli("consumers", "status", "--data-dir", d)
+
+
+def test_names_must_be_able_to_name_a_consumer(data_dir: Path) -> None:
+    out = _fails(
+        "destinations", "add", "a/b", "--format", "webhook", "--url", "http://x/", "--data-dir", str(data_dir)
+    )
+    assert "not a destination name" in out

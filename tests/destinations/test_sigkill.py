@@ -1,5 +1,7 @@
-"""SIGKILL of the delivery process, again and again, while it delivers to a deduping
-receiver (a second trackyard): every event arrives, and the receiver stores each once."""
+"""SIGKILL of one destination's process, again and again, while it delivers to a deduping
+receiver (a second trackyard): every event arrives, the receiver stores each once, and
+another destination's process goes on meanwhile. Both destinations are added while
+``serve`` already runs (the first destination of the data dir included)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, cli, start_server
-from tests.destinations.conftest import poll
+from tests.destinations.conftest import Receiver, poll
 from tests.faults._group import Group
 
 _EVENTS = 600
@@ -28,7 +30,7 @@ def _delivery_pid(group: Group, not_this: int | None = None) -> int:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"destinations" in cmdline and pid != not_this:
+            if b"destination:to-b" in cmdline and pid != not_this:
                 found.append(pid)
                 return True
         return False
@@ -47,6 +49,8 @@ def test_sigkilled_delivery_loses_nothing_and_the_receiver_stores_each_event_onc
     a_dir = tmp_path / "a"
     a_key = cli("sources", "add", "web", "--data-dir", str(a_dir)).strip()
     auth = base64.b64encode(f"{b.write_key}:".encode()).decode()
+    a = Group(a_dir, "serve", "--port", "0", log=tmp_path / "a.log")
+    steady = Receiver()
     # One event a request to B's /v1/track: slow enough to be killed in the middle of it.
     cli(
         "destinations",
@@ -63,7 +67,7 @@ def test_sigkilled_delivery_loses_nothing_and_the_receiver_stores_each_event_onc
         "--data-dir",
         str(a_dir),
     )
-    a = Group(a_dir, "serve", "--port", "0", log=tmp_path / "a.log")
+    cli("destinations", "add", "steady", "--format", "webhook", "--url", steady.url, "--data-dir", str(a_dir))
     try:
         sent = [
             {"type": "track", "event": "Tick", "messageId": f"k{i}", "userId": f"u{i % 5}"}
@@ -84,6 +88,8 @@ def test_sigkilled_delivery_loses_nothing_and_the_receiver_stores_each_event_onc
             poll(partial(_more_than, b, seen), timeout=30)  # it is delivering: kill it mid-way
             os.kill(pid, signal.SIGKILL)
             kills += 1
+            # The other destination's process is not touched: it has everything already.
+            poll(lambda: _steady_count(steady) == _EVENTS, timeout=30)
         poll(lambda: len(b.events()) >= _EVENTS, timeout=90)
         stored = [e["messageId"] for e in b.events()]
         assert sorted(stored) == sorted(e["messageId"] for e in sent)  # all there, none twice
@@ -92,3 +98,8 @@ def test_sigkilled_delivery_loses_nothing_and_the_receiver_stores_each_event_onc
         a.signal_group(signal.SIGTERM)
         a.wait_gone(60)
         b.stop()
+        steady.close()
+
+
+def _steady_count(steady: Receiver) -> int:
+    return len({e["messageId"] for r in steady.delivered() for e in r.json()})

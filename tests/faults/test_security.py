@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, cli, start_server
+from trackyard.http import metrics
 from trackyard.http.routes import admin
 
 ADMIN = "admin-token-7f3a9c1e5b"
@@ -119,8 +120,10 @@ def test_the_admin_api_needs_the_token_and_never_speaks_cors(server: Server) -> 
     assert collection.headers["access-control-allow-origin"] == "https://evil.example"
 
 
-def test_the_admin_token_is_compared_in_constant_time() -> None:
-    assert "hmac.compare_digest" in inspect.getsource(admin.admin_only)
+def test_the_admin_and_metrics_tokens_are_compared_in_constant_time() -> None:
+    assert "hmac.compare_digest" in inspect.getsource(admin.bears)
+    assert "bears(request, token)" in inspect.getsource(admin.admin_only)
+    assert "bears(request, token)" in inspect.getsource(metrics.metrics_route)
 
 
 def test_without_an_admin_token_the_admin_api_is_off(

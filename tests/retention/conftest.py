@@ -11,9 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.storage.conformance.test_maintenance import maintenance  # noqa: F401 (a fixture)
 from trackyard.config import Settings
 from trackyard.storage.base import EventRecord, LogMaintenance, StoredEvent
-from trackyard.storage.factory import Backends, open_backends, open_maintenance
+from trackyard.storage.factory import Backends, open_backends
 
 DAY_MS = 86_400_000
 _PAGES = ["/", "/pricing", "/products/1042", "/checkout", "/blog/launch"]
@@ -54,9 +55,9 @@ def everything(backends: Backends) -> list[StoredEvent]:
     return events
 
 
-def compact_all(maintenance: LogMaintenance) -> int:
+def compact_all(log_maintenance: LogMaintenance) -> int:
     moved = 0
-    while events := maintenance.compact():
+    while events := log_maintenance.compact():
         moved += events
     return moved
 
@@ -65,21 +66,15 @@ def compact_all(maintenance: LogMaintenance) -> int:
 def settings(tmp_path: Path) -> Settings:
     # Few dedup keys in memory, so that the writer flushes them as it would under a long
     # run: compaction takes only rows whose keys are flushed (or retention's old rows).
-    return Settings(data_dir=tmp_path / "data", durability="process", dedup_memory_keys=4096)
+    # The warehouse loader off (it is on by default): these tests run the profile consumer.
+    return Settings(
+        data_dir=tmp_path / "data", durability="process", dedup_memory_keys=4096, warehouse_url="off"
+    )
 
 
 @pytest.fixture
 def backends(settings: Settings) -> Iterator[Backends]:
     opened = open_backends(settings, writer=True)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def maintenance(backends: Backends) -> Iterator[LogMaintenance]:
-    opened = open_maintenance(backends.settings)
     try:
         yield opened
     finally:

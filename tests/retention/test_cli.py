@@ -67,6 +67,7 @@ def test_serve_compacts_and_applies_size_retention_in_the_background(tmp_path: P
         "1MB",
         "--durability",
         "process",
+        "--no-warehouse",
         env={"TRACKYARD_RETENTION_INTERVAL": "1"},
     )
     try:

@@ -45,7 +45,6 @@ def test_a_sqlite_url_with_a_directory_keeps_the_files_there(tmp_path: Path) -> 
     [
         ("postgresql://trackyard:hunter2@db.internal/trackyard", "PostgreSQL"),
         ("postgres://trackyard:hunter2@db.internal/trackyard", "PostgreSQL"),
-        ("nats://trackyard:hunter2@nats.internal:4222", "NATS JetStream"),
     ],
 )
 def test_planned_backends_are_refused_as_not_available_yet(tmp_path: Path, url: str, name: str) -> None:
@@ -59,6 +58,45 @@ def test_planned_backends_are_refused_as_not_available_yet(tmp_path: Path, url: 
     with pytest.raises(StoreURLError):
         store_exists(settings)
     assert not (tmp_path / "trackyard.db").exists()
+
+
+def test_a_nats_store_url_says_nats_holds_only_the_log(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, store_url="nats://trackyard:hunter2@nats.internal:4222")
+    with pytest.raises(StoreURLError) as refused:
+        open_backends(settings)
+    message = str(refused.value)
+    assert "TRACKYARD_LOG" in message and "sqlite:" in message and "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("kafka://broker:9092", "no event log backend for the scheme 'kafka'"),
+        ("nats://", "has the form nats://HOST:PORT"),
+        ("nats://a:4222,:4223", "every server needs a host"),
+        ("nats://u:hunter2@a:4222?replica=3", "unknown option(s) replica"),
+        ("nats://u:hunter2@a:4222?replicas=three", "not a number"),
+        ("nats://a:4222?replicas=7", "replicas must be 1 to 5"),
+        ("nats://a:4222?stream=a.b", "stream name may hold only"),
+        ("nats://a:4222?duplicate_window=0", "duplicate_window must be at least"),
+    ],
+)
+def test_bad_log_urls_get_an_error_naming_the_accepted_form(tmp_path: Path, url: str, says: str) -> None:
+    settings = Settings(data_dir=tmp_path, log_url=url)
+    with pytest.raises(StoreURLError) as refused:
+        open_backends(settings)
+    assert says in str(refused.value) and "hunter2" not in str(refused.value)
+    with pytest.raises(StoreURLError):
+        check_store_url(settings)
+
+
+def test_log_urls_choose_r3_from_three_servers() -> None:
+    from trackyard.storage.nats._url import parse
+
+    assert parse("nats://a:1,b:2,c:3").replicas == 3
+    assert parse("nats://a:1").replicas == 1
+    assert parse("nats://a:1,b:2,c:3?replicas=1&stream=EV").replicas == 1
+    assert parse("nats://a:1/").servers == ("nats://a:1",)
 
 
 @pytest.mark.parametrize(

@@ -229,8 +229,8 @@ def send_event_set(server: Server) -> int:
 
 @pytest.fixture(scope="module")
 def event_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose log holds the event set (stopped once loaded: loaders only read the log)."""
-    srv = start_server(tmp_path_factory.mktemp("wh") / "data")
+    """A server whose log holds the event set, with no loader of its own (the tests load it)."""
+    srv = start_server(tmp_path_factory.mktemp("wh") / "data", "--no-warehouse")
     srv.stored = send_event_set(srv)  # type: ignore[attr-defined]
     yield srv
     srv.stop()

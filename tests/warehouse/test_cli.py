@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -184,3 +186,30 @@ def test_bad_input_gets_a_clear_error(
 def test_a_missing_store_is_explained(tmp_path: Path) -> None:
     code, out, err = run("warehouse", "sync", "--data-dir", str(tmp_path / "none"))
     assert code != 0 and "No trackyard store" in out + err
+
+
+def test_sql_waits_for_the_file_and_says_what_to_do_when_it_stays_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trackyard.warehouse import _duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    # Another process holds the file for writing, as a loader would, and does not let go.
+    hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+    pipe = subprocess.PIPE
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=pipe, stdout=pipe, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        monkeypatch.setattr(_duckdb, "READ_WAIT", 0.3)
+        code, out, err = run("sql", "SELECT 1", "--data-dir", str(tmp_path))
+        assert code == 1
+        assert "stayed in use by another process" in err and "try again, or stop that process" in err
+        assert "Traceback" not in err
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Once it lets go, the same command reads.
+    code, out, _ = run("sql", "SELECT 1 AS one", "--json", "--data-dir", str(tmp_path))
+    assert code == 0 and msgspec.json.decode(out) == {"one": 1}

@@ -1,15 +1,19 @@
-"""The warehouse loader as a consumer on the consumer framework: in-process over DuckDB, and
+"""The warehouse loader as a consumer on the consumer framework: in-process over DuckDB, under
+``trackyard serve`` into its embedded DuckDB file (read by ``trackyard sql`` meanwhile), and
 under ``trackyard serve --warehouse`` into PostgreSQL, end to end."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import duckdb
 import httpx
+import msgspec
 import psycopg
 
 from tests.conftest import start_server
@@ -53,10 +57,11 @@ def test_the_runner_loads_the_warehouse_and_its_cursor_is_the_warehouses(tmp_pat
     assert rows == [(f"m{i}", "pro") for i in range(5)]
 
 
-def test_the_warehouse_consumer_runs_only_when_a_warehouse_is_set() -> None:
-    assert [spec.name for spec in resolve((), Settings())] == ["profiles", "retention"]
+def test_the_warehouse_consumer_runs_by_default_unless_turned_off() -> None:
+    assert [spec.name for spec in resolve((), Settings())] == ["profiles", "warehouse", "retention"]
     with_warehouse = Settings(warehouse_url="postgresql://localhost/db")
     assert [spec.name for spec in resolve((), with_warehouse)] == ["profiles", "warehouse", "retention"]
+    assert [spec.name for spec in resolve((), Settings(warehouse_url="off"))] == ["profiles", "retention"]
     assert [spec.name for spec in resolve(("warehouse",), Settings())] == ["warehouse"]
 
 
@@ -92,3 +97,51 @@ def test_serve_with_a_warehouse_loads_postgresql_continuously(tmp_path: Path, pg
         runner.sink.close()
     finally:
         backends.close()
+
+
+def _sql(data: Path, query: str) -> subprocess.CompletedProcess[str]:
+    """``trackyard sql`` as a user runs it: a process of its own, beside the server's loader."""
+    return subprocess.run(
+        [sys.executable, "-m", "trackyard", "sql", query, "--json", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_loads_the_embedded_duckdb_by_default_and_sql_reads_it_meanwhile(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_server(data)
+    try:
+        sent: list[str] = []
+
+        def send(count: int) -> None:
+            ids = [uuid.uuid4().hex for _ in range(count)]
+            batch = [{"type": "track", "messageId": i, "userId": "u1", "event": "Order Done"} for i in ids]
+            answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch}, auth=(server.write_key, ""))
+            assert answer.status_code == 200
+            sent.extend(ids)
+
+        send(50)
+        deadline = time.monotonic() + 60
+        while (first := _sql(data, "SELECT count(*) AS n FROM order_done")).returncode != 0:
+            assert "order_done does not exist" in first.stderr, first.stderr  # not loaded yet
+            assert time.monotonic() < deadline, first.stderr
+        # Reads while the loader keeps loading: every one succeeds and sees a growing table.
+        seen = 0
+        for _ in range(12):
+            send(200)
+            result = _sql(data, "SELECT count(*) AS n FROM order_done")
+            assert result.returncode == 0, result.stderr
+            count = msgspec.json.decode(result.stdout)["n"]
+            assert seen <= count <= len(sent)
+            seen = count
+        deadline = time.monotonic() + 60
+        while seen < len(sent):
+            assert time.monotonic() < deadline, f"loaded {seen} of {len(sent)}"
+            seen = msgspec.json.decode(_sql(data, "SELECT count(*) AS n FROM order_done").stdout)["n"]
+        ids = _sql(data, "SELECT id FROM order_done").stdout.split("\n")
+        assert sorted(msgspec.json.decode(line)["id"] for line in ids if line) == sorted(sent)
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.log.read_text()

@@ -10,16 +10,22 @@ from pathlib import Path
 import click
 
 from trackyard.config import Settings, env_name
+from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import Backends, open_backends, store_exists
 
 
 def cli_settings(data_dir: Path) -> Settings:
-    """The settings a command other than ``serve`` needs: the data dir and ``TRACKYARD_STORE``.
+    """The settings a command other than ``serve`` needs: the data dir, ``TRACKYARD_STORE`` and
+    ``TRACKYARD_LOG``.
 
     Other ``TRACKYARD_*`` variables are the server's and are not read (nor validated) here.
     """
-    return Settings(data_dir=data_dir, store_url=os.environ.get(env_name("store_url")) or None)
+    return Settings(
+        data_dir=data_dir,
+        store_url=os.environ.get(env_name("store_url")) or None,
+        log_url=os.environ.get(env_name("log_url")) or None,
+    )
 
 
 @contextlib.contextmanager
@@ -36,7 +42,7 @@ def opened(data_dir: Path, *, create: bool = False, settings: Settings | None = 
                 f"--data-dir {data_dir}) or pass the right --data-dir."
             )
         backends = open_backends(settings)
-    except StoreURLError as exc:
+    except (StoreURLError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         yield backends

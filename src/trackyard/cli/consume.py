@@ -16,7 +16,14 @@ from trackyard import __version__
 from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
-from trackyard.consumers.registry import CONSUMERS, UnknownConsumer, resolve
+from trackyard.consumers.registry import (
+    UnknownConsumer,
+    check_names,
+    chosen_families,
+    known_names,
+    resolve,
+)
+from trackyard.consumers.status import consumer_statuses
 from trackyard.consumers.supervisor import run_in_foreground
 
 
@@ -29,9 +36,11 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
 
     \b
     Consumers: profiles (builds people and accounts); warehouse (loads Segment's
-    warehouse tables, docs/warehouse.md; without NAMEs it runs only when a warehouse is
-    set with TRACKYARD_WAREHOUSE); destinations (delivers events onward,
-    docs/destinations.md; without NAMEs it runs once a destination was added).
+    warehouse tables, docs/warehouse.md: warehouse.duckdb in the data dir, or the one
+    TRACKYARD_WAREHOUSE names; TRACKYARD_WAREHOUSE=off turns it off); destinations
+    (every enabled destination, each its own consumer destination:NAME,
+    docs/destinations.md; destinations added, changed or removed later start and stop
+    within a second); destination:NAME (that one only).
     Each runs in a process of its own under a lease, so one instance of a consumer runs
     per data dir: started twice, the second waits and takes over when the first stops.
     A consumer that dies is restarted. Pair it with `trackyard serve --role ingest` on
@@ -39,11 +48,11 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
     """
     settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
     try:
-        chosen = resolve(names, settings)
+        chosen = [spec.name for spec in resolve(names, settings)] + chosen_families(names)
     except UnknownConsumer as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     os.environ.update(settings.to_env())
-    shown = ", ".join(spec.name for spec in chosen)
+    shown = ", ".join(chosen)
     click.echo(f"trackyard {__version__} consumers running: {shown} (data: {data_dir})")
     sys.stdout.flush()
     run_in_foreground(settings, names, log_level)
@@ -60,36 +69,24 @@ def consumers() -> None:
 def consumers_status(data_dir: Path, as_json: bool) -> None:
     """Print each consumer's cursor, the log's head, the lag, whether it runs, and its dead letters.
 
-    A dead letter is an event a consumer failed on again and again; it is kept with the
-    reason, and the consumer went on past it.
+    Each destination is a consumer line of its own, destination:NAME (disabled ones
+    included: they keep their cursor). A dead letter is an event a consumer failed on
+    again and again; it is kept with the reason, and the consumer went on past it.
     """
     settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
-    enabled = {spec.name for spec in resolve((), settings)}
     with opened(data_dir) as backends:
         rows = []
-        for spec in CONSUMERS.values():
-            running = backends.leases().held(spec.name)
-            if spec.name not in enabled and not running:
-                continue  # not configured here (the warehouse without TRACKYARD_WAREHOUSE)
-            head = backends.log.head_seq()
-            try:
-                runner = spec.open_runner(backends)
-            except Exception as error:  # e.g. an embedded DuckDB file the running loader holds
-                cursor: int | None = None
-                problem: str | None = f"{type(error).__name__}: {error}"
-            else:
-                cursor, problem = runner.position(), None
-                runner.sink.close()
+        for status in consumer_statuses(backends, settings):
             row: dict[str, Any] = {
-                "name": spec.name,
-                "running": running,
-                "cursor": cursor,
-                "head": head,
-                "lag": None if cursor is None else max(head - cursor, 0),
-                "dead_letters": backends.dead_letters().count(spec.name),
+                "name": status.name,
+                "running": status.running,
+                "cursor": status.cursor,
+                "head": status.head,
+                "lag": status.lag,
+                "dead_letters": status.dead_letters,
             }
-            if problem is not None:
-                row["error"] = problem
+            if status.error is not None:
+                row["error"] = status.error
             rows.append(row)
     _emit(
         rows,
@@ -118,8 +115,13 @@ def consumers_dead_letters(name: str | None, data_dir: Path, after: int, limit: 
     Each was tried again and again (with backoff) before it was set aside; the consumer
     went on past it. The event itself is still in the log at its seq.
     """
-    if name is not None and name not in CONSUMERS:
-        raise click.BadParameter(f"no consumer named {name!r}; there are: {', '.join(CONSUMERS)}")
+    if name is not None:
+        try:
+            check_names([name])
+        except UnknownConsumer:
+            raise click.BadParameter(
+                f"no consumer named {name!r}; there are: {', '.join(known_names())}"
+            ) from None
     with opened(data_dir) as backends:
         letters = backends.dead_letters().read(name, after=after, limit=limit)
     rows = [

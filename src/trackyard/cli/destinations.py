@@ -1,12 +1,11 @@
-"""``trackyard destinations``: deliver events onward to webhooks and Segment-compatible APIs."""
+"""``trackyard destinations``: deliver events onward to webhooks, Segment-compatible APIs, Koala,
+Bloomreach and Vitally."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,15 @@ import click
 import msgspec
 
 from trackyard.cli._options import data_dir_option
+from trackyard.cli._progress import progress_bar
 from trackyard.cli._store import cli_settings, opened
-from trackyard.consumers.runner import StopFlag
-from trackyard.destinations.consumer import open_sink
-from trackyard.destinations.requests import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
+from trackyard.destinations import replay
+from trackyard.destinations.kinds.webhook import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
+from trackyard.destinations.status import iso, outstanding, status
+from trackyard.destinations.validation import InvalidDestination, check
 from trackyard.event import EVENT_TYPES
-from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import (
     KINDS,
-    PLANNED_KINDS,
     Destination,
     DestinationExists,
     DestinationRegistry,
@@ -30,17 +29,16 @@ from trackyard.storage.destinations import (
 )
 from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 
-#: Where ``replay --dead`` notes the last dead letter it re-sent (a cursor, beside the destination's).
-_REPLAYED = ":replayed-dead"
-_REPLAY_CHUNK = 500
-
 
 @click.group()
 def destinations() -> None:
-    """Deliver every stored event onward: to a webhook, or to a Segment-compatible API.
+    """Deliver every stored event onward: to a webhook, a Segment-compatible API, Koala,
+    Bloomreach or Vitally (any format in, any out).
 
-    Each destination has its own cursor on the log, so one that is down never delays
-    another. `trackyard serve` delivers to every enabled destination (docs/destinations.md).
+    Each destination is a consumer of its own (destination:NAME, in a process of its
+    own, with its own cursor), so one that is down, slow or crashing never delays another.
+    `trackyard serve` delivers to every enabled destination; changes apply within a second,
+    without a restart (docs/destinations.md).
     """
 
 
@@ -57,6 +55,14 @@ def _registry(data_dir: Path, name: str | None = None) -> Iterator[tuple[Backend
             yield backends, registry
         finally:
             registry.close()
+
+
+def _check(destination: Destination) -> None:
+    try:
+        check(destination)
+    except InvalidDestination as error:
+        hint = "NAME" if error.field == "name" else "--" + error.field.replace("_", "-")
+        raise click.BadParameter(str(error), param_hint=hint) from None
 
 
 def _get(registry: DestinationRegistry, name: str) -> Destination:
@@ -81,14 +87,27 @@ def _header(value: str) -> tuple[str, str]:
     "--format",
     "kind",
     required=True,
-    type=click.Choice(KINDS + PLANNED_KINDS),
+    type=click.Choice(KINDS),
     help="webhook: JSON POSTed to --url. segment: Segment's HTTP Tracking API (/v1/batch under --url). "
-    "koala, bloomreach and vitally are planned and refused for now.",
+    "koala, bloomreach, vitally: each event encoded into that vendor's batch API under --url "
+    "(events it cannot express are skipped, see `destinations skipped`).",
 )
-@click.option("--url", required=True, help="For webhook, the URL posted to; otherwise the API's base URL.")
-@click.option("--key", help="What the API identifies you by: for segment, the write key (Basic auth).")
 @click.option(
-    "--secret", help="For webhook, the signing secret: X-Signature is the hex HMAC-SHA1 of the body."
+    "--url",
+    required=True,
+    help="For webhook, the URL posted to; otherwise the API's base URL (e.g. https://api.segment.io, "
+    "https://api2.getkoala.com, https://api.exponea.com, https://SUBDOMAIN.api.vitally.io, "
+    "or another trackyard).",
+)
+@click.option(
+    "--key",
+    help="What the API identifies you by: the Segment write key, the Koala public project key, the "
+    "Bloomreach project token, the Vitally token. Needed by all but webhook.",
+)
+@click.option(
+    "--secret",
+    help="For webhook, the signing secret (X-Signature is the hex HMAC-SHA1 of the body); for "
+    "bloomreach, the API secret (Basic auth; without it the public Token auth is used).",
 )
 @click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Send this header too.")
 @click.option("--source", "sources", multiple=True, help="Only events of this source (repeatable).")
@@ -101,7 +120,14 @@ def _header(value: str) -> tuple[str, str]:
     type=click.IntRange(1, MAX_WEBHOOK_BATCH),
     default=DEFAULT_WEBHOOK_BATCH,
     show_default=True,
-    help="webhook: events a request (1 posts each event alone, more a JSON array).",
+    help="webhook: events a request (1 posts each event alone, more a JSON array). The other formats "
+    "use their API's own limits.",
+)
+@click.option(
+    "--no-order",
+    is_flag=True,
+    help="Do not keep per-user order: a failing request's events are parked and retried while "
+    "the events after them go on (they arrive late). By default a retry holds back what follows.",
 )
 @data_dir_option
 def destinations_add(
@@ -115,22 +141,15 @@ def destinations_add(
     types: tuple[str, ...],
     events: tuple[str, ...],
     batch_size: int,
+    no_order: bool,
     data_dir: Path,
 ) -> None:
-    """Add destination NAME; `trackyard serve` starts delivering to it.
+    """Add destination NAME; a running `trackyard serve` starts delivering to it within a second.
 
-    The key and secret are stored for sending and never printed again. The first
-    destination of a data dir starts with the next `trackyard serve`; later ones, and
-    changes, are picked up by the running server within a second.
+    NAME: letters, digits, '-', '_' and '.'. The key and secret are stored for sending
+    and never printed again. Delivery starts at the beginning of the log: every event
+    stored so far is sent, then each new one.
     """
-    if kind in PLANNED_KINDS:
-        raise click.ClickException(
-            f"The {kind} format is planned and not available yet; use webhook or segment."
-        )
-    if not url.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{url!r} is not an http:// or https:// URL", param_hint="--url")
-    if kind == "segment" and not key:
-        raise click.BadParameter("the segment format needs the receiver's write key", param_hint="--key")
     destination = Destination(
         name=name,
         kind=kind,
@@ -142,7 +161,9 @@ def destinations_add(
         types=types,
         events=events,
         batch_size=batch_size,
+        ordered=not no_order,
     )
+    _check(destination)
     with opened(data_dir, create=True):
         registry = open_destinations(cli_settings(data_dir))
         try:
@@ -154,30 +175,6 @@ def destinations_add(
     click.echo(f"added destination {name} ({kind} to {url})")
 
 
-def _status(backends: Backends, registry: DestinationRegistry, destination: Destination) -> dict[str, Any]:
-    cursor = backends.cursors().get(destination.consumer)
-    delivered, error, error_at = registry.status(destination.name)
-    return {
-        **destination.public(),
-        "cursor": cursor,
-        "lag": max(backends.log.head_seq() - cursor, 0),
-        "delivered": delivered,
-        "dead": len(_outstanding(backends, destination)),
-        "last_error": error,
-        "last_error_at": None if error_at is None else _iso(error_at),
-    }
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
-
-
-def _outstanding(backends: Backends, destination: Destination) -> list[Any]:
-    """Dead letters not yet replayed."""
-    after = backends.cursors().get(destination.consumer + _REPLAYED)
-    return backends.dead_letters().read(destination.consumer, after=after, limit=1_000_000)
-
-
 @destinations.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a destination and line.")
 @data_dir_option
@@ -186,7 +183,7 @@ def destinations_list(as_json: bool, data_dir: Path) -> None:
     if not destinations_exist(cli_settings(data_dir)):
         return
     with _registry(data_dir) as (backends, registry):
-        rows = [_status(backends, registry, d) for d in registry.destinations()]
+        rows = [status(backends, registry, d) for d in registry.destinations()]
     for row in rows:
         if as_json:
             click.echo(msgspec.json.encode(row))
@@ -194,7 +191,8 @@ def destinations_list(as_json: bool, data_dir: Path) -> None:
             state = "enabled" if row["enabled"] else "disabled"
             click.echo(
                 f"{row['name']}: {row['format']} to {row['url']}, {state}, "
-                f"lag {row['lag']}, dead {row['dead']}"
+                f"lag {row['lag']} ({row['lag_seconds']:.1f}s), retrying {row['retrying']['events']}, "
+                f"dead {row['dead']}"
             )
 
 
@@ -203,14 +201,36 @@ def destinations_list(as_json: bool, data_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @data_dir_option
 def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
-    """Show destination NAME: delivered, dead, lag (events behind the log's head), last error."""
+    """Show destination NAME: its settings (never its secrets) and how delivery goes.
+
+    \b
+    delivered      events delivered so far
+    retrying       events in retry now (the request in hand, or parked when unordered),
+                   and the most attempts among them
+    dead           dead letters not replayed yet (see `destinations dead NAME`)
+    lag            events behind the log's head, and seconds: the age of the oldest
+                   event not delivered yet (now - its receivedAt)
+    last error     when, the request (URL, events, seqs, bytes), the answer (truncated)
+    """
     with _registry(data_dir, name) as (backends, registry):
-        row = _status(backends, registry, _get(registry, name))
+        row = status(backends, registry, _get(registry, name))
     if as_json:
         click.echo(msgspec.json.encode(row))
         return
+    error = row.pop("last_error")
+    retrying = row.pop("retrying")
+    row["ordered"] = "per-user order kept" if row["ordered"] else "unordered (retries parked)"
+    row["lag"] = f"{row['lag']} events, {row.pop('lag_seconds'):.1f}s"
+    row["retrying"] = f"{retrying['events']} events ({retrying['attempts']} attempts at most)"
     for field, value in row.items():
         click.echo(f"{field}: {value}")
+    if error is None:
+        click.echo("last error: none")
+    else:
+        click.echo(f"last error: at {error['at']}")
+        if error["request"]:
+            click.echo(f"  request: {error['request']}")
+        click.echo(f"  answer: {error['response']}")
 
 
 @destinations.command("dead")
@@ -226,7 +246,7 @@ def destinations_dead(name: str, as_json: bool, data_dir: Path) -> None:
     attempts and the time of the last.
     """
     with _registry(data_dir, name) as (backends, registry):
-        letters = _outstanding(backends, _get(registry, name))
+        letters = outstanding(backends, _get(registry, name))
     for letter in letters:
         row = {
             "id": letter.id,
@@ -234,7 +254,7 @@ def destinations_dead(name: str, as_json: bool, data_dir: Path) -> None:
             "type": letter.type,
             "reason": letter.reason,
             "attempts": letter.attempts,
-            "failed_at": _iso(letter.failed_at_ms),
+            "failed_at": iso(letter.failed_at_ms),
         }
         if as_json:
             click.echo(msgspec.json.encode({**row, "event": msgspec.json.decode(letter.body)}))
@@ -242,62 +262,82 @@ def destinations_dead(name: str, as_json: bool, data_dir: Path) -> None:
             click.echo(f"{row['id']} seq {row['seq']} {row['type']} at {row['failed_at']}: {row['reason']}")
 
 
+@destinations.command("skipped")
+@click.argument("name")
+@click.option("--after", type=click.IntRange(min=0), default=0, metavar="SEQ", help="Only after this seq.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a skipped event and line.")
+@data_dir_option
+def destinations_skipped(name: str, after: int, limit: int, as_json: bool, data_dir: Path) -> None:
+    """Print the events NAME did not send because its format cannot express them, with why.
+
+    A skip is not a failure: nothing is retried or dead-lettered (a `screen` call to
+    Vitally stays a screen call). `destinations show` counts them by reason; `trackyard
+    events` shows an event by its seq.
+    """
+    with _registry(data_dir, name) as (_, registry):
+        _get(registry, name)
+        skips = registry.skipped(name, after=after, limit=limit)
+    for skip in skips:
+        row = {
+            "seq": skip.seq,
+            "type": skip.type,
+            "reason": skip.reason,
+            "skipped_at": iso(skip.skipped_at_ms),
+        }
+        if as_json:
+            click.echo(msgspec.json.encode(row))
+        else:
+            click.echo(f"seq {row['seq']} {row['type']} at {row['skipped_at']}: {row['reason']}")
+
+
 @destinations.command("replay")
 @click.argument("name")
 @click.option("--dead", is_flag=True, help="Re-send the dead letters not replayed yet.")
 @click.option(
+    "--since",
+    metavar="TIME",
+    help="Re-send every event received at or after TIME: ISO-8601 (2026-12-01T10:00:00Z; UTC "
+    "without an offset) or relative to now (30m, 2h, 1d).",
+)
+@click.option(
     "--after", type=click.IntRange(min=0), metavar="SEQ", help="Re-send every event after this seq."
 )
 @data_dir_option
-def destinations_replay(name: str, dead: bool, after: int | None, data_dir: Path) -> None:
+def destinations_replay(name: str, dead: bool, since: str | None, after: int | None, data_dir: Path) -> None:
     """Re-send events to destination NAME now, from this process, with a summary at the end.
 
     It runs beside the server's delivery, which goes on at its own cursor. Events that fail
     again go back to the dead letters. Receivers that dedup by messageId store each once.
+    --since finds the first event received at or after TIME by a binary search on seq
+    (receivedAt grows with seq), then re-sends from there up to the log's head.
     """
-    if dead == (after is not None):
-        raise click.UsageError("Give exactly one of --dead or --after SEQ.")
-    started = time.monotonic()
+    if sum((dead, since is not None, after is not None)) != 1:
+        raise click.UsageError("Give exactly one of --dead, --since TIME or --after SEQ.")
     with _registry(data_dir, name) as (backends, registry):
         destination = _get(registry, name)
-        sink = open_sink(backends, registry, destination, StopFlag())
-        delivered = failed = 0
-        try:
-            if dead:
-                letters = _outstanding(backends, destination)
-                if letters:  # noted first: what fails again is added after it
-                    backends.cursors().commit(destination.consumer + _REPLAYED, letters[-1].id)
-                batches: Iterable[list[StoredEvent]] = [
-                    [StoredEvent(x.seq, x.source_id, x.type, x.body) for x in letters[i : i + _REPLAY_CHUNK]]
-                    for i in range(0, len(letters), _REPLAY_CHUNK)
-                ]
-                total = len(letters)
-            else:
-                assert after is not None
-                head = backends.log.head_seq()
-                total = max(head - after, 0)
-                batches = _log_batches(backends, after, head)
-            progress: Any = click.progressbar(length=total, label=f"replaying to {name}", file=sys.stderr)
-            with progress as bar:
-                for batch in batches:
-                    ok, bad = sink.send_now(batch)
-                    delivered, failed = delivered + ok, failed + bad
-                    bar.update(len(batch))
-        finally:
-            sink.close()
+        if dead:
+            plan = replay.plan_dead(backends, destination)
+        elif since is not None:
+            try:
+                moment = replay.parse_since(since)
+            except replay.BadTime as error:
+                raise click.BadParameter(str(error), param_hint="--since") from None
+            first = replay.first_seq_since(backends, moment)
+            click.echo(f"first event received at or after {moment.isoformat()}: seq {first}", err=True)
+            plan = replay.plan_after(backends, first - 1)
+        else:
+            assert after is not None
+            plan = replay.plan_after(backends, after)
+        with progress_bar() as progress:
+            task = progress.add_task(f"replaying to {name}", total=plan.total)
+            summary = replay.run(backends, registry, destination, plan, lambda n: progress.advance(task, n))
     click.echo(
-        f"replayed to {name}: {delivered} delivered, {failed} dead-lettered, "
-        f"{total - delivered - failed} filtered out, in {time.monotonic() - started:.1f}s"
+        f"replayed to {name}: {summary.delivered} delivered, {summary.dead} dead-lettered, "
+        f"{summary.filtered} filtered out or skipped, in {summary.seconds:.1f}s"
     )
-
-
-def _log_batches(backends: Backends, after: int, head: int) -> Iterator[list[StoredEvent]]:
-    while after < head:
-        batch = [e for e in backends.log.read_events(after=after, limit=_REPLAY_CHUNK) if e.seq <= head]
-        if not batch:
-            return
-        yield batch
-        after = batch[-1].seq
 
 
 def _set_enabled(name: str, data_dir: Path, enabled: bool) -> None:
@@ -325,11 +365,53 @@ def destinations_enable(name: str, data_dir: Path) -> None:
     _set_enabled(name, data_dir, True)
 
 
+@destinations.command("update")
+@click.argument("name")
+@click.option("--url", help="The new URL (webhook) or base URL.")
+@click.option("--key", help="The new key (stored, never printed).")
+@click.option("--secret", help="The new secret (stored, never printed).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_WEBHOOK_BATCH), help="webhook: events a request.")
+@click.option(
+    "--order/--no-order",
+    "ordered",
+    default=None,
+    help="Keep per-user order (a retry holds back what follows), or not (retries are parked).",
+)
+@data_dir_option
+def destinations_update(
+    name: str,
+    url: str | None,
+    key: str | None,
+    secret: str | None,
+    batch_size: int | None,
+    ordered: bool | None,
+    data_dir: Path,
+) -> None:
+    """Change destination NAME; its process restarts with the change within a second.
+
+    The cursor, the dead letters and the counts stay. Options not given stay as they are.
+    """
+    given = {"url": url, "key": key, "secret": secret, "batch_size": batch_size, "ordered": ordered}
+    changes: dict[str, Any] = {field: value for field, value in given.items() if value is not None}
+    if not changes:
+        raise click.UsageError(
+            "Nothing to change: give --url, --key, --secret, --batch-size or --[no-]order."
+        )
+    with _registry(data_dir, name) as (_, registry):
+        changed = dataclasses.replace(_get(registry, name), **changes)
+        _check(changed)
+        registry.update(changed)
+    click.echo(f"updated destination {name}: {', '.join(sorted(changes))}")
+
+
 @destinations.command("remove")
 @click.argument("name")
 @data_dir_option
 def destinations_remove(name: str, data_dir: Path) -> None:
-    """Remove NAME and its credentials (its dead letters stay, under destination:NAME)."""
+    """Remove NAME and its credentials; its process stops within a second.
+
+    Its dead letters stay, under destination:NAME; its parked retries (unordered) go.
+    """
     with _registry(data_dir, name) as (_, registry):
         _get(registry, name)
         registry.remove(name)

@@ -16,7 +16,9 @@ from trackyard.cli import _snippets
 from trackyard.cli._options import data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
+from trackyard.errors import StoreUnavailable
 from trackyard.http import server
+from trackyard.metrics.processes import end_multiprocess, start_multiprocess
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
 from trackyard.units import parse_duration, parse_size
@@ -61,7 +63,8 @@ _console = Console(stderr=True)
     envvar="TRACKYARD_STORE",
     show_envvar=True,
     help="The storage backend. Unset: SQLite files in --data-dir. sqlite:///ABSOLUTE/DIR: SQLite files "
-    "in DIR. (postgresql:// and nats:// are planned, not available yet.)",
+    "in DIR. (postgresql:// is planned, not available yet.) The event log can live apart, on NATS "
+    "JetStream: TRACKYARD_LOG=nats://HOST:PORT[,HOST:PORT...] (docs/storage.md).",
 )
 @click.option(
     "--workers",
@@ -104,8 +107,45 @@ _console = Console(stderr=True)
     envvar="TRACKYARD_WAREHOUSE",
     show_envvar=True,
     metavar="URL",
-    help="Also run the warehouse loader (a consumer) into this warehouse: duckdb:///PATH or "
-    "postgresql://user@host/db. Without it no loader runs; `trackyard warehouse sync` loads on demand.",
+    help="The warehouse the loader (a consumer) keeps loading: postgresql://user@host/db or "
+    "duckdb:///PATH. Default: warehouse.duckdb in the data dir, which `trackyard sql` reads meanwhile.",
+)
+@click.option(
+    "--no-warehouse",
+    is_flag=True,
+    help="Run no warehouse loader, for when nobody queries the warehouse (same as TRACKYARD_WAREHOUSE=off).",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    envvar="TRACKYARD_METRICS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at GET /metrics (docs/metrics.md). --no-metrics also stops the counting.",
+)
+@click.option(
+    "--metrics-token",
+    envvar="TRACKYARD_METRICS_TOKEN",
+    show_envvar=True,
+    help="Bearer token GET /metrics asks for (Prometheus: authorization.credentials). Without it "
+    "/metrics is open: counts and source names, no keys or events.",
+)
+@click.option(
+    "--access-log",
+    is_flag=True,
+    envvar="TRACKYARD_ACCESS_LOG",
+    show_envvar=True,
+    help="Log a line per request (method, path, status, bytes, ms, format, source, client IP) at INFO "
+    "on the trackyard.access logger. Off by default: it costs throughput on small requests.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="TRACKYARD_LOG_FORMAT",
+    show_envvar=True,
+    help="json: one JSON object a line (ts, level, logger, msg and the line's fields), for log shippers.",
 )
 @click.option(
     "--retention",
@@ -146,6 +186,11 @@ def serve(
     retention: str | None,
     retention_size: str | None,
     retention_ignore_consumers: bool | None,
+    no_warehouse: bool,
+    metrics: bool,
+    metrics_token: str | None,
+    access_log: bool,
+    log_format: str,
     log_level: str,
 ) -> None:
     """Run the collector and the consumers that build on its log.
@@ -164,12 +209,16 @@ def serve(
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,
-        warehouse_url=warehouse_url or None,
+        warehouse_url="off" if no_warehouse else warehouse_url or None,
+        metrics=metrics,
+        metrics_token=metrics_token or None,
+        access_log=access_log,
+        log_format=log_format,  # type: ignore[arg-type]
     )
     settings = _with_retention(settings, retention, retention_size, retention_ignore_consumers)
     try:
         backends = open_backends(settings)
-    except StoreURLError as exc:
+    except (StoreURLError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     if role == "consumers":
         backends.close()
@@ -205,8 +254,11 @@ def serve(
             "Set --retention 30d or --retention-size 50GB to bound it (docs/storage.md#retention)."
         )
     sys.stdout.flush()
+    # Before any worker starts (workers count into it). One worker counts in memory, at
+    # half the cost per request (docs/metrics.md).
+    metrics_dir = start_multiprocess(workers) if metrics else None
     if supervisor is not None:
-        log_to_stderr(log_level)
+        log_to_stderr(log_level, settings.log_format)
         supervisor.start()
     try:
         server.run(
@@ -214,12 +266,16 @@ def serve(
             sock,
             workers=workers,
             log_level=log_level,
+            log_format=settings.log_format,
+            access_log=access_log,
             factory=True,
             on_stop=None if supervisor is None else supervisor.request_stop,
         )
     finally:
         if supervisor is not None:
             supervisor.stop()
+        if metrics_dir is not None:
+            end_multiprocess(metrics_dir)
 
 
 def _with_retention(

@@ -14,18 +14,16 @@ from typing import Any
 import click
 import msgspec
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from trackyard.cli._options import data_dir_option
+from trackyard.cli._progress import progress_bar
 from trackyard.cli._store import opened
 from trackyard.event import EVENT_TYPES, parse_timestamp
 from trackyard.storage.factory import Backends
-from trackyard.warehouse import WarehouseSink, sync
+from trackyard.warehouse import WarehouseBusy, WarehouseSink, sync
 from trackyard.warehouse.export import Format, export_log, export_table
 from trackyard.warehouse.loader import DEFAULT_BATCH
-
-_stderr = Console(stderr=True)
 
 warehouse_option = click.option(
     "--warehouse",
@@ -46,6 +44,8 @@ def _sink(url: str | None, data_dir: Path, backends: Backends | None = None) -> 
         raise click.ClickException(f"Cannot open the warehouse: {error}") from None
     try:
         yield sink
+    except WarehouseBusy as error:
+        raise click.ClickException(str(error)) from None
     finally:
         sink.close()
 
@@ -57,9 +57,9 @@ def warehouse() -> None:
     \b
     Tables: tracks, identifies, users, pages, screens, groups, accounts, aliases,
     one table per track event name, and discards (values that did not fit).
-    `trackyard warehouse sync` loads what is pending and exits; the same loader runs
-    continuously as the `warehouse` consumer: `trackyard serve --warehouse URL`, or
-    `trackyard consume warehouse` (the embedded DuckDB file when no URL is set).
+    `trackyard serve` runs the loader continuously (the `warehouse` consumer; off with
+    --no-warehouse or TRACKYARD_WAREHOUSE=off), and `trackyard sql` reads the embedded
+    DuckDB file meanwhile. `trackyard warehouse sync` loads what is pending and exits.
     See docs/warehouse.md.
     """
 
@@ -90,7 +90,7 @@ def _status(sink: WarehouseSink, head: int) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
     """Show the warehouse's tables and rows, how far it lags the log, discards and the last error."""
-    with opened(data_dir) as backends, _sink(warehouse_url, data_dir) as sink:
+    with opened(data_dir) as backends, _sink(warehouse_url, data_dir) as sink, sink.backend.reading():
         body = _status(sink, backends.log.head_seq())
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(body) + b"\n")
@@ -108,20 +108,9 @@ def status(data_dir: Path, warehouse_url: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_stderr,
-        transient=False,
-    )
-
-
 def _run_sync(sink: WarehouseSink, backends: Backends, batch: int, what: str) -> int:
     pending = max(backends.log.head_seq() - sink.position(), 0)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(what, total=pending)
         loaded = sync(backends.log, sink, lambda n: progress.advance(task, n), batch=batch)
     return loaded
@@ -176,7 +165,7 @@ def rebuild(data_dir: Path, warehouse_url: str | None, batch_size: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def discards(data_dir: Path, warehouse_url: str | None, limit: int, as_json: bool) -> None:
     """Print values that were not loaded into their column, newest first, with the reason."""
-    with _sink(warehouse_url, data_dir) as sink:
+    with _sink(warehouse_url, data_dir) as sink, sink.backend.reading():
         columns = ["row_id", "table_name", "column_name", "column_value", "reason", "received_at"]
         rows: list[tuple[Any, ...]] = []
         if "discards" in sink.backend.schema():
@@ -290,9 +279,12 @@ def export(
             raise click.ClickException(
                 f"The warehouse has no table {table!r}. See: trackyard warehouse status."
             )
-        target, written = export_table(path, table, out, fmt_, since_us)
+        try:
+            target, written = export_table(path, table, out, fmt_, since_us)
+        except WarehouseBusy as error:
+            raise click.ClickException(str(error)) from None
     else:
-        with opened(data_dir) as backends, _progress() as progress:
+        with opened(data_dir) as backends, progress_bar() as progress:
             task = progress.add_task("exporting", total=backends.log.head_seq())
             target, written = export_log(
                 backends.log, out, fmt_, since_us, event_type, lambda n: progress.advance(task, n)

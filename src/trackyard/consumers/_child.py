@@ -48,17 +48,23 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, lambda *_: stop.set())
     name, parent = argv[1], int(argv[2])
     _stop_with_parent(parent, stop)
-    logging.basicConfig(
-        level=os.environ.get("TRACKYARD_LOG_LEVEL", "info").upper(),
-        format=f"%(levelname)s:     [{name} {os.getpid()}] %(message)s",
-    )
+    level = os.environ.get("TRACKYARD_LOG_LEVEL", "info").upper()
+    if os.environ.get("TRACKYARD_LOG_FORMAT") == "json":
+        from trackyard.logs import JSONFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format=f"%(levelname)s:     [{name} {os.getpid()}] %(message)s")
     from trackyard.config import Settings
-    from trackyard.consumers.registry import CONSUMERS
+    from trackyard.consumers.registry import spec_named
     from trackyard.storage.factory import open_backends
 
     backends = open_backends(Settings.from_env())
     try:
-        runner = CONSUMERS[name].open_runner(backends)
+        runner = spec_named(name).open_runner(backends)
+        stop.link(runner.stop)  # what the runner's sink may wait on (a destination's retries)
         runner.stop = stop
         try:
             runner.run()

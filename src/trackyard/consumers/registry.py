@@ -1,5 +1,11 @@
-"""The consumers there are, by name. A new consumer (a destination, the warehouse loader)
-adds one entry: a function that opens its runner over the configured backends."""
+"""The consumers there are, by name.
+
+Two sorts: a fixed consumer (profiles, the warehouse loader) is one entry, a function that
+opens its runner over the configured backends. A *family* (the destinations) has one
+member a thing configured at run time (``destination:NAME``, a destination each): the
+supervisor asks the family for its members again every second, so members added, changed
+or removed start and stop without a restart, each in a process of its own.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,23 @@ class ConsumerSpec:
     open_runner: Callable[[Backends], Runner]
     #: Whether the consumer runs when no names are given (``serve``, a bare ``consume``).
     enabled: Callable[[Settings], bool] = lambda settings: True
+    #: Changes when the member's configuration does: the supervisor restarts it then.
+    revision: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerFamily:
+    """Consumers that come and go at run time, named ``PREFIX + member``."""
+
+    name: str
+    description: str
+    prefix: str
+    #: The members that should run now (enabled ones), read from their configuration.
+    members: Callable[[Settings], list[ConsumerSpec]]
+    #: Every configured member's consumer name, enabled or not (for status).
+    configured: Callable[[Settings], list[str]]
+    #: The spec of one member by its consumer name (the child process opens it this way).
+    member: Callable[[str], ConsumerSpec]
 
 
 def _profiles(backends: Backends) -> Runner:
@@ -32,10 +55,10 @@ def _warehouse(backends: Backends) -> Runner:
     return open_runner(backends)
 
 
-def _destinations(backends: Backends) -> Runner:
-    from trackyard.destinations.consumer import open_runner
+def _warehouse_enabled(settings: Settings) -> bool:
+    from trackyard.warehouse.loader import enabled
 
-    return open_runner(backends)
+    return enabled(settings.warehouse_url)
 
 
 def _retention(backends: Backends) -> Runner:
@@ -44,10 +67,28 @@ def _retention(backends: Backends) -> Runner:
     return open_runner(backends)
 
 
-def _has_destinations(settings: Settings) -> bool:
-    from trackyard.storage.factory import destinations_exist
+def _retention_available(settings: Settings) -> bool:
+    from trackyard.storage.factory import maintenance_available
 
-    return destinations_exist(settings)
+    return maintenance_available(settings)
+
+
+def _destination_members(settings: Settings) -> list[ConsumerSpec]:
+    from trackyard.destinations.consumer import members
+
+    return members(settings)
+
+
+def _destination_names(settings: Settings) -> list[str]:
+    from trackyard.destinations.consumer import configured
+
+    return configured(settings)
+
+
+def _destination_member(name: str) -> ConsumerSpec:
+    from trackyard.destinations.consumer import member
+
+    return member(name)
 
 
 CONSUMERS: dict[str, ConsumerSpec] = {
@@ -56,20 +97,30 @@ CONSUMERS: dict[str, ConsumerSpec] = {
         ConsumerSpec("profiles", "builds people and accounts from the log (docs/profiles.md)", _profiles),
         ConsumerSpec(
             "warehouse",
-            "loads Segment's warehouse tables (docs/warehouse.md); runs when TRACKYARD_WAREHOUSE is set",
+            "loads Segment's warehouse tables (docs/warehouse.md); off with TRACKYARD_WAREHOUSE=off",
             _warehouse,
-            enabled=lambda settings: settings.warehouse_url is not None,
-        ),
-        ConsumerSpec(
-            "destinations",
-            "delivers events onward, a runner a destination (docs/destinations.md); runs once one is added",
-            _destinations,
-            enabled=_has_destinations,
+            enabled=_warehouse_enabled,
         ),
         ConsumerSpec(
             "retention",
             "compacts the cold log and drops what is past TRACKYARD_RETENTION(_SIZE) (docs/storage.md)",
             _retention,
+            enabled=_retention_available,
+        ),
+    )
+}
+
+FAMILIES: dict[str, ConsumerFamily] = {
+    family.name: family
+    for family in (
+        ConsumerFamily(
+            "destinations",
+            "delivers events onward, a process a destination, each its consumer destination:NAME "
+            "(docs/destinations.md)",
+            "destination:",
+            _destination_members,
+            _destination_names,
+            _destination_member,
         ),
     )
 }
@@ -79,13 +130,64 @@ class UnknownConsumer(ValueError):
     pass
 
 
-def resolve(names: Sequence[str], settings: Settings | None = None) -> list[ConsumerSpec]:
-    """The consumers named (the enabled ones when none), or :class:`UnknownConsumer` naming the known ones."""
-    if not names:
-        return [spec for spec in CONSUMERS.values() if settings is None or spec.enabled(settings)]
-    unknown = [name for name in names if name not in CONSUMERS]
+def _family_of(name: str) -> ConsumerFamily | None:
+    for family in FAMILIES.values():
+        if name.startswith(family.prefix) and len(name) > len(family.prefix):
+            return family
+    return None
+
+
+def known_names() -> list[str]:
+    return [*CONSUMERS, *FAMILIES, *(f"{family.prefix}NAME" for family in FAMILIES.values())]
+
+
+def check_names(names: Sequence[str]) -> None:
+    """:class:`UnknownConsumer` naming the known ones, for a name that is none of them."""
+    unknown = [n for n in names if n not in CONSUMERS and n not in FAMILIES and _family_of(n) is None]
     if unknown:
         raise UnknownConsumer(
-            f"no consumer named {', '.join(map(repr, unknown))}; there are: {', '.join(CONSUMERS)}"
+            f"no consumer named {', '.join(map(repr, unknown))}; there are: {', '.join(known_names())}"
         )
-    return [CONSUMERS[name] for name in dict.fromkeys(names)]
+
+
+def resolve(names: Sequence[str], settings: Settings | None = None) -> list[ConsumerSpec]:
+    """The fixed consumers named (the enabled ones when none), or :class:`UnknownConsumer`.
+
+    Families are left out: :func:`wanted` expands them into their members of the moment.
+    """
+    check_names(names)
+    if not names:
+        return [spec for spec in CONSUMERS.values() if settings is None or spec.enabled(settings)]
+    return [CONSUMERS[name] for name in dict.fromkeys(names) if name in CONSUMERS]
+
+
+def chosen_families(names: Sequence[str]) -> list[str]:
+    """The families and family members named (every family when no names are given)."""
+    if not names:
+        return list(FAMILIES)
+    return [n for n in dict.fromkeys(names) if n in FAMILIES or _family_of(n) is not None]
+
+
+def wanted(names: Sequence[str], settings: Settings) -> list[ConsumerSpec]:
+    """What should run now for ``names`` (all when none): the fixed consumers, and each
+    named family's (or named member's) members as configured at this moment."""
+    specs = resolve(names, settings)
+    members: dict[str, list[ConsumerSpec]] = {}
+    for name in chosen_families(names):
+        family = FAMILIES.get(name) or _family_of(name)
+        assert family is not None
+        if family.name not in members:
+            members[family.name] = family.members(settings)
+        specs += [m for m in members[family.name] if name in FAMILIES or m.name == name]
+    return list({spec.name: spec for spec in specs}.values())
+
+
+def spec_named(name: str) -> ConsumerSpec:
+    """One consumer's spec by name, a family member's included (for its process)."""
+    if name in CONSUMERS:
+        return CONSUMERS[name]
+    family = _family_of(name)
+    if family is None:
+        check_names([name])
+        raise AssertionError(name)  # pragma: no cover: check_names raised
+    return family.member(name)

@@ -116,9 +116,18 @@ class StopFlag:
 
     def __init__(self) -> None:
         self._set = False
+        self._linked: list[StopFlag] = []
 
     def set(self) -> None:
         self._set = True
+        for other in self._linked:
+            other.set()
+
+    def link(self, other: StopFlag) -> None:
+        """Set ``other`` too whenever this one is set (a sink holding its runner's first flag)."""
+        self._linked.append(other)
+        if self._set:
+            other.set()
 
     def is_set(self) -> bool:
         return self._set

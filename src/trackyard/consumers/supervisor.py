@@ -10,8 +10,14 @@ backoff (doubling, capped). On stop, every child gets SIGTERM, finishes and comm
 batch, and exits; one that has not exited after ``stop_timeout`` is killed (what it had
 not committed is handed over again next time: at least once).
 
+The set of consumers is read again every second (:func:`~trackyard.consumers.registry.wanted`):
+a family member added (a destination) gets a slot and starts; one removed, disabled or
+changed (its ``revision``) is stopped like the rest on stop, its lease released, and (when
+changed) started again with its new configuration. So each destination is a process of
+its own, and the first one of a data dir starts while the server runs.
+
 Processes, not threads: consumers do Python work, and in the server's process they would
-compete with ingestion for the GIL.
+compete with ingestion for the GIL; and a hung or crashing one takes no other with it.
 """
 
 from __future__ import annotations
@@ -26,15 +32,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trackyard.config import Settings
-from trackyard.consumers.registry import ConsumerSpec, resolve
+from trackyard.config import LogFormat, Settings
+from trackyard.consumers.registry import ConsumerSpec, wanted
 from trackyard.consumers.runner import Backoff, StopFlag
+from trackyard.logs import JSONFormatter
 from trackyard.storage.base import Lease, LeaseProvider
 from trackyard.storage.factory import open_leases
 
 log = logging.getLogger("trackyard.consumers")
 
 _TICK = 0.1
+#: Seconds between reads of which consumers should run (destinations come and go).
+_REFRESH = 1.0
 #: A child that ran this long before dying starts its next backoff from the beginning.
 _HEALTHY_SECONDS = 60.0
 
@@ -59,6 +68,8 @@ class _Slot:
     next_lease_try: float = 0.0
     waiting_logged: bool = False
     exits: list[int] = field(default_factory=list)
+    #: When it is no longer wanted: the time by which its process must have stopped.
+    retire_by: float | None = None
 
 
 class Supervisor:
@@ -73,7 +84,10 @@ class Supervisor:
         policy: RestartPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self._slots = [_Slot(spec) for spec in resolve(names, settings)]
+        self._names = tuple(names)
+        self._slots = [_Slot(spec) for spec in wanted(names, settings)]
+        self._next_refresh = time.monotonic() + _REFRESH
+        self._exits: dict[str, list[int]] = {}
         self._leases: LeaseProvider = open_leases(settings)
         self._log_level = log_level
         self.policy = policy or RestartPolicy()
@@ -95,7 +109,10 @@ class Supervisor:
 
     def exits(self) -> dict[str, list[int]]:
         """Each consumer's exit statuses so far (negative: killed by that signal)."""
-        return {s.spec.name: list(s.exits) for s in self._slots}
+        exits = {name: list(codes) for name, codes in self._exits.items()}
+        for slot in self._slots:
+            exits[slot.spec.name] = exits.get(slot.spec.name, []) + slot.exits
+        return exits
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe in a signal handler (it only sets a flag)."""
@@ -106,8 +123,13 @@ class Supervisor:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                for slot in self._slots:
-                    self._tend(slot, now)
+                if now >= self._next_refresh:
+                    self._refresh(now)
+                for slot in list(self._slots):
+                    if slot.retire_by is not None:
+                        self._retire(slot, now)
+                    else:
+                        self._tend(slot, now)
                 self._stop.wait(_TICK)
         finally:
             self._stop_children()
@@ -122,6 +144,45 @@ class Supervisor:
         self.request_stop()
         if self._thread is not None:
             self._thread.join()
+
+    def _refresh(self, now: float) -> None:
+        """Start slots for consumers wanted now, retire those no longer wanted or changed."""
+        self._next_refresh = now + _REFRESH
+        try:
+            specs = {spec.name: spec for spec in wanted(self._names, self.settings)}
+        except Exception:  # a registry briefly unreadable: keep what runs, try again
+            log.exception("could not read which consumers to run; trying again in %.0fs", _REFRESH)
+            return
+        for slot in self._slots:
+            spec = specs.get(slot.spec.name)
+            if slot.retire_by is None and (spec is None or spec.revision != slot.spec.revision):
+                why = "removed or disabled" if spec is None else "changed"
+                log.info("consumer %s %s; stopping it", slot.spec.name, why)
+                slot.retire_by = now + self.policy.stop_timeout
+                if slot.process is not None and slot.process.poll() is None:
+                    slot.process.send_signal(signal.SIGTERM)
+        have = {slot.spec.name for slot in self._slots}
+        self._slots += [_Slot(spec) for name, spec in specs.items() if name not in have]
+
+    def _retire(self, slot: _Slot, now: float) -> None:
+        """Once its process has exited (killed past ``retire_by``), free the lease and the slot."""
+        assert slot.retire_by is not None
+        if slot.process is not None:
+            code = slot.process.poll()
+            if code is None:
+                if now < slot.retire_by:
+                    return
+                log.error("consumer %s did not stop in time; killing it", slot.spec.name)
+                slot.process.kill()
+                code = slot.process.wait()
+            slot.exits.append(code)
+            slot.process = None
+        if slot.lease is not None:
+            slot.lease.release()
+            slot.lease = None
+        self._exits.setdefault(slot.spec.name, []).extend(slot.exits)
+        self._slots.remove(slot)
+        log.info("consumer %s stopped", slot.spec.name)
 
     def _tend(self, slot: _Slot, now: float) -> None:
         if slot.lease is None:
@@ -206,19 +267,21 @@ def _describe(code: int) -> str:
     return f"status {code}"
 
 
-def log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str, fmt: LogFormat = "text") -> None:
     """Show the consumers' log lines (starts, restarts, dead letters) beside the server's."""
     logger = logging.getLogger("trackyard")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        handler.setFormatter(
+            JSONFormatter() if fmt == "json" else logging.Formatter("%(levelname)s:     %(message)s")
+        )
         logger.addHandler(handler)
         logger.setLevel(level.upper())
 
 
 def run_in_foreground(settings: Settings, names: Sequence[str] = (), log_level: str = "info") -> None:
     """Supervise the consumers in this thread until SIGTERM or SIGINT, then stop them gracefully."""
-    log_to_stderr(log_level)
+    log_to_stderr(log_level, settings.log_format)
     supervisor = Supervisor(settings, names, log_level=log_level)
     previous = {
         sig: signal.signal(sig, lambda *_: supervisor.request_stop())

@@ -1,113 +1,110 @@
-"""The ``destinations`` consumer: one runner a destination, each with its own cursor.
+"""The destinations family of consumers: a process a destination, each with its own cursor.
 
-The consumer registry names its consumers statically and the supervisor runs one process
-each, while destinations come and go at run time; so one ``destinations`` process runs
-every enabled destination, each on a :class:`~trackyard.consumers.runner.Runner` of its
-own in a thread of its own, with its cursor and dead letters under
-``destination:NAME``. A destination that is down or slow holds back only its own thread
-(the threads wait on the network, not on the GIL). The registry is read again every
-second: a destination added, changed, disabled or removed takes effect without a restart.
+Each enabled destination is a consumer of its own, ``destination:NAME``: its cursor, its
+dead letters and its lease are under that name, and the supervisor runs it in a process
+of its own (restarted when it dies). The supervisor asks :func:`members` every second
+which destinations are enabled and how each is configured (its ``revision``), so a
+destination added, changed, disabled or removed starts, restarts or stops without a
+restart of the server, the first one of a data dir included. A destination that is slow,
+hung or crashing holds back only its own process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, replace
 
-from trackyard.consumers.runner import NoSink, Runner, RunPolicy, StopFlag
+from trackyard.config import Settings
+from trackyard.consumers.registry import ConsumerSpec
+from trackyard.consumers.runner import Runner, RunPolicy, StopFlag
 from trackyard.destinations.delivery import DeliveryPolicy, DestinationSink
-from trackyard.storage.destinations import Destination, DestinationRegistry
-from trackyard.storage.factory import Backends, open_destinations
+from trackyard.storage.destinations import Destination, DestinationRegistry, NoSuchDestination
+from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 
-NAME = "destinations"
+PREFIX = "destination:"
 log = logging.getLogger("trackyard.destinations")
-
-#: Seconds between reads of the registry.
-_RELOAD = 1.0
-
-
-@dataclass
-class _Running:
-    destination: Destination
-    runner: Runner
-    thread: threading.Thread
 
 
 def open_sink(
-    backends: Backends, registry: DestinationRegistry, destination: Destination, stop: StopFlag
+    backends: Backends,
+    registry: DestinationRegistry,
+    destination: Destination,
+    stop: StopFlag,
+    *,
+    owns_registry: bool = False,
 ) -> DestinationSink:
     def names() -> dict[int, str]:
         return {source.id: source.name for source in backends.sources.sources()}
 
     return DestinationSink(
-        destination, registry, backends.dead_letters(), names, stop, DeliveryPolicy.from_env()
+        destination,
+        registry,
+        backends.dead_letters(),
+        names,
+        stop,
+        DeliveryPolicy.from_env(),
+        close_registry=owns_registry,
     )
 
 
 def open_runner_for(
-    backends: Backends, registry: DestinationRegistry, destination: Destination, stop: StopFlag | None = None
+    backends: Backends,
+    registry: DestinationRegistry,
+    destination: Destination,
+    stop: StopFlag | None = None,
+    *,
+    owns_registry: bool = False,
 ) -> Runner:
     """One destination's runner, its batches as large as the destination's batch size."""
     stop = stop or StopFlag()
-    sink = open_sink(backends, registry, destination, stop)
+    sink = open_sink(backends, registry, destination, stop, owns_registry=owns_registry)
     # The sink retries and dead-letters by itself; the runner's own retry is for the unexpected.
-    policy = RunPolicy(batch_size=max(destination.batch_size, 100), poll_interval=0.1)
+    policy = RunPolicy(batch_size=max(destination.batch_size, 100), poll_interval=0.05)
     return Runner(
         destination.consumer, backends.log, sink, backends.cursors(), backends.dead_letters(), policy, stop
     )
 
 
-class DestinationsRunner(Runner):
-    """What the registry opens: :meth:`run` keeps one thread a destination until stopped."""
-
-    def __init__(self, backends: Backends) -> None:
-        registry = open_destinations(backends.settings)
-        super().__init__(
-            NAME,
-            backends.log,
-            NoSink(registry.close),
-            backends.cursors(),
-            backends.dead_letters(),
-            RunPolicy(),
-        )
-        self._backends = backends
-        self._registry = registry
-        self._running: dict[str, _Running] = {}
-
-    def position(self) -> int:
-        """The cursor of the enabled destination furthest behind (the head when there is none)."""
-        cursors = self._backends.cursors()
-        positions = [cursors.get(d.consumer) for d in self._registry.destinations() if d.enabled]
-        return min(positions) if positions else self._log.head_seq()
-
-    def run(self) -> None:
-        log.info("destinations: starting")
-        try:
-            while not self.stop.is_set():
-                self._reconcile(self._registry.destinations())
-                self.stop.wait(_RELOAD)
-        finally:
-            self._reconcile(())  # each thread finishes its request in hand and stops
-        log.info("destinations: stopped")
-
-    def _reconcile(self, destinations: Sequence[Destination]) -> None:
-        wanted = {d.name: d for d in destinations if d.enabled}
-        for name, running in list(self._running.items()):
-            if wanted.get(name) != running.destination or not running.thread.is_alive():
-                running.runner.stop.set()
-                running.thread.join()
-                running.runner.sink.close()
-                del self._running[name]
-        for name, destination in wanted.items():
-            if name not in self._running:
-                runner = open_runner_for(self._backends, self._registry, destination)
-                thread = threading.Thread(target=runner.run, name=f"destination-{name}", daemon=True)
-                thread.start()
-                self._running[name] = _Running(destination, runner, thread)
+def open_runner(backends: Backends, consumer: str) -> Runner:
+    """The runner of consumer ``destination:NAME`` (its process opens it), the registry its own."""
+    registry = open_destinations(backends.settings)
+    try:
+        destination = registry.get(consumer.removeprefix(PREFIX))
+    except NoSuchDestination:
+        registry.close()
+        raise NoSuchDestination(f"no destination {consumer.removeprefix(PREFIX)!r} (removed?)") from None
+    return open_runner_for(backends, registry, destination, owns_registry=True)
 
 
-def open_runner(backends: Backends) -> Runner:
-    """The registry's entry."""
-    return DestinationsRunner(backends)
+def revision(destination: Destination) -> str:
+    """Changes whenever anything the delivery uses does (so the supervisor restarts it)."""
+    return hashlib.sha256(repr(astuple(replace(destination, created_at_ms=0))).encode()).hexdigest()[:16]
+
+
+def member(consumer: str) -> ConsumerSpec:
+    return ConsumerSpec(
+        consumer,
+        f"delivers events to destination {consumer.removeprefix(PREFIX)}",
+        lambda backends: open_runner(backends, consumer),
+    )
+
+
+def _destinations(settings: Settings) -> list[Destination]:
+    if not destinations_exist(settings):  # never create the registry just to look
+        return []
+    registry = open_destinations(settings)
+    try:
+        return registry.destinations()
+    finally:
+        registry.close()
+
+
+def members(settings: Settings) -> list[ConsumerSpec]:
+    """A consumer an enabled destination, as configured now."""
+    return [replace(member(d.consumer), revision=revision(d)) for d in _destinations(settings) if d.enabled]
+
+
+def configured(settings: Settings) -> list[str]:
+    """Every destination's consumer name, enabled or not."""
+    return [d.consumer for d in _destinations(settings)]

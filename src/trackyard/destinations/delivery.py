@@ -8,9 +8,14 @@
 - any other status (other 4xx, 501, a 3xx): permanent, to the dead letters at once.
 
 A dead letter's reason holds the status (or the connection error), the response body
-(truncated), the attempts and the time. The sink retries inside :meth:`deliver`, so a
-destination that is down holds back only its own cursor: the events after it wait (order
-is kept), and the other destinations, each on a runner of its own, go on.
+(truncated), the attempts and the time. A 2xx answer may still refuse some events of a
+request (Bloomreach's per-command results; the kind reads them): those are permanent
+failures, the others delivered. An event the kind cannot express is skipped: recorded in
+the registry with why, neither delivered nor dead. With order kept (the default), the sink retries
+inside :meth:`deliver`, so a destination that is down holds back only its own cursor: the
+events after it wait (order is kept), and the other destinations, each in a process of
+its own, go on. Without order, a retryable failure parks the request's events
+(``parking``) and the cursor goes on; they are retried beside the new events.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from datetime import UTC, datetime
 import httpx
 
 from trackyard.consumers.runner import StopFlag
-from trackyard.destinations.requests import OutgoingRequest, Unsendable, build
+from trackyard.destinations.kinds import kind_of
+from trackyard.destinations.kinds.base import OutgoingRequest, Skipped, Unsendable
+from trackyard.destinations.parking import Parking, give_up_reason
 from trackyard.destinations.routing import Router
 from trackyard.storage.base import DeadLetters, StoredEvent
 from trackyard.storage.destinations import Destination, DestinationRegistry
@@ -81,9 +88,14 @@ class DeliveryStopped(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Failure:
+class Failure:
+    """A request that was not delivered: ``final`` when its events go to the dead letters
+    now; otherwise (an unordered destination) they are parked and retried later."""
+
     reason: str
     attempts: int
+    final: bool = True
+    retry_after: float | None = None
 
 
 def retryable(status: int) -> bool:
@@ -101,53 +113,92 @@ class DestinationSink:
         source_names: Callable[[], dict[int, str]],
         stop: StopFlag,
         policy: DeliveryPolicy,
+        *,
+        close_registry: bool = False,
     ) -> None:
         self.destination = destination
+        self._close_registry = close_registry
         self._registry = registry
         self._dead_letters = dead_letters
         self._source_names = source_names
         self._router = Router(destination, source_names())
+        self.kind = kind_of(destination.kind)
         self._stop = stop
         self.policy = policy
         self._client = httpx.Client(timeout=policy.timeout)
+        # True at first: a retry that a killed process left recorded is cleared by the first answer.
+        self._in_retry = True
+        self._parking = Parking(self, registry) if not destination.ordered else None
+        #: Events this sink put in the dead letters (a replay's summary counts its own).
+        self._buried = 0
 
     def position(self) -> None:
         return None
 
     def before_read(self) -> None:
-        pass
+        if self._parking is not None:
+            self._parking.retry_due()
 
     def advance(self, seq: int) -> None:
         pass
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
+        self._deliver_all(events)
+
+    def _deliver_all(self, events: Sequence[StoredEvent]) -> int:
+        """Deliver what the destination wants of ``events``: how many were delivered."""
         if any(not self._router.knows_source(e.source_id) for e in events) and self.destination.sources:
             self._router = Router(self.destination, self._source_names())  # a source added since
         wanted = [event for event in events if self._router.wants(event)]
         delivered = 0
-        for item in build(self.destination, wanted):
-            if isinstance(item, Unsendable):
-                self._bury(item.event, item.reason, 0)
-                continue
-            failure = self._send(item)
-            if failure is None:
-                delivered += len(item.events)
-                continue
-            for event in item.events:
-                self._bury(event, failure.reason, failure.attempts)
+        skipped: list[Skipped] = []
+        for item in self.kind.requests(self.destination, wanted):
+            if isinstance(item, Skipped):
+                skipped.append(item)
+            elif isinstance(item, Unsendable):
+                self.bury(item.event, item.reason, 0)
+            else:
+                delivered += self._deliver(item)
+        if skipped:
+            self._registry.skip(
+                self.destination.name, [(s.event.seq, s.event.type, s.reason) for s in skipped]
+            )
         if delivered:
             self._registry.record(self.destination.name, delivered)
+        return delivered
+
+    def _deliver(self, request: OutgoingRequest) -> int:
+        """Send one request; park or dead-letter what failed. How many of its events were delivered."""
+        outcome = self.send(request, keep_trying=self._parking is None)
+        if isinstance(outcome, Failure):
+            if not outcome.final and self._parking is not None:
+                self._parking.park(request.events, outcome)
+            else:
+                for event in request.events:
+                    self.bury(event, outcome.reason, outcome.attempts)
+            return 0
+        return len(request.events) - len(self.bury_refused(request, outcome))
+
+    def bury_refused(self, request: OutgoingRequest, response: httpx.Response) -> set[int]:
+        """Dead-letter the events a 2xx answer refused (the kind reads it); their indexes."""
+        refused = self.kind.refused(request, response)
+        if refused:
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            self._registry.record(self.destination.name, 0, next(iter(refused.values())))
+            for index, why in refused.items():
+                self.bury(request.events[index], f"{why} (permanent; in a 2xx answer; last at {at})", 1)
+        return set(refused)
 
     def send_now(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
-        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered."""
-        before = self._registry.status(self.destination.name)[0]
-        dead_before = self._dead_letters.count(self.destination.consumer)
-        self.deliver(events)
-        delivered = self._registry.status(self.destination.name)[0] - before
-        return delivered, self._dead_letters.count(self.destination.consumer) - dead_before
+        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered
+        by this call (counted here: the destination's own process may deliver meanwhile)."""
+        buried = self._buried
+        delivered = self._deliver_all(events)
+        return delivered, self._buried - buried
 
-    def _send(self, request: OutgoingRequest) -> _Failure | None:
-        """Send until delivered (``None``), a permanent answer, or ``retry_for`` has passed."""
+    def send(self, request: OutgoingRequest, *, keep_trying: bool = True) -> httpx.Response | Failure:
+        """Send until a 2xx (its response), a permanent answer, or ``retry_for`` has passed;
+        without ``keep_trying``, the first retryable failure is returned too (not final)."""
         started = time.monotonic()
         failures = 0
         while True:
@@ -159,18 +210,24 @@ class DestinationSink:
                 permanent = not isinstance(error, httpx.TransportError)
             else:
                 if 200 <= response.status_code <= 299:
-                    return None
+                    self._retry_over()
+                    return response
                 body = response.text[:_BODY_KEPT]
                 outcome = f"HTTP {response.status_code}: {body}"
                 permanent = not retryable(response.status_code)
                 retry_after = _retry_after(response.headers.get("retry-after"))
             failures += 1
-            self._registry.record(self.destination.name, 0, outcome)
+            self._registry.record(self.destination.name, 0, f"{summary(request)}: {outcome}")
             delay = self.policy.wait(failures, retry_after)
             if permanent or time.monotonic() - started + delay > self.policy.retry_for:
-                at = datetime.now(UTC).isoformat(timespec="seconds")
-                gave_up = "permanent" if permanent else f"retried for {time.monotonic() - started:.0f}s"
-                return _Failure(f"{outcome} ({gave_up}; {failures} attempts; last at {at})", failures)
+                self._retry_over()
+                return Failure(
+                    give_up_reason(outcome, permanent, time.monotonic() - started, failures), failures
+                )
+            if not keep_trying:
+                return Failure(outcome, failures, final=False, retry_after=retry_after)
+            self._in_retry = True
+            self._registry.set_retrying(self.destination.name, len(request.events), failures)
             log.warning(
                 "destination %s: seqs %d-%d: %s; retry %d in %.1fs",
                 self.destination.name,
@@ -183,12 +240,29 @@ class DestinationSink:
             if self._stop.wait(delay):
                 raise DeliveryStopped(self.destination.name)
 
-    def _bury(self, event: StoredEvent, reason: str, attempts: int) -> None:
+    def _retry_over(self) -> None:
+        """The request in hand is no longer retried (``destinations show`` says so)."""
+        if self._in_retry:
+            self._in_retry = False
+            self._registry.set_retrying(self.destination.name, 0, 0)
+
+    def bury(self, event: StoredEvent, reason: str, attempts: int) -> None:
         log.error("destination %s: seq %d dead-lettered: %s", self.destination.name, event.seq, reason)
         self._dead_letters.add(self.destination.consumer, event, reason, attempts)
+        self._buried += 1
 
     def close(self) -> None:
+        self._retry_over()
         self._client.close()
+        if self._close_registry:
+            self._registry.close()
+
+
+def summary(request: OutgoingRequest) -> str:
+    """What a last error says of its request: where it went, which events, how large."""
+    first, last = request.events[0].seq, request.events[-1].seq
+    seqs = f"seq {first}" if first == last else f"seqs {first}-{last}"
+    return f"POST {request.url} ({len(request.events)} events, {seqs}, {len(request.body)} bytes)"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -41,15 +41,26 @@ from trackyard.ingest.collector import Collector
 CORS_MAX_AGE = 86_400
 
 
-def collection_router(collector: Collector) -> Router:
-    routes = [
-        *SegmentAPI(collector).routes(),
-        *KoalaAPI(collector).routes(),
-        *BloomreachAPI(collector).routes(),
-        *VitallyAPI(collector).routes(),
-        *RudderStackAPI(collector).routes(),
-    ]
-    return Router(routes=routes)
+class CollectionRouter(Router):
+    """The collection routes, knowing each one's wire format (for metrics and the access log)."""
+
+    def __init__(self, routes: list[tuple[str, list[Route]]]) -> None:
+        super().__init__(routes=[route for _, of_format in routes for route in of_format])
+        #: Route template (``/v1/track``, ``/web/projects/{key}/profile``) to format name.
+        self.formats = {route.path: fmt for fmt, of_format in routes for route in of_format}
+
+
+def collection_router(collector: Collector) -> CollectionRouter:
+    return CollectionRouter(
+        [
+            ("segment", SegmentAPI(collector).routes()),
+            ("koala", KoalaAPI(collector).routes()),
+            ("bloomreach", BloomreachAPI(collector).routes()),
+            ("vitally", VitallyAPI(collector).routes()),
+            # RudderStack's SDKs send Segment's format; these are only its settings routes.
+            ("rudderstack", RudderStackAPI(collector).routes()),
+        ]
+    )
 
 
 _ANY_ORIGIN = ((b"access-control-allow-origin", b"*"),)

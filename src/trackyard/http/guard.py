@@ -53,9 +53,17 @@ _TOO_MANY = _json(429, "overloaded", "Too many requests in flight; retry after t
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, settings: Settings, saturated: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        saturated: Callable[[], bool],
+        shed: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.app = app
         self.saturated = saturated
+        #: Told each refusal's reason and status (the metrics' overload counter).
+        self.shed = shed
         self.max_in_flight_bytes = settings.max_in_flight_bytes
         self.least = settings.max_event_bytes
         self.most = settings.max_request_bytes
@@ -84,9 +92,10 @@ class RequestGuard:
             return
         cost = self._cost(scope)
         in_flight = self.in_flight_bytes
-        if (in_flight and in_flight + cost > self.max_in_flight_bytes) or (
-            scope["method"] == "POST" and self.saturated()
-        ):
+        too_much = bool(in_flight) and in_flight + cost > self.max_in_flight_bytes
+        if too_much or (scope["method"] == "POST" and self.saturated()):
+            if self.shed is not None:
+                self.shed("in_flight_bytes" if too_much else "writer_saturated", 429)
             start, body = _TOO_MANY
             await send({**start, "headers": [*start["headers"], *cors_headers(scope)]})
             await send(body)

@@ -25,9 +25,11 @@ from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from trackyard.config import Settings
+from trackyard.config import LogFormat, Settings
 from trackyard.http.answers import error_body
 from trackyard.http.collection import cors_headers
+from trackyard.logs import logging_config
+from trackyard.metrics.processes import worker_exited
 
 _HEAD_TOO_LARGE = error_body("headers_too_large", "The request head is too large.")
 _BODY_TOO_SLOW = error_body("request_timeout", "The request body took too long to arrive.")
@@ -296,6 +298,14 @@ class _Multiprocess(Multiprocess):
             self._on_stop()
         super().handle_term()
 
+    def keep_subprocess_alive(self) -> None:
+        """As uvicorn's (a dead worker is replaced), dropping the dead one's live metrics."""
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                worker_exited(pid)
+
 
 def listen(host: str, port: int) -> socket.socket:
     """Bind and listen; port 0 lets the kernel pick a free port (read it from getsockname)."""
@@ -319,11 +329,14 @@ def run(
     *,
     workers: int = 1,
     log_level: str = "warning",
+    log_format: LogFormat = "text",
+    access_log: bool = False,
     factory: bool = False,
     on_stop: Callable[[], None] | None = None,
 ) -> None:
     """Serve the ASGI app named by the import string ``app`` on ``sock`` until SIGTERM or SIGINT.
 
+    ``log_format`` and ``access_log`` set up every worker's logging (``trackyard.logs``).
     ``on_stop`` is called (in a signal handler: it must only set a flag) as soon as a stop
     signal arrives, before in-flight requests have finished.
     """
@@ -336,6 +349,7 @@ def run(
         lifespan="on",
         access_log=False,
         log_level=log_level,
+        log_config=logging_config(log_level, log_format, access_log=access_log),
         timeout_graceful_shutdown=30,
         server_header=False,
     )

@@ -8,6 +8,8 @@ events durably.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
@@ -15,13 +17,20 @@ from trackyard.ingest.auth import SecretChecker, SourceCache
 from trackyard.ingest.limits import RateLimiter
 from trackyard.storage.base import AppendResult, EventLog, EventRecord, RejectRecord, SourceRegistry
 
+if TYPE_CHECKING:
+    from trackyard.metrics.instruments import Metrics
+
 #: Seconds a client is asked to wait when the writer is saturated or the store is down.
 RETRY_AFTER_SECONDS = 1
 
 
 class Collector:
-    def __init__(self, log: EventLog, registry: SourceRegistry, settings: Settings) -> None:
+    def __init__(
+        self, log: EventLog, registry: SourceRegistry, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.log = log
+        #: What the pipeline counts into (docs/metrics.md); ``None`` when metrics are off.
+        self.metrics = metrics
         self.registry = registry
         self.settings = settings
         self.sources = SourceCache(registry)
@@ -30,8 +39,9 @@ class Collector:
 
     async def commit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         """Write durably; turn the store's refusals into the answers clients retry on."""
+        started = perf_counter()
         try:
-            return await self.log.append(events, rejects)
+            result = await self.log.append(events, rejects)
         except Overloaded:
             raise IngestError(
                 "overloaded",
@@ -44,3 +54,6 @@ class Collector:
                 f"The event store cannot write right now ({exc}); nothing was stored, retry later.",
                 retry_after=RETRY_AFTER_SECONDS,
             ) from None
+        if self.metrics is not None:
+            self.metrics.commit_duration.observe(perf_counter() - started)
+        return result

@@ -11,6 +11,7 @@ unavailable store), since the client sends those again.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,6 +27,10 @@ from trackyard.wire.base import Credentials, Decoded, Format, Receipt, source_ta
 MAX_KEPT_BYTES: Final = 64 * 1024
 #: The reject code of a valid item refused only because another one in its batch was not.
 BATCH_REFUSED: Final = "batch_refused"
+
+#: The source of the request being served, for the access log. Each request runs in an
+#: asyncio task of its own, so the value set here is that request's alone.
+request_source: ContextVar[str] = ContextVar("trackyard_request_source", default="")
 
 # "writeKey": "<anything but a quote>", with any spacing; works on invalid JSON too.
 _WRITE_KEY_FIELD = re.compile(rb'("writeKey"\s*:\s*)"(?:[^"\\]|\\.)*"')
@@ -75,6 +80,15 @@ def _credentials(fmt: Format[Any], incoming: Incoming, body_keys: tuple[str, ...
 
 async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> Accepted:
     """Take one request of ``fmt`` from the transport to the store, or refuse it."""
+    try:
+        return await _accept(collector, fmt, incoming)
+    except IngestError as refused:
+        if collector.metrics is not None:
+            collector.metrics.refused(fmt.name, refused.code)
+        raise
+
+
+async def _accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> Accepted:
     received_at_us = now_micros()
     source: Source | None = None
     if not fmt.keys_in_body:
@@ -88,7 +102,8 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
         if source is None:
             source = collector.sources.known(_credentials(fmt, incoming, tuple(refused.write_keys)).forms)
         if source is not None:
-            await _keep(collector, source, incoming, received_at_us, refused)
+            request_source.set(source.name)
+            await _keep(collector, fmt, source, incoming, received_at_us, refused)
         raise
     if source is None:
         credentials = _credentials(fmt, incoming, decoded.write_keys)
@@ -96,6 +111,7 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
             source = resolve_write_key(credentials, collector.sources)
         else:
             source = await _authenticate(collector, credentials)
+    request_source.set(source.name)
     collector.limiter.take(source, len(decoded.items) if decoded.cost is None else decoded.cost)
     receipt = Receipt(
         incoming.route,
@@ -126,15 +142,16 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
             events.append(EventRecord(source_id, message_id, kind, received_at_ms, body))
     if rejected and policy != "each":
         await _refuse(collector, fmt, source, incoming, received_at_us, decoded, rejected)
+    rejects: list[RejectRecord] = []
     if rejected:
         items, route = decoded.items, incoming.route
         rejects = [
             _reject(source, route, received_at_us, error.code, error.message, i, fmt.item_bytes(items[i]))
             for i, error in rejected
         ]
-        await collector.commit(events, rejects)
-    elif events:
-        await collector.commit(events, ())
+    result = await collector.commit(events, rejects) if events or rejects else None
+    if collector.metrics is not None:
+        collector.metrics.committed(source, fmt.name, len(decoded.items), result, rejects)
     return Accepted(decoded, rejected, received_at_us)
 
 
@@ -151,7 +168,7 @@ async def _refuse(
     if fmt.policy == "whole":
         error = rejected[0][1]
         refused = IngestError(error.code, error.message, of_event=True)
-        await _keep(collector, source, incoming, received_at_us, refused)
+        await _keep(collector, fmt, source, incoming, received_at_us, refused, len(decoded.items))
         raise refused
     # Atomic: every item is kept, the invalid ones with their reason, the others as refused
     # with the batch, so that the client's retry is the only copy that gets stored.
@@ -165,12 +182,26 @@ async def _refuse(
                 source, incoming.route, received_at_us, error.code, error.message, index, fmt.item_bytes(item)
             )
         )
-    await collector.commit((), rejects)
+    await _commit_rejects(collector, fmt, source, len(decoded.items), rejects)
     raise refused
 
 
+async def _commit_rejects(
+    collector: Collector, fmt: Format[Any], source: Source, received: int, rejects: list[RejectRecord]
+) -> None:
+    await collector.commit((), rejects)
+    if collector.metrics is not None:
+        collector.metrics.committed(source, fmt.name, received, None, rejects)
+
+
 async def _keep(
-    collector: Collector, source: Source, incoming: Incoming, received_at_us: int, refused: IngestError
+    collector: Collector,
+    fmt: Format[Any],
+    source: Source,
+    incoming: Incoming,
+    received_at_us: int,
+    refused: IngestError,
+    received: int = 0,
 ) -> None:
     """Keep a refused request: its body, or its parts when the format keeps them apart."""
     route, code, message = incoming.route, refused.code, refused.message
@@ -181,7 +212,7 @@ async def _keep(
         ]
     else:
         rejects = [_reject(source, route, received_at_us, code, message, None, incoming.body)]
-    await collector.commit((), rejects)
+    await _commit_rejects(collector, fmt, source, received, rejects)
 
 
 def _reject(

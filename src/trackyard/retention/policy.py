@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trackyard.config import Settings
-from trackyard.consumers.registry import resolve
+from trackyard.consumers.registry import wanted
 from trackyard.consumers.runner import mirror_name
 from trackyard.storage.base import LogMaintenance, LogPart
-from trackyard.storage.factory import Backends, open_destinations
+from trackyard.storage.factory import Backends
 
 log = logging.getLogger("trackyard.retention")
 
@@ -62,21 +62,10 @@ class Hold:
 
 
 def consumer_holds(backends: Backends) -> list[Hold]:
-    """The position of every enabled consumer (each destination on its own)."""
-    settings = backends.settings
+    """The position of every enabled consumer (each destination, ``destination:NAME``, on its own)."""
     holds: list[Hold] = []
-    for spec in resolve((), settings):
+    for spec in wanted((), backends.settings):
         if spec.name == NAME:
-            continue
-        if spec.name == "destinations":
-            registry = open_destinations(settings)
-            try:
-                cursors = backends.cursors()
-                holds += [
-                    Hold(d.consumer, cursors.get(d.consumer)) for d in registry.destinations() if d.enabled
-                ]
-            finally:
-                registry.close()
             continue
         try:
             runner = spec.open_runner(backends)

@@ -229,7 +229,7 @@ class DedupIndex(Protocol):
     A log appends an event only if its key is not :meth:`seen`, then passes the keys of
     what it stored to :meth:`remember`. The SQLite log does both inside its write transaction, so the
     check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
-    only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere.
+    only for minutes (NATS JetStream, ``storage/nats/``) is given the state's index.
     """
 
     @property

@@ -6,12 +6,26 @@ What delivers to destinations is ``trackyard.destinations`` (docs/destinations.m
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-KINDS = ("webhook", "segment")
-#: Kinds the issue plans and that are not built yet; ``add`` refuses them with this said.
-PLANNED_KINDS = ("koala", "bloomreach", "vitally")
+from trackyard.storage.base import StoredEvent
+
+KINDS = ("webhook", "segment", "koala", "bloomreach", "vitally")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(name: str) -> None:
+    """``ValueError`` for a name that cannot name a consumer (its lease is a file)."""
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a destination name: 1 to 64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
 
 
 class DestinationExists(Exception):
@@ -36,6 +50,9 @@ class Destination:
     events: tuple[str, ...] = ()
     batch_size: int = 1000
     enabled: bool = True
+    #: Per-user order kept: a retried request holds back what follows it. Off, a retried
+    #: event is parked and retried beside the rest, which goes on (docs/destinations.md).
+    ordered: bool = True
     created_at_ms: int = 0
 
     @property
@@ -56,8 +73,31 @@ class Destination:
             "types": list(self.types),
             "events": list(self.events),
             "batch_size": self.batch_size,
+            "ordered": self.ordered,
             "enabled": self.enabled,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEvent:
+    """An event a destination did not send because its format cannot express it."""
+
+    seq: int
+    type: str
+    reason: str
+    skipped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """An event of an unordered destination waiting for its next attempt."""
+
+    id: int
+    event: StoredEvent
+    attempts: int
+    first_failed_ms: int
+    due_ms: int
+    reason: str
 
 
 class DestinationRegistry(Protocol):
@@ -75,6 +115,10 @@ class DestinationRegistry(Protocol):
 
     def set_enabled(self, name: str, enabled: bool) -> Destination: ...
 
+    def update(self, destination: Destination) -> Destination:
+        """Replace the destination of that name (its creation time kept), or ``NoSuchDestination``."""
+        ...
+
     def remove(self, name: str) -> Destination: ...
 
     def record(self, name: str, delivered: int, error: str | None = None) -> None:
@@ -83,6 +127,43 @@ class DestinationRegistry(Protocol):
 
     def status(self, name: str) -> tuple[int, str | None, int | None]:
         """Events delivered to ``name``, its last error and when (ms)."""
+        ...
+
+    def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:
+        """Record events ``(seq, type, reason)`` that ``name``'s format cannot express; each
+        seq once, however often it is read again (a redelivery, a replay)."""
+        ...
+
+    def skipped(self, name: str, after: int = 0, limit: int = 1000) -> list[SkippedEvent]:
+        """``name``'s skipped events with ``seq > after``, in log order."""
+        ...
+
+    def skip_counts(self, name: str) -> dict[str, int]:
+        """``name``'s skipped events counted by reason."""
+        ...
+
+    def set_retrying(self, name: str, events: int, attempts: int) -> None:
+        """The request in hand is being retried: its events and attempts so far (0 events: none)."""
+        ...
+
+    def retrying(self, name: str) -> tuple[int, int]:
+        """Events in retry now (the request in hand and the parked ones) and the most attempts."""
+        ...
+
+    def park(self, name: str, parked: Sequence[Parked]) -> None:
+        """Keep events to retry later (their ``id`` is ignored: the registry gives one)."""
+        ...
+
+    def due(self, name: str, now_ms: int, limit: int) -> list[Parked]:
+        """Parked events whose next attempt is due, in log order."""
+        ...
+
+    def reschedule(self, parked: Parked) -> None:
+        """Keep a parked event's new attempt count, due time and reason."""
+        ...
+
+    def unpark(self, ids: Sequence[int]) -> None:
+        """Forget parked events (delivered, or in the dead letters now)."""
         ...
 
     def close(self) -> None: ...

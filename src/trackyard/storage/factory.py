@@ -7,11 +7,18 @@ names a concrete backend. ``Settings.store_url`` (``TRACKYARD_STORE``) says whic
 - unset, ``sqlite:`` or ``sqlite://``: SQLite files in the data dir (the default);
 - ``sqlite:///ABSOLUTE/DIR``: SQLite files in that directory.
 
-``postgresql://`` and ``nats://`` are planned and refused until they exist.
+``Settings.log_url`` (``TRACKYARD_LOG``) may put the event log elsewhere:
+
+- unset: the log lives with the state (above);
+- ``nats://HOST:PORT[,HOST:PORT...]``: a NATS JetStream stream (``storage/nats/``), which is
+  handed the state's dedup index (the long window) and its rejects store.
+
+``postgresql://`` is planned and refused until it exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,12 +40,13 @@ if TYPE_CHECKING:
 
     from trackyard.profiles.storage import ProfileStore
     from trackyard.storage.destinations import DestinationRegistry
+    from trackyard.storage.nats._url import JetStreamOptions
+    from trackyard.storage.sqlite.store import SQLiteStore
 
 #: Schemes later backends will take, refused until then.
 _PLANNED = {
     "postgresql": "PostgreSQL",
     "postgres": "PostgreSQL",
-    "nats": "NATS JetStream",
 }
 
 
@@ -57,6 +65,11 @@ def _scheme(settings: Settings) -> str:
     if not sep:
         raise StoreURLError(
             f"TRACKYARD_STORE must be a URL such as sqlite:, not {url!r}. Available today: {URL_FORMS}."
+        )
+    if scheme == "nats":
+        raise StoreURLError(
+            "TRACKYARD_STORE: NATS JetStream holds only the event log. Set TRACKYARD_LOG (--log) to the"
+            f" nats:// URL and keep the state in a store: {URL_FORMS}."
         )
     if scheme in _PLANNED:
         raise StoreURLError(
@@ -78,13 +91,33 @@ def _sqlite_directory(settings: Settings) -> Path:
 
 
 def check_store_url(settings: Settings) -> None:
-    """Raise ``StoreURLError`` unless ``settings.store_url`` names an available backend."""
+    """Raise ``StoreURLError`` unless the store and log URLs name available backends."""
     _sqlite_directory(settings)
+    _log_options(settings)
+
+
+def _log_options(settings: Settings) -> JetStreamOptions | None:
+    """The JetStream log's options when ``settings.log_url`` names one, ``None`` when unset."""
+    url = settings.log_url
+    if not url:
+        return None
+    scheme = url.partition(":")[0].lower()
+    if scheme != "nats":
+        raise StoreURLError(
+            f"TRACKYARD_LOG: no event log backend for the scheme {scheme!r}."
+            " Available: nats://HOST:PORT[,HOST:PORT...] (NATS JetStream), or unset (the log lives"
+            " with the state)."
+        )
+    from trackyard.storage.nats._url import parse
+
+    return parse(url)
 
 
 def describe_store(settings: Settings) -> str:
     """Where the store is, for the start-up line."""
-    return f"SQLite in {_sqlite_directory(settings)}"
+    state = f"SQLite in {_sqlite_directory(settings)}"
+    options = _log_options(settings)
+    return state if options is None else f"{state}, the event log on {options.describe()}"
 
 
 @dataclass
@@ -150,7 +183,20 @@ def store_exists(settings: Settings) -> bool:
     """Whether the configured store has been created (the CLI refuses to read a missing one)."""
     from trackyard.storage.sqlite.store import database_path
 
+    _log_options(settings)  # a bad log URL is refused before anything is read
     return database_path(_sqlite_directory(settings)).exists()
+
+
+def store_bytes(settings: Settings) -> int:
+    """The store's size on disk: the log, its rejects and dedup index (SQLite: with its WAL)."""
+    from trackyard.storage.sqlite.store import database_path
+
+    database = database_path(_sqlite_directory(settings))
+    total = 0
+    for path in (database, database.with_name(database.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
 
 
 def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
@@ -163,15 +209,45 @@ def open_backends(settings: Settings, *, writer: bool = False) -> Backends:
     from trackyard.storage.sqlite.profiles import SQLiteProfiles
     from trackyard.storage.sqlite.store import SQLiteStore
 
+    options = _log_options(settings)
     store = SQLiteStore(settings, writer=writer)
+    log: EventLog = store
+    closers = [store.close]
+    if options is not None:
+        jetstream = _jetstream_log(settings, options, store, directory, writer)
+        # The log first: its last appends may still hand rejects to the store.
+        log, closers = jetstream, [jetstream.close, store.close]
     return Backends(
         settings,
-        log=store,
+        log=log,
         sources=store,
         rejects=store,
         _open_profiles=lambda: SQLiteProfiles(directory),
-        _closers=[store.close],
+        _closers=closers,
     )
+
+
+def _jetstream_log(
+    settings: Settings, options: JetStreamOptions, store: SQLiteStore, directory: Path, writer: bool
+) -> EventLog:
+    """The log on JetStream, given the SQLite state's dedup index and its rejects store."""
+    from trackyard.storage.nats.log import JetStreamLog
+    from trackyard.storage.sqlite.dedup_index import SQLiteDedupIndex
+
+    dedup = SQLiteDedupIndex(directory, settings.dedup_window_seconds, settings.durability)
+    try:
+        return JetStreamLog(
+            options,
+            dedup,
+            store,
+            writer=writer,
+            max_pending_events=settings.max_pending_events,
+            on_close=dedup.close,
+        )
+    except BaseException:
+        dedup.close()
+        store.close()
+        raise
 
 
 def open_destinations(settings: Settings) -> DestinationRegistry:
@@ -188,8 +264,21 @@ def destinations_exist(settings: Settings) -> bool:
     return registry_exists(settings.data_dir)
 
 
+def maintenance_available(settings: Settings) -> bool:
+    """Whether the configured log has compaction and retention here (the SQLite log has;
+    a JetStream log keeps its stream's own limits, not applied by trackyard yet)."""
+    return _log_options(settings) is None
+
+
 def open_maintenance(settings: Settings) -> LogMaintenance:
-    """Compaction and retention of the configured log (its own connection; the store must exist)."""
+    """Compaction and retention of the configured log (its own connection; the store must exist).
+
+    Raises ``StoreURLError`` for a log without them (see :func:`maintenance_available`)."""
+    if not maintenance_available(settings):
+        raise StoreURLError(
+            "compaction and retention are not available for the JetStream log yet: set the stream's"
+            " own max_age and max_bytes limits"
+        )
     _sqlite_directory(settings)
     from trackyard.storage.sqlite.maintenance import SQLiteMaintenance
 

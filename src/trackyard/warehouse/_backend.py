@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Final, Protocol
 
 from trackyard.warehouse.schema import ColumnType
@@ -19,6 +19,10 @@ LOADS_TABLE: Final = "_trackyard_loads"
 TABLES_TABLE: Final = "_trackyard_tables"
 
 Schema = dict[str, dict[str, ColumnType]]
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process held the warehouse (DuckDB's file) for longer than worth waiting."""
 
 
 class _Cursor(Protocol):
@@ -52,13 +56,25 @@ class Backend(ABC):
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]: ...
 
+    def release(self) -> None:  # noqa: B027 (only DuckDB holds anything between batches)
+        """The loader has caught up: let go of what other processes may be waiting for."""
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Several reads as one (DuckDB: one opening of its file, read-only, for all of them)."""
+        return self._session()
+
+    def _session(self) -> AbstractContextManager[None]:
+        """Around each read outside a transaction: DuckDB opens its file only for it."""
+        return nullcontext()
+
     @abstractmethod
     def _register_table(self, table: str) -> None:
         """Note ``table`` in ``_trackyard_tables`` (once) as one of the loader's."""
 
     @abstractmethod
-    def _stage(self, table: str, columns: dict[str, ColumnType], rows: Sequence[Sequence[Any]]) -> str:
-        """Bulk-load ``rows`` into a new staging table shaped like ``columns``; return its name."""
+    def _stage(self, table: str, columns: dict[str, ColumnType], data: Sequence[Sequence[Any]]) -> str:
+        """Bulk-load ``data`` (one sequence of values per column, in ``columns``' order) into a
+        new staging table shaped like ``columns``; return its name."""
 
     @abstractmethod
     def _unstage(self, stage: str) -> None:
@@ -80,11 +96,12 @@ class Backend(ABC):
 
     def schema(self) -> Schema:
         """The loader's tables and their columns in order, as the warehouse has them now."""
-        rows = self._exec(
-            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
-            f"JOIN {TABLES_TABLE} t ON t.name = c.table_name WHERE c.table_schema = {self._SCHEMA} "
-            "ORDER BY c.table_name, c.ordinal_position"
-        ).fetchall()
+        with self._session():
+            rows = self._exec(
+                "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+                f"JOIN {TABLES_TABLE} t ON t.name = c.table_name WHERE c.table_schema = {self._SCHEMA} "
+                "ORDER BY c.table_name, c.ordinal_position"
+            ).fetchall()
         out: Schema = {}
         for table, column, data_type in rows:
             out.setdefault(table, {})[column] = self._FROM_SQL.get(data_type, "text")
@@ -107,26 +124,31 @@ class Backend(ABC):
         self,
         table: str,
         columns: dict[str, ColumnType],
-        rows: Sequence[Sequence[Any]],
+        data: Sequence[Sequence[Any]],
         keys: tuple[str, ...],
         latest: bool,
     ) -> None:
-        """Merge ``rows`` into ``table`` on ``keys``: replace the row, or (``latest``) coalesce it."""
-        stage = self._stage(table, columns, rows)
+        """Merge rows into ``table`` on ``keys``: replace the row, or (``latest``) coalesce it.
+
+        ``data`` holds the rows column by column (one sequence per column of ``columns``).
+        """
+        stage = self._stage(table, columns, data)
         for statement in merge_statements(table, stage, list(columns), keys, latest):
             self._exec(statement)
         self._unstage(stage)
 
     def position(self, sink: str) -> int:
-        row = self._exec(f"SELECT seq FROM {LOADS_TABLE} WHERE sink = {self._PARAM}", [sink]).fetchone()
+        with self._session():
+            row = self._exec(f"SELECT seq FROM {LOADS_TABLE} WHERE sink = {self._PARAM}", [sink]).fetchone()
         return 0 if row is None else int(row[0])
 
     def last_error(self, sink: str) -> tuple[str | None, str | None]:
         """The last error message and when it happened, ``(None, None)`` if none."""
-        row = self._exec(
-            f"SELECT last_error, {self._ERROR_AT_TEXT} FROM {LOADS_TABLE} WHERE sink = {self._PARAM}",
-            [sink],
-        ).fetchone()
+        with self._session():
+            row = self._exec(
+                f"SELECT last_error, {self._ERROR_AT_TEXT} FROM {LOADS_TABLE} WHERE sink = {self._PARAM}",
+                [sink],
+            ).fetchone()
         return (None, None) if row is None else (row[0], row[1])
 
     def _drop_tables(self, sink: str) -> None:
@@ -137,9 +159,10 @@ class Backend(ABC):
         self._exec(f"DELETE FROM {LOADS_TABLE} WHERE sink = {self._PARAM}", [sink])
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cursor = self._exec(sql)
-        columns = [d[0] for d in cursor.description or []]
-        return columns, cursor.fetchall() if columns else []
+        with self._session():
+            cursor = self._exec(sql)
+            columns = [d[0] for d in cursor.description or []]
+            return columns, cursor.fetchall() if columns else []
 
 
 def quote(name: str) -> str:

@@ -61,13 +61,13 @@ class PostgresWarehouse(Backend):
     def _register_table(self, table: str) -> None:
         self._exec(f"INSERT INTO {TABLES_TABLE} VALUES (%s) ON CONFLICT DO NOTHING", [table])
 
-    def _stage(self, table: str, columns: dict[str, ColumnType], rows: Sequence[Sequence[Any]]) -> str:
+    def _stage(self, table: str, columns: dict[str, ColumnType], data: Sequence[Sequence[Any]]) -> str:
         self._stages += 1
         stage = f"_stage_{self._stages}"
         cols = ", ".join(quote(c) for c in columns)
         self._exec(f"CREATE TEMP TABLE {stage} (LIKE {quote(table)}) ON COMMIT DROP")
         with self._conn.cursor().copy(f"COPY {stage} ({cols}) FROM STDIN".encode()) as copy:
-            for row in rows:
+            for row in zip(*data, strict=True):
                 copy.write_row(row)
         return stage
 

@@ -1,8 +1,9 @@
 """The warehouse loader as a consumer of the log, on the consumer framework.
 
-``trackyard serve`` runs it when a warehouse is configured (``--warehouse`` or
-``TRACKYARD_WAREHOUSE``); ``trackyard consume warehouse`` runs it on the embedded DuckDB
-file too. Its cursor is committed in the warehouse, in the transaction of each batch.
+``trackyard serve`` runs it by default, into the embedded DuckDB file or the warehouse
+``--warehouse`` / ``TRACKYARD_WAREHOUSE`` names (``off``: not at all); ``trackyard consume
+warehouse`` runs it alone. Its cursor is committed in the warehouse, in the transaction of
+each batch.
 """
 
 from __future__ import annotations

@@ -107,9 +107,10 @@ def export_table(
     """Write one table of the DuckDB warehouse; rows received at or after ``since_us`` only."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{table}.{fmt}"
-    conn = duckdb.connect(str(warehouse), read_only=True)
+    from trackyard.warehouse._duckdb import connect  # its Arrow import only where it is used
+
+    conn = connect(warehouse, read_only=True)  # waits while the loader commits a batch
     try:
-        conn.execute("SET TimeZone = 'UTC'")
         where = "" if since_us is None else f" WHERE received_at >= make_timestamptz({since_us}::BIGINT)"
         select = f"SELECT * FROM {quote(table)}{where}"
         row = conn.execute(f"SELECT count(*) FROM ({select})").fetchone()

@@ -7,6 +7,7 @@ its schema changes and the new cursor commit in one warehouse transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -17,24 +18,47 @@ from trackyard.event import format_timestamp, now_micros
 from trackyard.storage.base import EventLog, StoredEvent
 from trackyard.warehouse._backend import Backend, Schema
 from trackyard.warehouse.schema import (
+    INT64_MAX,
+    INT64_MIN,
     LATEST_TABLES,
     MAX_COLUMNS,
     WIDEN,
+    ColumnType,
     Discard,
     Refused,
     coerce,
     infer_type,
+    is_timestamp,
     key_columns,
     reserved_columns,
     rows_for,
 )
 
+#: Seconds between batches after which the loader counts as caught up: the runner reads
+#: the next batch at once while there is a backlog, and waits its poll interval (0.5 s)
+#: when not. Half of that, so that a busy machine's scheduling delays do not count.
+_IDLE: Final = 0.25
+
 #: Events read from the log per batch (and per warehouse transaction) by ``sync``.
 DEFAULT_BATCH: Final = 5000
 
 
+#: ``TRACKYARD_WAREHOUSE=off`` (``serve --no-warehouse``): no loader runs.
+OFF: Final = "off"
+
+
+def enabled(url: str | None) -> bool:
+    """Whether ``serve`` runs the loader: always, into the embedded DuckDB file by default."""
+    return url != OFF
+
+
 def open_backend(url: str | None, data_dir: Path) -> Backend:
     """The warehouse a ``--warehouse`` URL names: absent is the DuckDB file in the data dir."""
+    if url == OFF:
+        raise ValueError(
+            f"the warehouse is turned off (TRACKYARD_WAREHOUSE={OFF}); unset it, or name one "
+            "with --warehouse (postgresql://..., duckdb:///path/file.duckdb)"
+        )
     if not url:
         from trackyard.warehouse._duckdb import DuckDBWarehouse
 
@@ -62,7 +86,13 @@ class WarehouseSink:
         self._backend = backend
         #: source_id → name, for events whose canonical ``source`` tag lacks one.
         self._sources = dict(sources or {})
-        self._schema: Schema = backend.schema()
+        #: What the warehouse has, as of this sink's last transaction (read on first need,
+        #: so that a reader such as ``trackyard sql`` does not read it for nothing).
+        self._schema: Schema | None = None
+        #: The cursor as this sink last read or committed it. The runner asks before every
+        #: read; answering from memory spares opening the warehouse (DuckDB: its file) each time.
+        self._position: int | None = None
+        self._applied_at = 0.0
 
     @classmethod
     def open(cls, url: str | None, data_dir: Path, sources: Mapping[int, str] | None = None) -> WarehouseSink:
@@ -73,33 +103,47 @@ class WarehouseSink:
         return self._backend
 
     def position(self) -> int:
-        return self._backend.position(self.name)
+        if self._position is None:
+            self._position = self._backend.position(self.name)
+        return self._position
 
     def apply(self, events: Sequence[StoredEvent]) -> None:
         if not events:
             return
+        if self._schema is None:
+            self._schema = self._backend.schema()
+        read_after = self._position
         plan = _Plan(self._schema, format_timestamp(now_micros()))
         for stored in events:
             plan.add_event(stored, self._sources)
         try:
             with self._backend.transaction():
-                if self._backend.position(self.name) >= events[-1].seq:
-                    skipped = True  # another loader committed this batch first
-                else:
-                    skipped = False
+                current = self._backend.position(self.name)
+                # Skipped: another loader committed this batch first, or a rebuild moved the
+                # cursor back since this sink read the batch (the caller reads again from it).
+                skipped = current >= events[-1].seq or (read_after is not None and current < read_after)
+                if not skipped:
                     plan.write(self._backend)
                     self._backend.set_position(self.name, events[-1].seq)
         except Exception as error:
             # The transaction rolled back, DDL included: re-read what the warehouse has.
-            self._schema = self._backend.schema()
+            self._schema = self._position = None
             self._backend.record_error(self.name, f"{type(error).__name__}: {error}")
             raise
-        self._schema = self._backend.schema() if skipped else plan.schema
+        if skipped:
+            self._schema, self._position = None, current
+        else:
+            self._schema, self._position = plan.schema, events[-1].seq
+        self._applied_at = time.monotonic()
 
     # -- the consumer framework's Sink (trackyard.consumers.runner): the cursor is the warehouse's
 
     def before_read(self) -> None:
-        """Nothing moves the warehouse's cursor but its own loads."""
+        """Nothing moves the warehouse's cursor but its own loads. A read that does not follow
+        a batch at once comes after the runner found nothing new: the loader has caught up,
+        and lets go of the warehouse (DuckDB's file) for readers until the next batch."""
+        if time.monotonic() - self._applied_at > _IDLE:
+            self._backend.release()
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
         self.apply(events)
@@ -107,12 +151,14 @@ class WarehouseSink:
     def advance(self, seq: int) -> None:
         """Move the cursor past an event the runner sent to the dead letters."""
         with self._backend.transaction():
-            if self._backend.position(self.name) < seq:
+            current = self._backend.position(self.name)
+            if current < seq:
                 self._backend.set_position(self.name, seq)
+        self._position = max(current, seq)
 
     def reset(self) -> None:
         self._backend.drop_all(self.name)
-        self._schema = self._backend.schema()
+        self._schema, self._position = None, 0
 
     def close(self) -> None:
         self._backend.close()
@@ -152,13 +198,56 @@ class _Plan:
             self._add("discards", values, None)
 
     def _add(self, table: str, values: dict[str, Any], discards: list[Discard] | None) -> None:
-        values["uuid_ts"] = self._uuid_ts
         columns = self.schema.get(table)
         if columns is None:
             columns = self.schema[table] = dict(reserved_columns(table))
+        # Most values fit their column as they are; only the rest take the slow path
+        # (new columns, conversions, widening, refusals). Checked inline: this loop runs
+        # for every value of every row.
+        unfit: list[str] = []
+        for column, value in values.items():
+            type_ = columns.get(column)
+            kind = type(value)
+            if type_ == "text":
+                if kind is str:
+                    continue
+            elif kind is float:
+                if type_ == "double":
+                    continue
+            elif kind is str:
+                if type_ == "timestamp" and is_timestamp(value):
+                    continue
+            elif kind is int:
+                if type_ == "bigint" and INT64_MIN <= value <= INT64_MAX:
+                    continue
+            elif kind is bool and type_ == "boolean":
+                continue
+            unfit.append(column)
+        if unfit:
+            self._convert(table, columns, values, unfit, discards)
+        values["uuid_ts"] = self._uuid_ts
+        key = tuple(values.get(k) for k in key_columns(table))
+        bucket = self._rows.setdefault(table, {})
+        previous = bucket.get(key)
+        if previous is not None and table in LATEST_TABLES:
+            previous.update(values)
+        else:
+            bucket.pop(key, None)
+            bucket[key] = values
+
+    def _convert(
+        self,
+        table: str,
+        columns: dict[str, ColumnType],
+        values: dict[str, Any],
+        unfit: list[str],
+        discards: list[Discard] | None,
+    ) -> None:
+        """Type the values that did not fit as they were: infer, convert, widen or refuse."""
         row_id = values.get("id", "")
         received_at = values.get("received_at")
-        for column, value in list(values.items()):
+        for column in unfit:
+            value = values[column]
             type_ = columns.get(column)
             try:
                 if type_ is None:
@@ -186,14 +275,6 @@ class _Plan:
                 )
                 continue
             values[column] = converted
-        key = tuple(values.get(k) for k in key_columns(table))
-        bucket = self._rows.setdefault(table, {})
-        previous = bucket.get(key)
-        if previous is not None and table in LATEST_TABLES:
-            previous.update(values)
-        else:
-            bucket.pop(key, None)
-            bucket[key] = values
 
     def write(self, backend: Backend) -> None:
         for table, columns in self.schema.items():
@@ -204,20 +285,19 @@ class _Plan:
             for column, type_ in columns.items():
                 if column not in old:
                     backend.add_column(table, column, type_)
-        for table, column in dict.fromkeys(self._widened):
+        widened = dict.fromkeys(self._widened)
+        for table, column in widened:
             if column in self._before.get(table, {}):
                 backend.widen_column(table, column)
         for table, bucket in self._rows.items():
             columns = self.schema[table]
-            # A widened column's earlier values are ints; the column is double now.
-            doubles = [c for c, t in columns.items() if t == "double"]
-            rows = []
-            for values in bucket.values():
-                for c in doubles:
-                    if isinstance(values.get(c), int):
-                        values[c] = float(values[c])
-                rows.append([values.get(c) for c in columns])
-            backend.load(table, columns, rows, key_columns(table), table in LATEST_TABLES)
+            rows = list(bucket.values())
+            data = [[values.get(c) for values in rows] for c in columns]
+            for i, c in enumerate(columns):
+                if (table, c) in widened:
+                    # A widened column's earlier values are ints; the column is double now.
+                    data[i] = [float(v) if isinstance(v, int) else v for v in data[i]]
+            backend.load(table, columns, data, key_columns(table), table in LATEST_TABLES)
 
 
 def _text(value: Any) -> str:

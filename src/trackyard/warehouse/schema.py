@@ -14,8 +14,8 @@ is not loaded; it goes to ``discards`` with its reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 import msgspec
@@ -29,8 +29,8 @@ ColumnType = Literal["bigint", "double", "boolean", "timestamp", "text"]
 #: and values for further columns go to discards.
 MAX_COLUMNS: Final = 200
 
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 
 #: What counts as a timestamp in a string: ISO-8601 with a date, a time and an offset or Z,
 #: as SDKs send them; anything looser stays text.
@@ -109,7 +109,7 @@ def infer_type(value: Any) -> ColumnType:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "bigint" if _INT64_MIN <= value <= _INT64_MAX else "text"
+        return "bigint" if INT64_MIN <= value <= INT64_MAX else "text"
     if isinstance(value, float):
         return "double"
     if isinstance(value, str) and is_timestamp(value):
@@ -117,6 +117,8 @@ def infer_type(value: Any) -> ColumnType:
     return "text"
 
 
+# Cached: the events of a batch often share their sentAt, receivedAt or timestamp.
+@lru_cache(maxsize=8192)
 def is_timestamp(value: str) -> bool:
     if not _TIMESTAMP.match(value):
         return False
@@ -145,7 +147,7 @@ def coerce(value: Any, column: ColumnType) -> Any:
         if isinstance(value, bool):
             return value
     elif column == "bigint":
-        if isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
+        if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
             return value
         if isinstance(value, float):
             return WIDEN
@@ -157,15 +159,21 @@ def coerce(value: Any, column: ColumnType) -> Any:
     raise Refused(f"{infer_type(value)} value in a {column} column")
 
 
-def _flatten(obj: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+def _flatten(obj: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """``(path, value)`` for each scalar under ``obj``, depth first in JSON order."""
+    out: list[tuple[str, Any]] = []
+    _flatten_into(obj, prefix, out)
+    return out
+
+
+def _flatten_into(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
     for key, value in obj.items():
-        path = f"{prefix}{key}"
         if isinstance(value, dict):
-            yield from _flatten(value, path + ".")
+            _flatten_into(value, f"{prefix}{key}.", out)
         elif isinstance(value, list):
-            yield path, msgspec.json.encode(value).decode()
+            out.append((prefix + key, msgspec.json.encode(value).decode()))
         elif value is not None:
-            yield path, value
+            out.append((prefix + key, value))
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -191,40 +199,49 @@ def rows_for(event: dict[str, Any], discards: list[Discard]) -> list[TableRow]:
         "user_id": event.get("userId"),
         "anonymous_id": event.get("anonymousId"),
     }
-    context = list(_flatten(_dict(event.get("context")), "context."))
-    properties = list(_flatten(_dict(event.get("properties")), ""))
-    traits = list(_flatten(_dict(event.get("traits")), ""))
+    context = _flatten(_dict(event.get("context")), "context.")
+    properties = _flatten(_dict(event.get("properties")), "")
+    traits = _flatten(_dict(event.get("traits")), "")
     received_at = event.get("receivedAt")
     rows: list[TableRow] = []
 
-    def row(table: str, fixed: dict[str, Any], *fields: list[tuple[str, Any]]) -> None:
-        out = TableRow(table, {k: v for k, v in fixed.items() if v is not None})
-        reserved = reserved_columns(table)
+    def extend(out: TableRow, *fields: list[tuple[str, Any]]) -> None:
+        reserved = reserved_columns(out.table)
+        values = out.values
         for group in fields:
             for path, value in group:
                 name = column_name(path)
+                if name and name not in reserved and name not in values:
+                    values[name] = value
+                    continue
                 reason = (
                     "name has no ASCII letter or digit"
                     if not name
                     else f"collides with the reserved column {name}"
                     if name in reserved
                     else f"another field already maps to the column {name}"
-                    if name in out.values
-                    else None
                 )
-                if reason is None:
-                    out.values[name] = value
-                else:
-                    discards.append(_discard(message_id, table, name or path, value, reason, received_at))
+                discards.append(_discard(message_id, out.table, name or path, value, reason, received_at))
+
+    def row(table: str, fixed: dict[str, Any], *fields: list[tuple[str, Any]]) -> TableRow:
+        out = TableRow(table, {k: v for k, v in fixed.items() if v is not None})
+        extend(out, *fields)
         rows.append(out)
+        return out
 
     if kind == "track":
         name = event.get("event")
         track = {**call, "event": event_table(name) if isinstance(name, str) else None, "event_text": name}
-        row("tracks", track, context)
+        seen = len(discards)
+        tracks = row("tracks", track, context)
         table = track["event"]
         if table:
-            row(table, track, context, properties)
+            # The event's table has tracks' reserved columns: its row is tracks' row plus the
+            # properties, and the context's discards again under its own name.
+            own = TableRow(table, dict(tracks.values))
+            discards.extend(msgspec.structs.replace(d, table_name=table) for d in discards[seen:])
+            extend(own, properties)
+            rows.append(own)
         else:
             discards.append(
                 _discard(message_id, "tracks", "event", name, "event name gives no table name", received_at)

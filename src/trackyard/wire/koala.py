@@ -14,9 +14,9 @@ always leaves a trace. Every field without a Segment Spec home is kept verbatim 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -60,8 +60,12 @@ _EXTERNAL_IDS: Final = {
 }
 _EXTERNAL_FIELD: Final = {id_type: field for field, (id_type, _) in _EXTERNAL_IDS.items()}
 
+T = TypeVar("T")
+
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+#: Keys of a request's head, the same whatever the order of its keys.
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,50 +303,81 @@ def _event(
 # -- encode ------------------------------------------------------------------------------------
 
 
+#: One event as Koala takes it: the level, the request's head (its person or account), the
+#: list its entry goes in (``None``: a request with no entries) and the entry.
+Entry = tuple[Level, dict[str, Any], str | None, dict[str, Any]]
+
+
 def encode(events: Iterable[dict[str, Any]]) -> list[KoalaRequest]:
     """Canonical events -> Koala requests, in order; consecutive events of one person (or
     account) share a request, up to Koala's 30 entries per list.
 
     Events that came in as Koala give back exactly the request they came from. Others are
-    mapped best-effort (docs/formats/koala.md); ``alias`` has no Koala form and is skipped.
+    mapped best-effort (docs/formats/koala.md); those Koala cannot express (``alias``, an
+    event with no person Koala can name) are skipped: :func:`entry_of` says why.
     """
-    requests: list[KoalaRequest] = []
-    for level, head, list_name, entry in _entries(events):
-        last = requests[-1] if requests else None
-        if (
-            last is None
-            or last.level != level
-            or _head(last.body) != head
-            or (list_name is not None and len(last.body.get(list_name, ())) >= MAX_PROFILE_ENTRIES)
-        ):
-            last = KoalaRequest(level, dict(head))
-            requests.append(last)
+    entries: list[tuple[None, Entry]] = []
+    for event in events:
+        try:
+            entries.append((None, entry_of(event)))
+        except ValueError:
+            continue
+    return [request for request, _ in group(entries)]
+
+
+def group(
+    entries: Iterable[tuple[T, Entry]], *, by_person: bool = False
+) -> list[tuple[KoalaRequest, list[T]]]:
+    """Entries (each with a tag, such as the event it came from) into requests, in order, with
+    the tags of each request's entries, up to Koala's 30 entries per list.
+
+    Consecutive entries of one person (or account) share a request; with ``by_person``, all
+    of a person's entries do, wherever they are (a person's entries keep their order, and
+    the requests are in the order of each one's first entry), which takes a stream of
+    interleaved people in far fewer requests."""
+    requests: list[tuple[KoalaRequest, list[T]]] = []
+    open_requests: dict[bytes, int] = {}
+    for tag, (level, head, list_name, entry) in entries:
+        key = _sorted_encoder.encode([level, head])
+        index = open_requests.get(key)
+        full = (
+            index is not None and len(requests[index][0].body.get(list_name or "", ())) >= MAX_PROFILE_ENTRIES
+        )
+        if full:
+            index = None
+        if index is None:
+            if not by_person:
+                open_requests.clear()
+            requests.append((KoalaRequest(level, dict(head)), []))
+            index = open_requests[key] = len(requests) - 1
+        request, tags = requests[index]
         if list_name is not None:
-            last.body.setdefault(list_name, []).append(entry)
+            request.body.setdefault(list_name, []).append(entry)
+        tags.append(tag)
     return requests
 
 
-def _head(body: dict[str, Any]) -> dict[str, Any]:
-    """A request less the lists that carry entries: what identifies its person or account."""
-    return {k: v for k, v in body.items() if not (isinstance(v, list) and v and k in LISTS["profile"])}
+def entry_of(event: dict[str, Any], *, carry_message_id: bool = False) -> Entry:
+    """One canonical event as Koala takes it; a ``ValueError`` says why Koala cannot.
+
+    ``carry_message_id`` (delivering onward): every entry carries the event's ``messageId``
+    as ``message_id``, also where the original request had none (trackyard made one up) or
+    no entry at all (it becomes an ``identifies`` entry without traits), so that a receiver
+    dedups a redelivered event.
+    """
+    koala = (event.get("context") or {}).get("koala")
+    if isinstance(koala, dict) and "request" in koala:
+        level, head, list_name, entry = _exact(event, koala)
+    else:
+        level, head, list_name, entry = _best_effort(event)
+    if carry_message_id:
+        if list_name is None:
+            list_name, entry = "identifies", {"type": "identify"}
+        entry["message_id"] = event["messageId"]
+    return level, head, list_name, entry
 
 
-def _entries(
-    events: Iterable[dict[str, Any]],
-) -> Iterator[tuple[Level, dict[str, Any], str | None, dict[str, Any]]]:
-    for event in events:
-        koala = (event.get("context") or {}).get("koala")
-        if isinstance(koala, dict) and "request" in koala:
-            yield _exact(event, koala)
-        else:
-            converted = _best_effort(event)
-            if converted is not None:
-                yield converted
-
-
-def _exact(
-    event: dict[str, Any], koala: dict[str, Any]
-) -> tuple[Level, dict[str, Any], str | None, dict[str, Any]]:
+def _exact(event: dict[str, Any], koala: dict[str, Any]) -> Entry:
     level: Level = koala["level"]
     context = event["context"]
     head: dict[str, Any] = {}
@@ -372,10 +407,9 @@ def _exact(
 _BEST_EFFORT_LISTS: Final = {"track": "events", "identify": "identifies", "page": "page_views"}
 
 
-def _best_effort(
-    event: dict[str, Any],
-) -> tuple[Level, dict[str, Any], str | None, dict[str, Any]] | None:
-    """Any other canonical event (Segment's, another vendor's) as Koala would best take it."""
+def _best_effort(event: dict[str, Any]) -> Entry:
+    """Any other canonical event (Segment's, another vendor's) as Koala would best take it;
+    a ``ValueError`` when it cannot."""
     kind = "page" if event.get("type") == "screen" else event.get("type")
     context = event.get("context") or {}
     entry: dict[str, Any] = {"message_id": event.get("messageId")}
@@ -384,17 +418,20 @@ def _best_effort(
         entry["sent_at"] = sent_at
     if kind == "group":
         if not event.get("groupId"):
-            return None
+            raise ValueError("a group call without a groupId has no Koala account to go to")
         entry = {"type": "identify", "traits": event.get("traits") or {}, **entry}
         return "account", {"account_id": event["groupId"]}, "identifies", entry
     if kind not in _BEST_EFFORT_LISTS:
-        return None  # alias: Koala merges profiles itself and has no call for it
+        # alias: Koala merges profiles itself and has no call for it
+        raise ValueError(f"a {kind} call has no Koala counterpart")
     head: dict[str, Any] = {}
     if event.get("anonymousId"):
         head["profile_id"] = event["anonymousId"]
     email = _email_of(event, context)
     if email:
         head["email"] = email
+    if not head:
+        raise ValueError("no email and no anonymousId: Koala names a person by email or profile_id")
     koala_type = LISTS["profile"][_BEST_EFFORT_LISTS[kind]][0]
     entry = {"type": koala_type, **entry}
     for key, (field, _) in _ENTRY_FIELDS[koala_type].items():

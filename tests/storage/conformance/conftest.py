@@ -9,24 +9,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.storage.nats_servers import NatsServers, nats_servers
 from trackyard.config import Settings
 from trackyard.storage.base import AppendResult, EventRecord, RejectRecord
 from trackyard.storage.factory import Backends, open_backends
 
-#: The backends the suite runs against. PostgreSQL and NATS JetStream (planned) will join
-#: here, each with its URL in ``_settings``, skipped when its server is not available.
-BACKENDS = ["sqlite"]
+#: The backends the suite runs against, each with its URL in ``_settings``, skipped when
+#: its server is not available. ``nats``: the log on a JetStream stream (R1, a server this
+#: session starts), the state in SQLite.
+BACKENDS = ["sqlite", "nats"]
+
+_streams = itertools.count(1)
 
 
-def _settings(name: str, data_dir: Path) -> Settings:
+@pytest.fixture(scope="session")
+def jetstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServers]:
+    with nats_servers(tmp_path_factory.mktemp("nats")) as servers:
+        yield servers
+
+
+def _settings(name: str, data_dir: Path, request: pytest.FixtureRequest) -> Settings:
     if name == "sqlite":
         return Settings(data_dir=data_dir)
+    if name == "nats":
+        servers: NatsServers = request.getfixturevalue("jetstream")
+        # A stream of its own per test: every test starts on an empty log.
+        return Settings(data_dir=data_dir, log_url=f"{servers.url}?stream=T{next(_streams)}")
     raise AssertionError(f"no settings for backend {name!r}")
 
 
@@ -57,7 +72,7 @@ def append(
 @pytest.fixture(params=BACKENDS)
 def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
     """Open ``Backends`` (writer=True) on a fresh, empty store; closed after the test."""
-    opened = open_backends(_settings(request.param, tmp_path / "data"), writer=True)
+    opened = open_backends(_settings(request.param, tmp_path / "data", request), writer=True)
     try:
         yield opened
     finally:

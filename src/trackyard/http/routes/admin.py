@@ -29,6 +29,12 @@ def admin_error(status: int, code: str, message: str) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def bears(request: Request, token: str) -> bool:
+    """Whether ``request`` carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def admin_only(settings: Settings, endpoint: Endpoint) -> Endpoint:
     """Wrap ``endpoint`` so it answers only requests bearing the admin token."""
     token = settings.admin_token
@@ -41,8 +47,7 @@ def admin_only(settings: Settings, endpoint: Endpoint) -> Endpoint:
                 "The admin API is off. Start the server with --admin-token "
                 "(or TRACKYARD_ADMIN_TOKEN) to use it.",
             )
-        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if not bears(request, token):
             return admin_error(
                 401, "invalid_admin_token", "This endpoint needs 'Authorization: Bearer <admin token>'."
             )

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import msgspec
 import zstandard
 
-from trackyard.storage.sqlite._dedup import FLUSHED_KEY, bucket_seconds, store_keys, unpack_hashes
+from trackyard.storage.sqlite._dedup import FLUSHED_KEY, BucketTables, unpack_hashes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_blocks (
@@ -156,7 +156,8 @@ def plan(
     """
     found = conn.execute("SELECT value FROM meta WHERE key = ?", (FLUSHED_KEY,)).fetchone()
     flushed = 1 if found is None else int(found[0])
-    span, window = bucket_seconds(window_seconds), max(window_seconds, 60)
+    buckets = BucketTables(window_seconds)
+    now = now_ms / 1000
     newest = conn.execute("SELECT seq, seq + n FROM log ORDER BY seq DESC LIMIT 1").fetchone()
     if newest is None:
         return None
@@ -168,7 +169,7 @@ def plan(
     for row in cursor:
         if not force and (row[0] + row[1] > limit):
             break  # the row reaches into the hot tail
-        if not force and row[0] + row[1] > flushed and not _expired(row[3], span, window, now_ms):
+        if not force and row[0] + row[1] > flushed and not buckets.expired(buckets.bucket(row[3]), now):
             break  # its keys are only in the writers' memory and in this row
         if received_before_ms is not None and row[3] >= received_before_ms:
             break
@@ -217,22 +218,15 @@ def _keep_keys(
     """Write the dedup keys of rows not flushed yet into their bucket tables (live buckets only)."""
     found = conn.execute("SELECT value FROM meta WHERE key = ?", (FLUSHED_KEY,)).fetchone()
     flushed = 1 if found is None else int(found[0])
-    span = bucket_seconds(window_seconds)
-    window = max(window_seconds, 60)
+    buckets = BucketTables(window_seconds)
     by_bucket: dict[int, list[int]] = {}
     for seq, n, _source, received_at, _types, _sizes, hashes, _body in rows:
-        if seq + n <= flushed:
-            continue
-        if _expired(received_at, span, window, now_ms):
-            continue  # the window no longer needs these keys
-        by_bucket.setdefault(received_at // 1000 // span, []).extend(unpack_hashes(hashes))
+        bucket = buckets.bucket(received_at)
+        if seq + n <= flushed or buckets.expired(bucket, now_ms / 1000):
+            continue  # in the tables already, or no longer needed by the window
+        by_bucket.setdefault(bucket, []).extend(unpack_hashes(hashes))
     for bucket, keys in by_bucket.items():
-        store_keys(conn, bucket, keys)
-
-
-def _expired(received_at_ms: int, span: int, window: int, now_ms: int) -> bool:
-    """Whether the dedup bucket of an event received then has expired (as ``_dedup.py`` drops them)."""
-    return (received_at_ms // 1000 // span + 1) * span + window <= now_ms // 1000
+        buckets.add(conn, bucket, keys)
 
 
 def oldest_block(conn: sqlite3.Connection) -> Block | None:

@@ -13,10 +13,18 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trackyard.storage.destinations import Destination, DestinationExists, NoSuchDestination
+from trackyard.storage.base import StoredEvent
+from trackyard.storage.destinations import (
+    Destination,
+    DestinationExists,
+    NoSuchDestination,
+    Parked,
+    SkippedEvent,
+)
 
 FILENAME = "destinations.db"
 _SCHEMA = """
@@ -40,8 +48,38 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     last_error TEXT,
     last_error_at_ms INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skipped (
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    skipped_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (name, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS in_retry (
+    name TEXT PRIMARY KEY,
+    events INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parked (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    source_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_failed_ms INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS parked_due ON parked (name, due_ms);
 """
-_COLUMNS = "name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, created_at_ms"
+_COLUMNS = (
+    "name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, ordered, "
+    "created_at_ms"
+)
+_PARKED = "id, seq, source_id, type, body, attempts, first_failed_ms, due_ms, reason"
 
 
 class SQLiteDestinations:
@@ -58,6 +96,9 @@ class SQLiteDestinations:
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(destinations)")}
+            if "ordered" not in columns:  # a registry from before the order toggle
+                self._conn.execute("ALTER TABLE destinations ADD COLUMN ordered INTEGER NOT NULL DEFAULT 1")
 
     def destinations(self) -> list[Destination]:
         with self._lock:
@@ -74,29 +115,24 @@ class SQLiteDestinations:
         return _destination(rows[0])
 
     def add(self, destination: Destination) -> Destination:
-        d = destination
         try:
             with self._lock:
                 self._conn.execute(
-                    f"INSERT INTO destinations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        d.name,
-                        d.kind,
-                        d.url,
-                        d.key,
-                        d.secret,
-                        json.dumps([list(h) for h in d.headers]),
-                        json.dumps(list(d.sources)),
-                        json.dumps(list(d.types)),
-                        json.dumps(list(d.events)),
-                        d.batch_size,
-                        int(d.enabled),
-                        int(time.time() * 1000),
-                    ),
+                    f"INSERT INTO destinations ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                    _row(destination, int(time.time() * 1000)),
                 )
         except sqlite3.IntegrityError:
-            raise DestinationExists(d.name) from None
-        return self.get(d.name)
+            raise DestinationExists(destination.name) from None
+        return self.get(destination.name)
+
+    def update(self, destination: Destination) -> Destination:
+        created = self.get(destination.name).created_at_ms
+        with self._lock:
+            self._conn.execute(
+                f"REPLACE INTO destinations ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                _row(destination, created),
+            )
+        return self.get(destination.name)
 
     def set_enabled(self, name: str, enabled: bool) -> Destination:
         with self._lock:
@@ -111,7 +147,8 @@ class SQLiteDestinations:
         destination = self.get(name)
         with self._lock:
             self._conn.execute("DELETE FROM destinations WHERE name = ?", (name,))
-            self._conn.execute("DELETE FROM delivery_status WHERE name = ?", (name,))
+            for table in ("delivery_status", "in_retry", "parked"):
+                self._conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
         return destination
 
     def record(self, name: str, delivered: int, error: str | None = None) -> None:
@@ -138,6 +175,91 @@ class SQLiteDestinations:
             ).fetchall()
         return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else (0, None, None)
 
+    def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:
+        at = int(time.time() * 1000)
+        self._insert_all(
+            "INSERT OR IGNORE INTO skipped (name, seq, type, reason, skipped_at_ms) VALUES (?, ?, ?, ?, ?)",
+            [(name, seq, kind, reason, at) for seq, kind, reason in skips],
+        )
+
+    def set_retrying(self, name: str, events: int, attempts: int) -> None:
+        with self._lock:
+            if events:
+                self._conn.execute(
+                    "REPLACE INTO in_retry (name, events, attempts) VALUES (?, ?, ?)",
+                    (name, events, attempts),
+                )
+            else:
+                self._conn.execute("DELETE FROM in_retry WHERE name = ?", (name,))
+
+    def retrying(self, name: str) -> tuple[int, int]:
+        with self._lock:
+            in_hand = self._conn.execute(
+                "SELECT events, attempts FROM in_retry WHERE name = ?", (name,)
+            ).fetchall()
+            parked = self._conn.execute(
+                "SELECT count(*), coalesce(max(attempts), 0) FROM parked WHERE name = ?", (name,)
+            ).fetchall()
+        events, attempts = (int(in_hand[0][0]), int(in_hand[0][1])) if in_hand else (0, 0)
+        return events + int(parked[0][0]), max(attempts, int(parked[0][1]))
+
+    def park(self, name: str, parked: Sequence[Parked]) -> None:
+        self._insert_all(
+            f"INSERT INTO parked (name, {_PARKED.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (name, p.event.seq, p.event.source_id, p.event.type, p.event.body)
+                + (p.attempts, p.first_failed_ms, p.due_ms, p.reason)
+                for p in parked
+            ],
+        )
+
+    def _insert_all(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """All of ``rows`` in one transaction, or none."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(sql, rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def skipped(self, name: str, after: int = 0, limit: int = 1000) -> list[SkippedEvent]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, type, reason, skipped_at_ms FROM skipped WHERE name = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (name, after, limit),
+            ).fetchall()
+        return [SkippedEvent(int(seq), kind, reason, int(at)) for seq, kind, reason, at in rows]
+
+    def skip_counts(self, name: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT reason, count(*) FROM skipped WHERE name = ? GROUP BY reason ORDER BY count(*) DESC",
+                (name,),
+            ).fetchall()
+        return {reason: int(count) for reason, count in rows}
+
+    def due(self, name: str, now_ms: int, limit: int) -> list[Parked]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_PARKED} FROM parked WHERE name = ? AND due_ms <= ? ORDER BY seq LIMIT ?",
+                (name, now_ms, limit),
+            ).fetchall()
+        return [Parked(row[0], StoredEvent(*row[1:5]), *row[5:]) for row in rows]
+
+    def reschedule(self, parked: Parked) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE parked SET attempts = ?, due_ms = ?, reason = ? WHERE id = ?",
+                (parked.attempts, parked.due_ms, parked.reason, parked.id),
+            )
+
+    def unpark(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            self._conn.executemany("DELETE FROM parked WHERE id = ?", [(i,) for i in ids])
+
     def close(self) -> None:
         self._conn.close()
 
@@ -147,8 +269,26 @@ def registry_exists(data_dir: Path) -> bool:
     return (data_dir / FILENAME).exists()
 
 
+def _row(d: Destination, created_at_ms: int) -> tuple[object, ...]:
+    return (
+        d.name,
+        d.kind,
+        d.url,
+        d.key,
+        d.secret,
+        json.dumps([list(h) for h in d.headers]),
+        json.dumps(list(d.sources)),
+        json.dumps(list(d.types)),
+        json.dumps(list(d.events)),
+        d.batch_size,
+        int(d.enabled),
+        int(d.ordered),
+        created_at_ms,
+    )
+
+
 def _destination(row: tuple[Any, ...]) -> Destination:
-    name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, created = row
+    name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, ordered, created = row
     return Destination(
         name=name,
         kind=kind,
@@ -161,5 +301,6 @@ def _destination(row: tuple[Any, ...]) -> Destination:
         events=tuple(json.loads(events)),
         batch_size=int(batch_size),
         enabled=bool(enabled),
+        ordered=bool(ordered),
         created_at_ms=int(created),
     )

@@ -207,6 +207,10 @@ class SQLiteStore:
             raise StoreUnavailable("this store was opened read-only")
         return await self._writer.submit(events, rejects)
 
+    async def add_rejects(self, rejects: Sequence[RejectRecord]) -> None:
+        """Store ``rejects`` alone, durably (a log kept elsewhere hands its rejects here)."""
+        await self.append((), rejects)
+
     async def ping(self) -> None:
         # A full disk often still takes a small commit (the WAL reuses its space), while every
         # real batch fails: so the free space is checked too, against the largest request.

@@ -1,0 +1,62 @@
+"""``koala``: the canonical event encoded back into Koala's server-side batch API.
+
+Requests go to ``--url`` + ``/web/projects/{key}/batch`` (a person) or
+``.../accounts/batch`` (an account), the public project key in the path as Koala's SDK sends
+it, with no auth header and no compression (Koala documents none). The events of one person
+in a batch read from the log share a request (in their order), up to Koala's 30 entries a
+list; a request over 500 KB is split in halves, and an event over 500 KB alone is
+dead-lettered. Every entry carries the event's ``messageId`` as ``message_id``, so a receiver
+that dedups (Koala, trackyard) stores a redelivered event once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from urllib.parse import quote
+
+import msgspec
+
+from trackyard.config import MAX_REQUEST_BYTES
+from trackyard.destinations.kinds.base import (
+    Kind,
+    Outgoing,
+    OutgoingRequest,
+    Skipped,
+    Unsendable,
+    decoded,
+    json_headers,
+    url_under,
+)
+from trackyard.storage.base import StoredEvent
+from trackyard.storage.destinations import Destination
+from trackyard.wire import koala as wire
+
+_encoder = msgspec.json.Encoder()
+
+
+class Koala(Kind):
+    name = wire.FORMAT
+
+    def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
+        entries: list[tuple[StoredEvent, wire.Entry]] = []
+        for event in events:
+            try:
+                entries.append((event, wire.entry_of(decoded(event), carry_message_id=True)))
+            except ValueError as why:
+                yield Skipped(event, str(why))
+        for request, tagged in wire.group(entries, by_person=True):
+            body = _encoder.encode(request.body)
+            if len(body) <= MAX_REQUEST_BYTES:
+                yield self._request(destination, request, body, tagged)
+            elif len(tagged) == 1:
+                yield Unsendable(tagged[0], f"a Koala request of {len(body)} bytes, over 500 KB")
+            else:  # in halves, until each part fits or is one event
+                half = len(tagged) // 2
+                yield from self.requests(destination, tagged[:half])
+                yield from self.requests(destination, tagged[half:])
+
+    def _request(
+        self, destination: Destination, request: wire.KoalaRequest, body: bytes, events: list[StoredEvent]
+    ) -> OutgoingRequest:
+        path = f"/web/projects/{quote(destination.key or '', safe='')}{request.path}"
+        return OutgoingRequest(url_under(destination, path), body, json_headers(destination), events)

@@ -1,0 +1,158 @@
+"""Gauges and counters read from the stores at scrape time: what other processes own.
+
+Consumers and destinations run in processes of their own (``trackyard.consumers``), often
+not under this server at all (``trackyard consume`` beside ``serve --role ingest``), so
+their progress is read where they keep it: the cursors, the dead letters and the
+destination registry, through the same code ``trackyard consumers status`` runs. A scrape
+opens the backends as a reader and closes them again; it runs in a thread, off the event
+loop that serves events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from trackyard.config import Settings
+from trackyard.consumers.status import consumer_statuses
+from trackyard.event import parse_timestamp
+from trackyard.storage.base import EventLog
+from trackyard.storage.factory import (
+    Backends,
+    destinations_exist,
+    open_backends,
+    open_destinations,
+    store_bytes,
+)
+
+log = logging.getLogger("trackyard.metrics")
+
+
+class _Received(msgspec.Struct):
+    receivedAt: str = ""
+
+
+Family = GaugeMetricFamily | CounterMetricFamily
+#: The families with one sample a consumer, and a destination: key, (kind, name, help).
+_PER_CONSUMER: dict[str, tuple[type[Family], str, str]] = {
+    "lag": (
+        GaugeMetricFamily,
+        "trackyard_consumer_lag_events",
+        "Events in the log a consumer has not handled yet.",
+    ),
+    "lag_seconds": (
+        GaugeMetricFamily,
+        "trackyard_consumer_lag_seconds",
+        "How long the oldest event a consumer has not handled has been in the log (0 when caught up).",
+    ),
+    "running": (
+        GaugeMetricFamily,
+        "trackyard_consumer_running",
+        "1 while a process holds the consumer's lease.",
+    ),
+    "dead": (
+        CounterMetricFamily,
+        "trackyard_consumer_dead_letters",
+        "Events a consumer gave up on after its retries and set aside.",
+    ),
+}
+_PER_DESTINATION: dict[str, tuple[type[Family], str, str]] = {
+    "delivered": (
+        CounterMetricFamily,
+        "trackyard_destination_events_delivered",
+        "Events a destination acknowledged (2xx), by destination.",
+    ),
+    "last_error": (
+        GaugeMetricFamily,
+        "trackyard_destination_last_error_timestamp_seconds",
+        "When a destination last failed (retried or dead-lettered), as a Unix time.",
+    ),
+    "enabled": (GaugeMetricFamily, "trackyard_destination_enabled", "1 while a destination is enabled."),
+}
+
+
+def _families(specs: dict[str, tuple[type[Family], str, str]], label: str) -> dict[str, Family]:
+    return {key: kind(name, doc, labels=[label]) for key, (kind, name, doc) in specs.items()}
+
+
+def _age_seconds(events: EventLog, cursor: int, now: float) -> float:
+    """How long the oldest event past ``cursor`` has waited: 0 when there is none."""
+    waiting = events.read_events(after=cursor, limit=1)
+    if not waiting:
+        return 0.0
+    try:
+        received_us = parse_timestamp(msgspec.json.decode(waiting[0].body, type=_Received).receivedAt)
+    except (msgspec.DecodeError, ValueError):
+        return 0.0
+    return max(now - received_us / 1_000_000, 0.0)
+
+
+class StoreCollector(Collector):
+    """The store's size, each consumer's lag in events and seconds, dead letters, destinations."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def collect(self) -> Iterator[Family]:
+        size = GaugeMetricFamily("trackyard_store_size_bytes", "The event store's size on disk.")
+        size.add_metric([], store_bytes(self._settings))
+        yield size
+        backends = open_backends(self._settings)
+        try:
+            yield from self._consumers(backends)
+        finally:
+            backends.close()
+
+    def _consumers(self, backends: Backends) -> Iterator[Family]:
+        now = time.time()
+        head = GaugeMetricFamily("trackyard_log_head_seq", "The seq of the newest event in the log.")
+        head.add_metric([], backends.log.head_seq())
+        yield head
+        per = _families(_PER_CONSUMER, "consumer")
+        lag, lag_seconds, running, dead = per["lag"], per["lag_seconds"], per["running"], per["dead"]
+        for status in consumer_statuses(backends, self._settings):
+            running.add_metric([status.name], 1 if status.running else 0)
+            dead.add_metric([status.name], status.dead_letters)
+            if status.cursor is None:  # its store cannot be read now (the scrape says so below)
+                log.debug("metrics: %s: %s", status.name, status.error)
+                continue
+            lag.add_metric([status.name], status.head - min(status.cursor, status.head))
+            lag_seconds.add_metric([status.name], _age_seconds(backends.log, status.cursor, now))
+        if destinations_exist(self._settings):
+            yield from self._destinations(backends, lag, lag_seconds, dead, now)
+        yield from per.values()
+
+    def _destinations(
+        self,
+        backends: Backends,
+        lag: Family,
+        lag_seconds: Family,
+        dead: Family,
+        now: float,
+    ) -> Iterator[Family]:
+        """Each destination is a consumer of its own (``destination:NAME``) besides its counts."""
+        per = _families(_PER_DESTINATION, "destination")
+        delivered, last_error, enabled = per["delivered"], per["last_error"], per["enabled"]
+        head = backends.log.head_seq()
+        cursors, letters = backends.cursors(), backends.dead_letters()
+        registry = open_destinations(self._settings)
+        try:
+            for destination in registry.destinations():
+                name, consumer = destination.name, destination.consumer
+                count, _, error_at_ms = registry.status(name)
+                delivered.add_metric([name], count)
+                enabled.add_metric([name], 1 if destination.enabled else 0)
+                if error_at_ms is not None:
+                    last_error.add_metric([name], error_at_ms / 1000)
+                cursor = cursors.get(consumer)
+                lag.add_metric([consumer], max(head - cursor, 0))
+                lag_seconds.add_metric([consumer], _age_seconds(backends.log, cursor, now))
+                dead.add_metric([consumer], letters.count(consumer))
+        finally:
+            registry.close()
+        yield from per.values()
