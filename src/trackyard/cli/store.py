@@ -20,8 +20,8 @@ from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
 from trackyard.retention.policy import PassReport, Policy, blocking, consumer_holds, due_part, run_pass
-from trackyard.storage.base import LogMaintenance
-from trackyard.storage.factory import Backends, open_maintenance
+from trackyard.storage.base import LogMaintenance, StoreURLError
+from trackyard.storage.factory import Backends, maintenance_available, open_maintenance
 from trackyard.units import format_duration, format_size, parse_duration, parse_size
 
 
@@ -40,6 +40,11 @@ def _settings(data_dir: Path) -> Settings:
 
 @contextlib.contextmanager
 def _maintained(settings: Settings) -> Iterator[tuple[Backends, LogMaintenance]]:
+    try:  # checked first: a JetStream log is not even opened
+        if not maintenance_available(settings):
+            open_maintenance(settings)  # raises the error that says what to do instead
+    except StoreURLError as exc:
+        raise click.ClickException(str(exc)) from None
     with opened(settings.data_dir, settings=settings) as backends:
         maintenance = open_maintenance(settings)
         try:
