@@ -121,7 +121,10 @@ def _print_status(status: dict[str, Any]) -> None:
         f"({ratio:.2f}x; {status['bytes_per_event'] or 0} bytes an event)"
     )
     click.echo(
-        "on disk: " + ", ".join(f"{part} {format_size(size)}" for part, size in status["disk_bytes"].items())
+        "on disk: "
+        + ", ".join(
+            f"{part} {format_size(size) if size else '0 B'}" for part, size in status["disk_bytes"].items()
+        )
     )
     retention = status["retention"]
     click.echo(
