@@ -183,11 +183,6 @@ def test_writing_only_changed_profile_columns_gives_the_profiles_of_whole_rewrit
 ) -> None:
     """Small batches, so that most profiles are loaded by a later batch: unchanged, counters only, or more."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        reference = _RewritingProfiles(root / "reference")
-        rewriting = ProfileBuilder(reference, ProfileSettings())
-        log = stored(events)
-        for start in range(0, len(log), batch):
-            rewriting.apply(log[start : start + batch])
-        partial = build(root / "partial", events, batch=batch)
+        reference = build(Path(tmp) / "reference", events, batch=batch, store=_RewritingProfiles)
+        partial = build(Path(tmp) / "partial", events, batch=batch)
         assert partial.snapshot() == reference.snapshot()
