@@ -207,6 +207,10 @@ def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
     delivered      events delivered so far
     retrying       events in retry now (the request in hand, or parked when unordered),
                    and the most attempts among them
+    requests       requests sent, by the answer's class (2xx, 3xx, 4xx, 5xx) or why
+                   there was none (timeout, connection, error), with the events they
+                   carried and how many were retries
+    retries        attempts after a request's first, in all
     dead           dead letters not replayed yet (see `destinations dead NAME`)
     lag            events behind the log's head, and seconds: the age of the oldest
                    event not delivered yet (now - its receivedAt)
@@ -219,6 +223,13 @@ def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
         return
     error = row.pop("last_error")
     retrying = row.pop("retrying")
+    row["requests"] = (
+        ", ".join(
+            f"{kind}: {c['requests']} ({c['events']} events, {c['retries']} retries)"
+            for kind, c in row["requests"].items()
+        )
+        or "none yet"
+    )
     row["ordered"] = "per-user order kept" if row["ordered"] else "unordered (retries parked)"
     row["lag"] = f"{row['lag']} events, {row.pop('lag_seconds'):.1f}s"
     row["retrying"] = f"{retrying['events']} events ({retrying['attempts']} attempts at most)"

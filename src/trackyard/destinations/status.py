@@ -70,6 +70,7 @@ def status(backends: Backends, registry: DestinationRegistry, destination: Desti
     delivered, error, error_at = registry.status(destination.name)
     retrying, attempts = registry.retrying(destination.name)
     skips = registry.skip_counts(destination.name)
+    requests = registry.request_counts(destination.name)
     return {
         **destination.public(),
         "consumer": destination.consumer,
@@ -80,6 +81,11 @@ def status(backends: Backends, registry: DestinationRegistry, destination: Desti
         "lag_seconds": round(lag_seconds(backends, cursor), 3) if head > cursor else 0.0,
         "delivered": delivered,
         "retrying": {"events": retrying, "attempts": attempts},
+        "requests": {
+            kind: {"requests": c.requests, "events": c.events, "retries": c.retries}
+            for kind, c in requests.items()
+        },
+        "retries": sum(c.retries for c in requests.values()),
         "dead": len(outstanding(backends, destination)),
         "skipped": sum(skips.values()),
         "skipped_by_reason": skips,

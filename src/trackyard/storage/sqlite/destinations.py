@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from trackyard.storage.destinations import (
     DestinationExists,
     NoSuchDestination,
     Parked,
+    RequestCounts,
     SkippedEvent,
 )
 
@@ -47,6 +49,14 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     delivered INTEGER NOT NULL,
     last_error TEXT,
     last_error_at_ms INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    name TEXT NOT NULL,
+    class TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    PRIMARY KEY (name, class)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS skipped (
     name TEXT NOT NULL,
@@ -147,18 +157,26 @@ class SQLiteDestinations:
         destination = self.get(name)
         with self._lock:
             self._conn.execute("DELETE FROM destinations WHERE name = ?", (name,))
-            for table in ("delivery_status", "in_retry", "parked"):
+            for table in ("delivery_status", "delivery_counts", "in_retry", "parked"):
                 self._conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
         return destination
 
-    def record(self, name: str, delivered: int, error: str | None = None) -> None:
-        """Count ``delivered`` more events to ``name``, and keep ``error`` as its last one.
+    def record(
+        self,
+        name: str,
+        delivered: int,
+        error: str | None = None,
+        requests: Mapping[str, RequestCounts] | None = None,
+    ) -> None:
+        """Count ``delivered`` more events to ``name``, keep ``error`` as its last one, and add
+        ``requests`` to its counts by status class, in one transaction.
 
-        Once a request, not once an event: the counts are for ``destinations show``.
+        Once a request outcome or a batch, never once an event: the sink adds up its
+        deliveries in memory and records them with the batch (``destinations show``, /metrics).
         """
         at = int(time.time() * 1000) if error is not None else None
-        with self._lock:
-            self._conn.execute(
+        with self._transaction() as conn:
+            conn.execute(
                 "INSERT INTO delivery_status (name, delivered, last_error, last_error_at_ms) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "delivered = delivered + excluded.delivered, "
@@ -166,6 +184,14 @@ class SQLiteDestinations:
                 "last_error_at_ms = coalesce(excluded.last_error_at_ms, last_error_at_ms)",
                 (name, delivered, error, at),
             )
+            if requests:
+                conn.executemany(
+                    "INSERT INTO delivery_counts (name, class, requests, events, retries) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, class) DO UPDATE SET "
+                    "requests = requests + excluded.requests, events = events + excluded.events, "
+                    "retries = retries + excluded.retries",
+                    [(name, k, c.requests, c.events, c.retries) for k, c in requests.items()],
+                )
 
     def status(self, name: str) -> tuple[int, str | None, int | None]:
         """Events delivered to ``name``, its last error and when (ms), from :meth:`record`."""
@@ -174,6 +200,14 @@ class SQLiteDestinations:
                 "SELECT delivered, last_error, last_error_at_ms FROM delivery_status WHERE name = ?", (name,)
             ).fetchall()
         return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else (0, None, None)
+
+    def request_counts(self, name: str) -> dict[str, RequestCounts]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT class, requests, events, retries FROM delivery_counts WHERE name = ? ORDER BY class",
+                (name,),
+            ).fetchall()
+        return {kind: RequestCounts(int(r), int(e), int(t)) for kind, r, e, t in rows}
 
     def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:
         at = int(time.time() * 1000)
@@ -215,10 +249,16 @@ class SQLiteDestinations:
 
     def _insert_all(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """All of ``rows`` in one transaction, or none."""
+        with self._transaction() as conn:
+            conn.executemany(sql, rows)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(sql, rows)
+                yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
