@@ -116,10 +116,7 @@ class SQLiteDestinations:
         return [_destination(row) for row in rows]
 
     def get(self, name: str) -> Destination:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM destinations WHERE name = ?", (name,)
-            ).fetchall()
+        rows = self._select(f"SELECT {_COLUMNS} FROM destinations WHERE name = ?", (name,))
         if not rows:
             raise NoSuchDestination(name)
         return _destination(rows[0])
@@ -195,18 +192,16 @@ class SQLiteDestinations:
 
     def status(self, name: str) -> tuple[int, str | None, int | None]:
         """Events delivered to ``name``, its last error and when (ms), from :meth:`record`."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT delivered, last_error, last_error_at_ms FROM delivery_status WHERE name = ?", (name,)
-            ).fetchall()
+        rows = self._select(
+            "SELECT delivered, last_error, last_error_at_ms FROM delivery_status WHERE name = ?", (name,)
+        )
         return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else (0, None, None)
 
     def request_counts(self, name: str) -> dict[str, RequestCounts]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT class, requests, events, retries FROM delivery_counts WHERE name = ? ORDER BY class",
-                (name,),
-            ).fetchall()
+        rows = self._select(
+            "SELECT class, requests, events, retries FROM delivery_counts WHERE name = ? ORDER BY class",
+            (name,),
+        )
         return {kind: RequestCounts(int(r), int(e), int(t)) for kind, r, e, t in rows}
 
     def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:
@@ -247,6 +242,10 @@ class SQLiteDestinations:
             ],
         )
 
+    def _select(self, sql: str, params: Sequence[object]) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
     def _insert_all(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """All of ``rows`` in one transaction, or none."""
         with self._transaction() as conn:
@@ -265,28 +264,25 @@ class SQLiteDestinations:
             self._conn.execute("COMMIT")
 
     def skipped(self, name: str, after: int = 0, limit: int = 1000) -> list[SkippedEvent]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, type, reason, skipped_at_ms FROM skipped WHERE name = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (name, after, limit),
-            ).fetchall()
+        rows = self._select(
+            "SELECT seq, type, reason, skipped_at_ms FROM skipped WHERE name = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (name, after, limit),
+        )
         return [SkippedEvent(int(seq), kind, reason, int(at)) for seq, kind, reason, at in rows]
 
     def skip_counts(self, name: str) -> dict[str, int]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT reason, count(*) FROM skipped WHERE name = ? GROUP BY reason ORDER BY count(*) DESC",
-                (name,),
-            ).fetchall()
+        rows = self._select(
+            "SELECT reason, count(*) FROM skipped WHERE name = ? GROUP BY reason ORDER BY count(*) DESC",
+            (name,),
+        )
         return {reason: int(count) for reason, count in rows}
 
     def due(self, name: str, now_ms: int, limit: int) -> list[Parked]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_PARKED} FROM parked WHERE name = ? AND due_ms <= ? ORDER BY seq LIMIT ?",
-                (name, now_ms, limit),
-            ).fetchall()
+        rows = self._select(
+            f"SELECT {_PARKED} FROM parked WHERE name = ? AND due_ms <= ? ORDER BY seq LIMIT ?",
+            (name, now_ms, limit),
+        )
         return [Parked(row[0], StoredEvent(*row[1:5]), *row[5:]) for row in rows]
 
     def reschedule(self, parked: Parked) -> None:
