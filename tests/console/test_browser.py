@@ -239,6 +239,8 @@ def test_destinations_dead_letters_and_replay(page: Any, server: Server, receive
     # The receiver's 422s are permanent: the events go to the dead letters at once.
     reload_until(page, "HTTP 422:  (permanent; 1 attempts")
     page.get_by_role("heading", name="hooks").wait_for()
+    # The requests by status class, from the registry the destination's process writes.
+    assert "4xx: " in page.locator("#destinations").inner_text()
     shot(page, "destinations")
     receiver.status = 200
     page.get_by_role("button", name="Replay the dead letters").click()

@@ -17,7 +17,7 @@ from trackyard.cli._progress import progress_bar
 from trackyard.cli._store import cli_settings, opened
 from trackyard.destinations import replay
 from trackyard.destinations.kinds.webhook import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
-from trackyard.destinations.status import iso, outstanding, status
+from trackyard.destinations.status import iso, outstanding, requests_line, status
 from trackyard.destinations.validation import InvalidDestination, check
 from trackyard.event import EVENT_TYPES
 from trackyard.storage.destinations import (
@@ -223,13 +223,7 @@ def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
         return
     error = row.pop("last_error")
     retrying = row.pop("retrying")
-    row["requests"] = (
-        ", ".join(
-            f"{kind}: {c['requests']} ({c['events']} events, {c['retries']} retries)"
-            for kind, c in row["requests"].items()
-        )
-        or "none yet"
-    )
+    row["requests"] = requests_line(row["requests"])
     row["ordered"] = "per-user order kept" if row["ordered"] else "unordered (retries parked)"
     row["lag"] = f"{row['lag']} events, {row.pop('lag_seconds'):.1f}s"
     row["retrying"] = f"{retrying['events']} events ({retrying['attempts']} attempts at most)"

@@ -63,6 +63,17 @@ def _last_error(error: str | None, at_ms: int | None) -> dict[str, Any] | None:
     return {"at": None if at_ms is None else iso(at_ms), "request": request, "response": response}
 
 
+def requests_line(requests: dict[str, dict[str, int]]) -> str:
+    """A status row's ``requests`` in one line: ``2xx: 2 (2 events, 1 retries), 5xx: ...``."""
+    return (
+        ", ".join(
+            f"{kind}: {c['requests']} ({c['events']} events, {c['retries']} retries)"
+            for kind, c in requests.items()
+        )
+        or "none yet"
+    )
+
+
 def status(backends: Backends, registry: DestinationRegistry, destination: Destination) -> dict[str, Any]:
     """Delivered, retrying, dead, lag (events and seconds), last error, and the settings shown."""
     cursor = backends.cursors().get(destination.consumer)
