@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from trackyard.config import Settings
+from trackyard.storage._group_commit import Job
 from trackyard.storage.base import EventRecord
 from trackyard.storage.sqlite import store as store_sqlite
 from trackyard.storage.sqlite._dedup import SQLiteDedup
-from trackyard.storage.sqlite._writer import Job, Writer
+from trackyard.storage.sqlite._writer import Writer
 from trackyard.wire import segment as wire
 from trackyard.wire._json import decode_item
 from trackyard.wire._segment_typed import normalize_raw
@@ -94,7 +95,7 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         # The SQLite writer's commit itself, so this names the backend's internals on purpose.
         store = store_sqlite.SQLiteStore(settings, writer=False)
-        conn = store_sqlite._connect(store_sqlite.database_path(settings.data_dir), "full")
+        conn = store_sqlite.connect(store_sqlite.database_path(settings.data_dir), "full")
         dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
         writer = Writer(conn, dedup, settings)
         timed(

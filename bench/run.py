@@ -4,7 +4,9 @@ Starts trackyard (fresh data dir, default durable mode) and two ceiling apps on 
 HTTP server and worker count (``bench/ceilings.py``), drives each scenario with wrk from
 loopback (fresh ids in every request, so dedup never short-cuts), and prints one table:
 requests/s, events/s, p50/p99 latency and the ratio to each ceiling, plus the server's
-peak RSS. The table is also written as JSON to ``bench/results/`` with the machine's facts.
+peak RSS, and the bytes on disk per stored event beside the canonical JSON's (as written
+and once the server's retention consumer has compacted the cold log). The table is also
+written as JSON to ``bench/results/`` with the machine's facts.
 """
 
 from __future__ import annotations
@@ -472,6 +474,50 @@ def consumer_catch_up(
     }
 
 
+def store_status(data: Path) -> dict[str, Any]:
+    return _json_from("trackyard", "store", "status", "--json", "--data-dir", str(data))
+
+
+def storage_figures(data: Path, limit_s: float) -> dict[str, Any]:
+    """Bytes on disk per stored event beside the canonical JSON's, as written and once the
+    retention consumer (running in the server) has compacted the cold log."""
+
+    def figures(status: dict[str, Any]) -> dict[str, Any]:
+        events = max(status["events"], 1)
+        # The write-ahead log is left out: bounded (64 MB after a checkpoint), not per event.
+        store = sum(status["disk_bytes"][part] for part in ("log", "dedup", "rejects", "other", "free"))
+        return {
+            "events": status["events"],
+            "compacted_events": status["compacted_events"],
+            "json_bytes_per_event": round(status["json_bytes"] / events, 1),
+            "log_bytes_per_event": round(status["log_bytes"] / events, 1),
+            "store_bytes_per_event": round(store / events, 1),
+            "store_vs_json": round(store / max(status["json_bytes"], 1), 3),
+            "wal_bytes": status["disk_bytes"]["wal"],
+            "disk_bytes": status["disk_bytes"],
+        }
+
+    t0 = time.monotonic()
+    first = store_status(data)
+    status, last_change, compacted = first, time.monotonic(), first["compacted_events"]
+    # Until the hot part is down to its tail (about 20,000 events), or compaction stalls.
+    # and the freed pages are back with the OS (the next round of the consumer, seconds).
+    while (
+        status["events"] - status["compacted_events"] > 25_000 or status["disk_bytes"]["free"] > 8 << 20
+    ) and time.monotonic() - t0 < limit_s:
+        time.sleep(1.0)
+        status = store_status(data)
+        if status["compacted_events"] != compacted:
+            compacted, last_change = status["compacted_events"], time.monotonic()
+        elif time.monotonic() - last_change > 15:
+            break
+    return {
+        "as_written": figures(first),
+        "compacted": figures(status),
+        "compaction_seconds": round(time.monotonic() - t0, 1),
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -595,6 +641,7 @@ def main() -> int:
     peak: dict[str, int] = {}
     profiles: dict[str, Any] = {}
     loader: dict[str, Any] = {}
+    storage: dict[str, Any] = {}
     scrapes: dict[str, Any] | None = None
     watched: dict[str, Any] | None = None
     for target, command in targets.items():
@@ -678,6 +725,7 @@ def main() -> int:
                 # the load it is at the end, and once the profile consumer has caught up.
                 loader["lag_at_end_of_load"] = warehouse_lag(data)
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
+                storage = storage_figures(data, args.seconds * 12)
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
         finally:
@@ -708,6 +756,7 @@ def main() -> int:
     )
     report = build_report(results, peak, stored, args)
     report["profiles"] = profiles
+    report["storage"] = storage
     if not args.only or "delivery" in args.only:
         sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo
         from bench import delivery
@@ -799,6 +848,14 @@ def print_table(report: dict[str, Any]) -> None:
             f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
         )
         out_console.print(f"profile consumer: {report.get('profiles')}")
+        for when, figures in report.get("storage", {}).items():
+            if isinstance(figures, dict):
+                out_console.print(
+                    f"bytes on disk per event ({when}): store {figures['store_bytes_per_event']}"
+                    f" ({figures['store_vs_json']:.2f}x the JSON's {figures['json_bytes_per_event']}),"
+                    f" of which log {figures['log_bytes_per_event']}; {figures['compacted_events']:,}"
+                    f" of {figures['events']:,} events compacted; WAL {figures['wal_bytes'] / 1e6:.0f} MB"
+                )
         if report.get("metrics_scrapes"):
             out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
         if report.get("console_watch"):

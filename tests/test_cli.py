@@ -152,19 +152,29 @@ def test_the_store_url_from_the_environment(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["sources", "list"], ["events"], ["rejects"], ["profiles", "status"]])
-def test_a_planned_backend_is_refused_by_every_command(tmp_path: Path, args: list[str]) -> None:
-    env = {"TRACKYARD_STORE": "nats://user:pw@nats.internal:4222"}
+def test_postgresql_as_the_store_url_points_every_command_to_state(tmp_path: Path, args: list[str]) -> None:
+    env = {"TRACKYARD_STORE": "postgresql://user:pw@db.internal/trackyard"}
     result = CliRunner().invoke(main, [*args, "--data-dir", str(tmp_path)], env=env)
     assert result.exit_code == 1
-    assert "NATS JetStream backend (nats://) is not available yet (planned)" in result.output
+    assert "--state postgresql://" in result.output
     assert "pw@" not in result.output
 
 
-def test_serve_refuses_a_planned_backend_before_listening(tmp_path: Path) -> None:
-    store = "postgresql://trackyard:pw@db.internal/trackyard"
-    result = CliRunner().invoke(main, ["serve", "--port", "0", "--data-dir", str(tmp_path), "--store", store])
+@pytest.mark.parametrize("args", [["sources", "list"], ["events"], ["rejects"], ["profiles", "status"]])
+def test_a_bad_log_url_is_refused_by_every_command(tmp_path: Path, args: list[str]) -> None:
+    env = {"TRACKYARD_LOG": "nats://user:pw@nats.internal:4222?replicas=nine"}
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(tmp_path)], env=env)
     assert result.exit_code == 1
-    assert "PostgreSQL backend (postgresql://) is not available yet (planned)" in result.output
+    assert "TRACKYARD_LOG: an option's value is not a number" in result.output
+    assert "pw@" not in result.output
+
+
+def test_serve_refuses_a_bad_log_url_before_listening(tmp_path: Path) -> None:
+    log = "nats://trackyard:pw@nats.internal:4222?replicas=nine"
+    result = CliRunner().invoke(main, ["serve", "--port", "0", "--data-dir", str(tmp_path), "--log", log])
+    assert result.exit_code == 1
+    assert "an option's value is not a number" in result.output
+    assert "pw@" not in result.output
     assert "listening" not in result.output and not (tmp_path / "trackyard.db").exists()
 
 

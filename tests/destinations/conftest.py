@@ -119,7 +119,7 @@ def tracks(n: int, start: int = 0, **extra: Any) -> list[dict[str, Any]]:
     ]
 
 
-def poll(check: Callable[[], bool], timeout: float = 15.0) -> None:
+def poll(check: Callable[[], bool], timeout: float = 30.0) -> None:
     """Wait until ``check()`` holds, or fail at the deadline."""
     deadline = time.monotonic() + timeout
     while not check():

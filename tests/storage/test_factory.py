@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import start_server
 from trackyard.config import Settings
 from trackyard.storage.base import StoreURLError
-from trackyard.storage.factory import check_store_url, open_backends, store_exists
+from trackyard.storage.factory import check_store_url, describe_store, open_backends, store_exists
 
 
 def test_the_default_store_is_sqlite_files_in_the_data_dir(tmp_path: Path) -> None:
@@ -40,25 +40,71 @@ def test_a_sqlite_url_with_a_directory_keeps_the_files_there(tmp_path: Path) -> 
     assert not store_exists(Settings(data_dir=tmp_path / "data"))
 
 
-@pytest.mark.parametrize(
-    ("url", "name"),
-    [
-        ("postgresql://trackyard:hunter2@db.internal/trackyard", "PostgreSQL"),
-        ("postgres://trackyard:hunter2@db.internal/trackyard", "PostgreSQL"),
-        ("nats://trackyard:hunter2@nats.internal:4222", "NATS JetStream"),
-    ],
-)
-def test_planned_backends_are_refused_as_not_available_yet(tmp_path: Path, url: str, name: str) -> None:
-    settings = Settings(data_dir=tmp_path, store_url=url)
+def test_a_nats_store_url_says_nats_holds_only_the_log(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, store_url="nats://trackyard:hunter2@nats.internal:4222")
     with pytest.raises(StoreURLError) as refused:
         open_backends(settings)
     message = str(refused.value)
-    assert name in message and "not available yet (planned)" in message
-    assert "sqlite:" in message  # what is available today
-    assert "hunter2" not in message  # a URL may carry a password: never echoed
+    assert "TRACKYARD_LOG" in message and "sqlite:" in message and "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("kafka://broker:9092", "no log backend for the scheme 'kafka'"),
+        ("nats://", "has the form nats://HOST:PORT"),
+        ("nats://a:4222,:4223", "every server needs a host"),
+        ("nats://u:hunter2@a:4222?replica=3", "unknown option(s) replica"),
+        ("nats://u:hunter2@a:4222?replicas=three", "not a number"),
+        ("nats://a:4222?replicas=7", "replicas must be 1 to 5"),
+        ("nats://a:4222?stream=a.b", "stream name may hold only"),
+        ("nats://a:4222?duplicate_window=0", "duplicate_window must be at least"),
+    ],
+)
+def test_bad_log_urls_get_an_error_naming_the_accepted_form(tmp_path: Path, url: str, says: str) -> None:
+    settings = Settings(data_dir=tmp_path, log_url=url)
+    with pytest.raises(StoreURLError) as refused:
+        open_backends(settings)
+    assert says in str(refused.value) and "hunter2" not in str(refused.value)
     with pytest.raises(StoreURLError):
-        store_exists(settings)
-    assert not (tmp_path / "trackyard.db").exists()
+        check_store_url(settings)
+
+
+def test_log_urls_choose_r3_from_three_servers() -> None:
+    from trackyard.storage.nats._url import parse
+
+    assert parse("nats://a:1,b:2,c:3").replicas == 3
+    assert parse("nats://a:1").replicas == 1
+    assert parse("nats://a:1,b:2,c:3?replicas=1&stream=EV").replicas == 1
+    assert parse("nats://a:1/").servers == ("nats://a:1",)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://trackyard:hunter2@db.internal/trackyard", "postgres://x:hunter2@h/d"]
+)
+def test_postgresql_as_the_store_url_points_to_the_state_setting(tmp_path: Path, url: str) -> None:
+    with pytest.raises(StoreURLError) as refused:
+        open_backends(Settings(data_dir=tmp_path, store_url=url))
+    assert "--state postgresql://" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "url", "said"),
+    [
+        ("state_url", "mysql://root:hunter2@h/db", "no state backend for the scheme 'mysql'"),
+        ("state_url", "nats://u:hunter2@h:4222", "no state backend for the scheme 'nats'"),
+        ("log_url", "kafka://u:hunter2@h:9092", "no log backend for the scheme 'kafka'"),
+        ("state_url", "hunter2", "must be a URL"),
+        ("log_url", "postgresql://u:hunter2@h:notaport/db", "not a valid PostgreSQL URL"),
+    ],
+)
+def test_bad_state_and_log_urls_are_refused_without_echoing_them(
+    tmp_path: Path, field: str, url: str, said: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, **{field: url})  # type: ignore[arg-type]
+    with pytest.raises(StoreURLError) as refused:
+        check_store_url(settings)
+    assert said in str(refused.value) and "hunter2" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -105,3 +151,16 @@ def test_a_server_and_the_cli_use_the_store_the_url_names(
         server.stop()
     assert (elsewhere / "trackyard.db").exists()
     assert not (tmp_path / "data" / "trackyard.db").exists()
+
+
+def test_the_start_up_description_of_a_postgresql_store_hides_the_password(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        state_url="postgresql://trackyard:hunter2@db.internal:5433/state",
+        log_url="postgresql://trackyard:hunter3@log.internal/log",
+    )
+    described = describe_store(settings)
+    assert "hunter2" not in described and "hunter3" not in described
+    assert "postgresql://trackyard:***@db.internal:5433/state" in described
+    assert "log: PostgreSQL at postgresql://trackyard:***@log.internal/log" in described
+    assert describe_store(Settings(data_dir=tmp_path)) == f"SQLite in {tmp_path}"

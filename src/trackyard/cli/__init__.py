@@ -12,10 +12,12 @@ from trackyard import __version__
 from trackyard.cli.consume import consume, consumers
 from trackyard.cli.destinations import destinations
 from trackyard.cli.log import events, rejects
+from trackyard.cli.migrate import migrate_command
 from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
 from trackyard.cli.serve import serve
 from trackyard.cli.sources import sources
+from trackyard.cli.store import store
 from trackyard.cli.warehouse import export, sql, warehouse
 
 
@@ -49,5 +51,7 @@ for command in (
     sql,
     export,
     destinations,
+    migrate_command,
+    store,
 ):
     main.add_command(command)

@@ -12,7 +12,7 @@ from trackyard.config import DEFAULT_DATA_DIR
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-data_dir_option = click.option(
+_data_dir = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_DATA_DIR,
@@ -20,8 +20,57 @@ data_dir_option = click.option(
     envvar="TRACKYARD_DATA_DIR",
     show_envvar=True,
     help="Directory holding trackyard's files: the embedded SQLite store, unless TRACKYARD_STORE "
-    "names another place.",
+    "names another place, or --state another backend.",
 )
+
+#: Where ``--log`` and ``--state`` are kept in the click context, for :func:`backend_urls`.
+_URLS_KEY = "trackyard.backend_urls"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    ctx.meta.setdefault(_URLS_KEY, {})[param.name] = value or None
+    return value
+
+
+_state = click.option(
+    "--state",
+    "state_url",
+    metavar="URL",
+    envvar="TRACKYARD_STATE",
+    show_envvar=True,
+    expose_value=False,
+    callback=_remember,
+    help="Where the state is kept (sources, dedup index, cursors, leases, rejects, dead letters, "
+    "destinations, profiles). Unset: SQLite in --data-dir. postgresql://USER[:PASSWORD]@HOST/DB: "
+    "PostgreSQL, shared by every node (docs/deployment.md).",
+)
+_log = click.option(
+    "--log",
+    "log_url",
+    metavar="URL",
+    envvar="TRACKYARD_LOG",
+    show_envvar=True,
+    expose_value=False,
+    callback=_remember,
+    help="Where the event log is. Unset: in the state backend. postgresql://...: a PostgreSQL log "
+    "(nats:// for NATS JetStream is planned).",
+)
+
+
+#: ``--data-dir`` alone, for a command whose other backends are named otherwise (``migrate``).
+plain_data_dir_option = _data_dir
+
+
+def data_dir_option(command: F) -> F:
+    """``--data-dir``, ``--state`` and ``--log``: every command that opens the store takes all three."""
+    return _data_dir(_state(_log(command)))
+
+
+def backend_urls() -> tuple[str | None, str | None]:
+    """The ``--state`` and ``--log`` URLs of the running command (or their variables)."""
+    ctx = click.get_current_context(silent=True)
+    urls: dict[str, str | None] = {} if ctx is None else ctx.meta.get(_URLS_KEY, {})
+    return urls.get("state_url"), urls.get("log_url")
 
 
 def url_option(help: str) -> Callable[[F], F]:

@@ -13,7 +13,7 @@ import click
 import msgspec
 
 from trackyard import __version__
-from trackyard.cli._options import data_dir_option, log_level_option
+from trackyard.cli._options import backend_urls, data_dir_option, log_level_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
 from trackyard.consumers.registry import (
@@ -25,6 +25,8 @@ from trackyard.consumers.registry import (
 )
 from trackyard.consumers.status import consumer_statuses
 from trackyard.consumers.supervisor import run_in_foreground
+from trackyard.storage.base import StoreURLError
+from trackyard.storage.factory import check_store_url
 
 
 @click.command()
@@ -42,11 +44,19 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
     docs/destinations.md; destinations added, changed or removed later start and stop
     within a second); destination:NAME (that one only).
     Each runs in a process of its own under a lease, so one instance of a consumer runs
-    per data dir: started twice, the second waits and takes over when the first stops.
-    A consumer that dies is restarted. Pair it with `trackyard serve --role ingest` on
-    the same data dir. Stops on SIGTERM or Ctrl-C once each consumer has committed its batch.
+    per data dir (or per --state database, on any number of nodes): started twice, the
+    second waits and takes over when the first stops. A consumer that dies is restarted.
+    Pair it with `trackyard serve --role ingest` on the same data dir or --state.
+    Stops on SIGTERM or Ctrl-C once each consumer has committed its batch.
     """
-    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
+    state_url, log_url = backend_urls()
+    settings = dataclasses.replace(
+        Settings.from_env(), data_dir=data_dir, state_url=state_url or None, log_url=log_url or None
+    )
+    try:
+        check_store_url(settings)
+    except StoreURLError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         chosen = [spec.name for spec in resolve(names, settings)] + chosen_families(names)
     except UnknownConsumer as exc:

@@ -12,7 +12,7 @@ import click
 import msgspec
 
 from trackyard.cli._options import data_dir_option
-from trackyard.cli._store import opened
+from trackyard.cli._store import cli_settings, opened
 from trackyard.profiles.consumer import catch_up, consumer_lock, status, wait_until_caught_up
 from trackyard.profiles.facts import ACCOUNT, PERSON
 from trackyard.profiles.settings import ProfileSettings
@@ -118,7 +118,7 @@ def profiles_events(ref: str, limit: int, before: int | None, data_dir: Path, as
 def profiles_status(data_dir: Path, as_json: bool) -> None:
     """Print the profile consumer's progress: its cursor, the log's head, the lag, counts and rules."""
     with _open(data_dir) as views:
-        _print(status(views.log, views.profiles, data_dir, views.settings), as_json)
+        _print(status(views.log, views.profiles, cli_settings(data_dir), views.settings), as_json)
 
 
 @profiles.command("rebuild")
@@ -147,7 +147,7 @@ def profiles_rebuild(data_dir: Path, wait: bool, timeout: float) -> None:
     """
     with opened(data_dir) as backends:
         log, profiles, rules = backends.log, backends.profiles(), ProfileSettings.from_env()
-        with consumer_lock(data_dir) as held:
+        with consumer_lock(backends.settings) as held:
             if held:
                 profiles.reset()
                 applied = catch_up(log, profiles, rules)
@@ -157,7 +157,7 @@ def profiles_rebuild(data_dir: Path, wait: bool, timeout: float) -> None:
         if not wait:
             click.echo("asked the running server to rebuild the profiles")
             return
-        done = wait_until_caught_up(log, profiles, data_dir, timeout)
+        done = wait_until_caught_up(log, profiles, backends.settings, timeout)
         if done["lag"] or done["rebuild_pending"]:
             raise click.ClickException(f"not finished after {timeout:g}s; see `trackyard profiles status`")
         click.echo(f"rebuilt profiles from {done['processed']} events")

@@ -13,13 +13,15 @@ from rich.console import Console
 
 from trackyard import __version__
 from trackyard.cli import _snippets
-from trackyard.cli._options import data_dir_option, log_level_option
+from trackyard.cli._options import backend_urls, data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
+from trackyard.errors import StoreUnavailable
 from trackyard.http import server
 from trackyard.metrics.processes import end_multiprocess, start_multiprocess
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
+from trackyard.units import parse_duration, parse_size
 
 _console = Console(stderr=True)
 
@@ -60,8 +62,8 @@ _console = Console(stderr=True)
     metavar="URL",
     envvar="TRACKYARD_STORE",
     show_envvar=True,
-    help="The storage backend. Unset: SQLite files in --data-dir. sqlite:///ABSOLUTE/DIR: SQLite files "
-    "in DIR. (postgresql:// and nats:// are planned, not available yet.)",
+    help="Where the SQLite files are. Unset: in --data-dir. sqlite:///ABSOLUTE/DIR: in DIR. "
+    "(PostgreSQL and NATS JetStream: see --state and --log.)",
 )
 @click.option(
     "--workers",
@@ -148,6 +150,30 @@ _console = Console(stderr=True)
     show_envvar=True,
     help="json: one JSON object a line (ts, level, logger, msg and the line's fields), for log shippers.",
 )
+@click.option(
+    "--retention",
+    envvar="TRACKYARD_RETENTION",
+    show_envvar=True,
+    metavar="DURATION",
+    help="Drop events older than this (30d, 12h; default: forever), in whole compacted blocks, once "
+    "every enabled consumer has read them. Rejects: TRACKYARD_REJECTS_RETENTION (30d).",
+)
+@click.option(
+    "--retention-size",
+    envvar="TRACKYARD_RETENTION_SIZE",
+    show_envvar=True,
+    metavar="SIZE",
+    help="Drop the oldest events while the log takes more than this on disk (50GB, 500MB; "
+    "default: no limit).",
+)
+@click.option(
+    "--retention-ignore-consumers",
+    is_flag=True,
+    default=None,
+    envvar="TRACKYARD_RETENTION_IGNORE_CONSUMERS",
+    show_envvar=True,
+    help="Let retention drop events an enabled consumer has not read yet (by default they are kept).",
+)
 @log_level_option
 def serve(
     role: str,
@@ -160,6 +186,9 @@ def serve(
     dedup_window: int,
     admin_token: str | None,
     warehouse_url: str | None,
+    retention: str | None,
+    retention_size: str | None,
+    retention_ignore_consumers: bool | None,
     no_warehouse: bool,
     metrics: bool,
     metrics_token: str | None,
@@ -176,10 +205,13 @@ def serve(
     committed, and each consumer commits its batch, within seconds.
     """
     # Settings without an option (limits, queue bounds) come from TRACKYARD_* variables.
+    state_url, log_url = backend_urls()
     settings = dataclasses.replace(
         Settings.from_env(),
         data_dir=data_dir,
         store_url=store_url or None,
+        state_url=state_url or None,
+        log_url=log_url or None,
         durability=durability,  # type: ignore[arg-type]
         dedup_window_seconds=dedup_window,
         admin_token=admin_token or None,
@@ -189,9 +221,10 @@ def serve(
         access_log=access_log,
         log_format=log_format,  # type: ignore[arg-type]
     )
+    settings = _with_retention(settings, retention, retention_size, retention_ignore_consumers)
     try:
         backends = open_backends(settings)
-    except StoreURLError as exc:
+    except (StoreURLError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     if role == "consumers":
         backends.close()
@@ -221,6 +254,11 @@ def serve(
         f"workers: {workers}, durability: {durability}, role: {role})",
         err=False,
     )
+    if not settings.retention_seconds and not settings.retention_bytes:
+        click.echo(
+            "Retention: none set, so the log keeps every event (compacted once cold). "
+            "Set --retention 30d or --retention-size 50GB to bound it (docs/storage.md#retention)."
+        )
     sys.stdout.flush()
     # Before any worker starts (workers count into it). One worker counts in memory, at
     # half the cost per request (docs/metrics.md).
@@ -244,6 +282,21 @@ def serve(
             supervisor.stop()
         if metrics_dir is not None:
             end_multiprocess(metrics_dir)
+
+
+def _with_retention(
+    settings: Settings, retention: str | None, size: str | None, ignore_consumers: bool | None
+) -> Settings:
+    try:
+        if retention is not None:
+            settings = dataclasses.replace(settings, retention_seconds=parse_duration(retention))
+        if size is not None:
+            settings = dataclasses.replace(settings, retention_bytes=parse_size(size))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if ignore_consumers is not None:
+        settings = dataclasses.replace(settings, retention_ignore_consumers=ignore_consumers)
+    return settings
 
 
 def _run_consumers(settings: Settings, log_level: str) -> None:

@@ -63,13 +63,17 @@ def main(argv: list[str]) -> int:
 
     backends = open_backends(Settings.from_env())
     try:
-        runner = spec_named(name).open_runner(backends)
-        stop.link(runner.stop)  # what the runner's sink may wait on (a destination's retries)
-        runner.stop = stop
-        try:
-            runner.run()
-        finally:
-            runner.sink.close()
+        # With PostgreSQL leases, this waits for an earlier instance still finishing its batch.
+        with backends.leases().running(name):
+            if stop.is_set():
+                return 0
+            runner = spec_named(name).open_runner(backends)
+            stop.link(runner.stop)  # what the runner's sink may wait on (a destination's retries)
+            runner.stop = stop
+            try:
+                runner.run()
+            finally:
+                runner.sink.close()
     finally:
         backends.close()
     return 0

@@ -139,6 +139,8 @@ class DestinationSink:
         #: Request outcomes not recorded yet, by status class: written with the next failure
         #: or the batch's delivered count, so a delivered request costs no write of its own.
         self._tally: dict[str, RequestCounts] = {}
+        #: Events this sink put in the dead letters (a replay's summary counts its own).
+        self._buried = 0
 
     def position(self) -> None:
         return None
@@ -151,6 +153,10 @@ class DestinationSink:
         pass
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
+        self._deliver_all(events)
+
+    def _deliver_all(self, events: Sequence[StoredEvent]) -> int:
+        """Deliver what the destination wants of ``events``: how many were delivered."""
         if any(not self._router.knows_source(e.source_id) for e in events) and self.destination.sources:
             self._router = Router(self.destination, self._source_names())  # a source added since
         wanted = [event for event in events if self._router.wants(event)]
@@ -169,6 +175,7 @@ class DestinationSink:
             )
         if delivered or self._tally:
             self.record(delivered)
+        return delivered
 
     def record(self, delivered: int, error: str | None = None) -> None:
         """Record ``delivered`` events, ``error`` as the last one, and the requests tallied since."""
@@ -202,12 +209,11 @@ class DestinationSink:
         return set(refused)
 
     def send_now(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
-        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered."""
-        before = self._registry.status(self.destination.name)[0]
-        dead_before = self._dead_letters.count(self.destination.consumer)
-        self.deliver(events)
-        delivered = self._registry.status(self.destination.name)[0] - before
-        return delivered, self._dead_letters.count(self.destination.consumer) - dead_before
+        """Deliver ``events`` (a replay): how many were delivered and how many dead-lettered
+        by this call (counted here: the destination's own process may deliver meanwhile)."""
+        buried = self._buried
+        delivered = self._deliver_all(events)
+        return delivered, self._buried - buried
 
     def send(
         self, request: OutgoingRequest, *, keep_trying: bool = True, retry: bool = False
@@ -268,6 +274,7 @@ class DestinationSink:
     def bury(self, event: StoredEvent, reason: str, attempts: int) -> None:
         log.error("destination %s: seq %d dead-lettered: %s", self.destination.name, event.seq, reason)
         self._dead_letters.add(self.destination.consumer, event, reason, attempts)
+        self._buried += 1
 
     def close(self) -> None:
         self._retry_over()

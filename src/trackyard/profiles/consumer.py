@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from trackyard.config import Settings
@@ -69,9 +68,9 @@ def open_runner(backends: Backends) -> Runner:
 
 
 @contextlib.contextmanager
-def consumer_lock(data_dir: Path) -> Iterator[bool]:
+def consumer_lock(settings: Settings) -> Iterator[bool]:
     """Yield whether this caller holds the profile consumer's lease (non-blocking); release on exit."""
-    lease = open_leases(Settings(data_dir=data_dir)).acquire(NAME)
+    lease = open_leases(settings).acquire(NAME)
     try:
         yield lease is not None
     finally:
@@ -96,13 +95,13 @@ def catch_up(
 
 
 def status(
-    store: EventLog, profiles: ProfileReader, data_dir: Path, rules: ProfileSettings
+    store: EventLog, profiles: ProfileReader, settings: Settings, rules: ProfileSettings
 ) -> dict[str, Any]:
     """The consumer's progress: cursor, log head, lag, counts, whether a consumer holds the lease."""
     progress = profiles.progress()
     head = store.head_seq()
     return {
-        "running": open_leases(Settings(data_dir=data_dir)).held(NAME),
+        "running": open_leases(settings).held(NAME),
         "cursor": progress.cursor,
         "head": head,
         "lag": max(head - progress.cursor, 0),
@@ -114,13 +113,13 @@ def status(
 
 
 def wait_until_caught_up(
-    store: EventLog, profiles: ProfileReader, data_dir: Path, timeout: float
+    store: EventLog, profiles: ProfileReader, settings: Settings, timeout: float
 ) -> dict[str, Any]:
     """Poll :func:`status` until the lag is 0 and no rebuild is pending, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     rules = ProfileSettings.from_env()
     while True:
-        current = status(store, profiles, data_dir, rules)
+        current = status(store, profiles, settings, rules)
         if (current["lag"] == 0 and not current["rebuild_pending"]) or time.monotonic() > deadline:
             return current
         time.sleep(0.05)

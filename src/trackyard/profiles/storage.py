@@ -1,7 +1,7 @@
 """What a profile store provides: the builder's transaction and the readers' queries.
 
-The SQLite backend (``storage/sqlite/profiles.py``) is the one today, opened by
-``storage/factory.py``; a PostgreSQL backend (planned) is to implement the same protocols.
+The SQLite backend (``storage/sqlite/profiles.py``, the default) and the PostgreSQL one
+(``storage/postgres/profiles.py``) implement them; ``storage/factory.py`` opens them.
 Nothing else in the package touches SQL.
 """
 

@@ -2,15 +2,16 @@
 and the errors they raise.
 
 The HTTP layer only appends; consumers (the CLI today, profiles, warehouses and
-destinations later) read the log from a cursor. SQLite (``storage/sqlite/``) is the one
-backend today; later ones (PostgreSQL and NATS JetStream are planned) implement the same
-protocols and are opened by ``storage/factory.py``. Callers see only these names.
+destinations) read the log from a cursor. SQLite (``storage/sqlite/``, the default) and
+PostgreSQL (``storage/postgres/``) implement these protocols, and a NATS JetStream log is
+planned; ``storage/factory.py`` opens them. Callers see only these names.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -142,6 +143,80 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
 
+class LogPart(NamedTuple):
+    """The oldest part of the log that retention can drop whole (a SQLite block, a partition)."""
+
+    first_seq: int
+    last_seq: int
+    #: When its newest event was received (epoch ms): the part is as old as that.
+    newest_received_ms: int
+    stored_bytes: int
+
+
+class LogExtent(NamedTuple):
+    """What the log holds now."""
+
+    events: int
+    #: Of which in compacted parts.
+    compacted_events: int
+    blocks: int
+    #: The seq of the oldest event kept (0 when the log is empty) and when it was received.
+    oldest_seq: int
+    oldest_received_ms: int | None
+    head_seq: int
+    #: The canonical JSON of the events kept, and what the log takes to store them.
+    json_bytes: int
+    stored_bytes: int
+
+
+class LogMaintenance(Protocol):
+    """Compaction and retention of the log, run by the ``retention`` consumer and ``trackyard store``.
+
+    Every step is one short transaction: a crash between two loses nothing and a restart
+    resumes. What to drop is decided by ``trackyard.retention``; the backend only offers
+    its oldest part and drops it when told.
+    """
+
+    def compact(self, force: bool = False, received_before_ms: int | None = None) -> int:
+        """Compact the oldest cold events (one part); how many. ``force``: also a partial part,
+        and of events received before ``received_before_ms`` only, when given."""
+        ...
+
+    def oldest_part(self) -> LogPart | None:
+        """The oldest compacted part (only compacted parts are dropped), ``None`` if there is none."""
+        ...
+
+    def oldest_hot_received_ms(self) -> int | None:
+        """When the oldest event not yet compacted was received."""
+        ...
+
+    def drop(self, part: LogPart) -> None: ...
+
+    def prune_rejects(self, before_ms: int) -> int:
+        """Delete the rejects received before ``before_ms``; how many."""
+        ...
+
+    def reclaim(self) -> int:
+        """Give freed space back to the OS; the bytes returned."""
+        ...
+
+    def returns_space(self) -> bool:
+        """Whether :meth:`reclaim` can shrink the files (a SQLite store made before retention cannot)."""
+        ...
+
+    def vacuum(self) -> None:
+        """Convert the store so that it can (a no-op where there is nothing to convert)."""
+        ...
+
+    def extent(self) -> LogExtent: ...
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk by part: ``log``, ``dedup``, ``rejects``, ``profiles``, ``warehouse``, ..."""
+        ...
+
+    def close(self) -> None: ...
+
+
 def dedup_key(source_id: int, message_id: str) -> int:
     """The dedup key of an event: a signed 64-bit BLAKE2b hash of ``(source_id, message_id)``.
 
@@ -159,7 +234,8 @@ class DedupIndex(Protocol):
     A log appends an event only if its key is not :meth:`seen`, then passes the keys of
     what it stored to :meth:`remember`. The SQLite log does both inside its write transaction, so the
     check and the insert are atomic (``storage/sqlite/_dedup.py``). A log that keeps ids
-    only for minutes (NATS JetStream, planned) is to be paired with an index kept elsewhere.
+    only for minutes (NATS JetStream, ``storage/nats/``) is given the state's index: SQLite's
+    (``storage/sqlite/dedup_index.py``) or PostgreSQL's (``storage/postgres/state.py``).
     """
 
     @property
@@ -271,6 +347,15 @@ class LeaseProvider(Protocol):
         """Whether some process (this one included) holds ``name`` right now."""
         ...
 
+    def running(self, name: str) -> AbstractContextManager[None]:
+        """Entered by the consumer's own process around its work, under a lease its supervisor holds.
+
+        Waits until no earlier instance of ``name`` still works (one whose supervisor died
+        and that is finishing its batch). A no-op where the child inherits the lease itself
+        (``Lease.fileno``).
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -297,5 +382,9 @@ class DeadLetters(Protocol):
         ...
 
     def count(self, consumer: str) -> int: ...
+
+    def prune(self, before_ms: int) -> int:
+        """Delete the dead letters that failed before ``before_ms`` (their own retention); how many."""
+        ...
 
     def close(self) -> None: ...

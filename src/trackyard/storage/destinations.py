@@ -6,6 +6,7 @@ What delivers to destinations is ``trackyard.destinations`` (docs/destinations.m
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,3 +196,49 @@ class DestinationRegistry(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: The registry's columns, the same in every backend (filters and headers as JSON text).
+COLUMNS = (
+    "name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, ordered, "
+    "created_at_ms"
+)
+
+
+def destination_row(d: Destination, created_at_ms: int) -> tuple[Any, ...]:
+    """``d`` as a row in :data:`COLUMNS` order (flags as bools: SQLite stores them as 1/0)."""
+    return (
+        d.name,
+        d.kind,
+        d.url,
+        d.key,
+        d.secret,
+        json.dumps([list(h) for h in d.headers]),
+        json.dumps(list(d.sources)),
+        json.dumps(list(d.types)),
+        json.dumps(list(d.events)),
+        d.batch_size,
+        d.enabled,
+        d.ordered,
+        created_at_ms,
+    )
+
+
+def destination_from_row(row: tuple[Any, ...]) -> Destination:
+    """A row in :data:`COLUMNS` order as a :class:`Destination`."""
+    name, kind, url, key, secret, headers, sources, types, events, batch_size, enabled, ordered, created = row
+    return Destination(
+        name=name,
+        kind=kind,
+        url=url,
+        key=key,
+        secret=secret,
+        headers=tuple((str(h[0]), str(h[1])) for h in json.loads(headers)),
+        sources=tuple(json.loads(sources)),
+        types=tuple(json.loads(types)),
+        events=tuple(json.loads(events)),
+        batch_size=int(batch_size),
+        enabled=bool(enabled),
+        ordered=bool(ordered),
+        created_at_ms=int(created),
+    )

@@ -8,6 +8,8 @@ no spaces, slashes, quotes or empty names.
 from __future__ import annotations
 
 import re
+import secrets
+import string
 
 _PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -26,3 +28,11 @@ def check_source_name(name: str) -> str:
     if _PATTERN.fullmatch(name) is None:
         raise InvalidSourceName(f"Invalid source name {name!r}: a source name is {ALLOWED}.")
     return name
+
+
+_WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+def generate_write_key() -> str:
+    """32 random letters and digits, the shape of a Segment write key."""
+    return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))

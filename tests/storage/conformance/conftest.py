@@ -9,25 +9,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.pg_databases import fresh_database
+from tests.storage.nats_servers import NatsServers, nats_servers
 from trackyard.config import Settings
 from trackyard.storage.base import AppendResult, EventRecord, RejectRecord
 from trackyard.storage.factory import Backends, open_backends
 
-#: The backends the suite runs against. PostgreSQL and NATS JetStream (planned) will join
-#: here, each with its URL in ``_settings``, skipped when its server is not available.
-BACKENDS = ["sqlite"]
+#: The backends the suite runs against, each skipped when its server is not available.
+#: ``postgresql``: the state and the log in PostgreSQL, a database of its own per test.
+#: ``nats``: the log on a JetStream stream (R1, a server this session starts), the state in SQLite;
+#: ``nats+postgresql``: that log with the state in PostgreSQL (stateless collector nodes).
+BACKENDS = ["sqlite", "postgresql", "nats", "nats+postgresql"]
+
+_streams = itertools.count(1)
 
 
-def _settings(name: str, data_dir: Path) -> Settings:
+@pytest.fixture(scope="session")
+def jetstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServers]:
+    with nats_servers(tmp_path_factory.mktemp("nats")) as servers:
+        yield servers
+
+
+@contextlib.contextmanager
+def _settings(name: str, data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     if name == "sqlite":
-        return Settings(data_dir=data_dir)
-    raise AssertionError(f"no settings for backend {name!r}")
+        yield Settings(data_dir=data_dir)
+    elif name == "postgresql":
+        with fresh_database() as dsn:
+            yield Settings(data_dir=data_dir, state_url=dsn)
+    elif name in ("nats", "nats+postgresql"):
+        servers: NatsServers = request.getfixturevalue("jetstream")
+        # A stream of its own per test: every test starts on an empty log.
+        log_url = f"{servers.url}?stream=T{next(_streams)}"
+        if name == "nats":
+            yield Settings(data_dir=data_dir, log_url=log_url)
+        else:
+            with fresh_database() as dsn:
+                yield Settings(data_dir=data_dir, state_url=dsn, log_url=log_url)
+    else:
+        raise AssertionError(f"no settings for backend {name!r}")
 
 
 @contextlib.contextmanager
@@ -57,8 +84,9 @@ def append(
 @pytest.fixture(params=BACKENDS)
 def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
     """Open ``Backends`` (writer=True) on a fresh, empty store; closed after the test."""
-    opened = open_backends(_settings(request.param, tmp_path / "data"), writer=True)
-    try:
-        yield opened
-    finally:
-        opened.close()
+    with _settings(request.param, tmp_path / "data", request) as settings:
+        opened = open_backends(settings, writer=True)
+        try:
+            yield opened
+        finally:
+            opened.close()

@@ -55,8 +55,8 @@ class ProfilesAPI:
         """``GET /v1/profiles-status``: the consumer's cursor, the log head, the lag, counts."""
         views = self._views()
         log = views.log
-        data_dir = self.collector.settings.data_dir
-        body = await run_in_threadpool(status, log, views.profiles, data_dir, self.rules)
+        settings = self.collector.settings
+        body = await run_in_threadpool(status, log, views.profiles, settings, self.rules)
         return _json(body)
 
     async def person(self, request: Request) -> Response:

@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable, Collection
 
 _PREFIX = "dedup_h_"
+#: The bucket tables are named this plus the bucket number (for status, which counts their bytes).
+TABLE_PREFIX = _PREFIX
 # SQLite's default limit on bound parameters is far above this; the chunk keeps statements small.
 _CHUNK = 500
 #: How often the list of bucket tables is re-read (other worker processes create and drop them).
@@ -60,6 +62,77 @@ def unpack_hashes(blob: bytes) -> array[int]:
     if sys.byteorder == "big":
         hashes.byteswap()
     return hashes
+
+
+class BucketTables:
+    """The keys on disk: one table per time bucket (an integer primary key), so expiring a
+    bucket is a ``DROP TABLE``. Shared by the log's index and the standalone one
+    (``dedup_index.py``); every method runs on the caller's connection."""
+
+    def __init__(self, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.window = max(window_seconds, 60)
+        self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
+        self._tables: list[str] = []
+        self._listed_at = float("-inf")
+
+    def bucket(self, received_at_ms: int) -> int:
+        return received_at_ms // 1000 // self.bucket_seconds
+
+    def expired(self, bucket: int, now: float) -> bool:
+        return (bucket + 1) * self.bucket_seconds + self.window <= now
+
+    def relist(self) -> None:
+        """Read the list of tables again at the next lookup (another process made or dropped some)."""
+        self._listed_at = float("-inf")
+
+    def add(self, conn: sqlite3.Connection, bucket: int, keys: Collection[int]) -> None:
+        """Write ``keys`` into ``bucket``'s table, sorted (inside the caller's write transaction)."""
+        table = f"{_PREFIX}{bucket}"
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
+        conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", ((h,) for h in sorted(keys)))
+        if table not in self._tables:
+            self._tables.append(table)
+
+    def seen(self, conn: sqlite3.Connection, hashes: list[int]) -> set[int]:
+        """The keys among ``hashes`` in the live tables."""
+        now = self._clock()
+        try:
+            return self._seen_in(conn, self._live(conn, now), hashes)
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            # Another process dropped an expired bucket since the list was read.
+            self.relist()
+            return self._seen_in(conn, self._live(conn, now), hashes)
+
+    def _live(self, conn: sqlite3.Connection, now: float) -> list[str]:
+        """The live bucket tables, re-listed (and expired ones dropped) every few seconds."""
+        if now - self._listed_at < _RELIST_SECONDS:
+            return self._tables
+        names = [
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if row[0].startswith(_PREFIX)
+        ]
+        live = []
+        for name in names:
+            if self.expired(int(name.removeprefix(_PREFIX)), now):
+                conn.execute(f"DROP TABLE {name}")
+            else:
+                live.append(name)
+        self._tables, self._listed_at = live, now
+        return live
+
+    @staticmethod
+    def _seen_in(conn: sqlite3.Connection, tables: list[str], hashes: list[int]) -> set[int]:
+        seen: set[int] = set()
+        for table in tables:
+            for start in range(0, len(hashes), _CHUNK):
+                chunk = hashes[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                seen.update(h for (h,) in conn.execute(f"SELECT h FROM {table} WHERE h IN ({marks})", chunk))
+        return seen
 
 
 class _Segment:
@@ -96,12 +169,11 @@ class SQLiteDedup:
     ) -> None:
         self._conn = conn
         self._clock = clock
-        self.window = max(window_seconds, 60)
-        self.bucket_seconds = 86_400 if self.window >= 86_400 else 3_600
+        self._tables = BucketTables(window_seconds, clock)
+        self.window = self._tables.window
+        self.bucket_seconds = self._tables.bucket_seconds
         self.memory_keys = memory_keys
         self.segment_keys = max(1, min(segment_keys, memory_keys // 4))
-        self._tables: list[str] = []
-        self._listed_at = float("-inf")
         #: Hashes of the log rows at seqs >= ``_flushed``, oldest segment first, and all of
         #: them in one set too, so that a lookup is one set operation however many segments.
         self._segments: deque[_Segment] = deque()
@@ -115,7 +187,7 @@ class SQLiteDedup:
         return self.window
 
     def bucket(self, received_at_ms: int) -> int:
-        return received_at_ms // 1000 // self.bucket_seconds
+        return self._tables.bucket(received_at_ms)
 
     @property
     def recent_keys(self) -> int:
@@ -132,7 +204,7 @@ class SQLiteDedup:
             while len(self._segments) > 1 and self._segments[0].end <= flushed:
                 self._forget(self._segments.popleft())
             self._flushed = flushed
-            self._listed_at = float("-inf")  # the flush may have made new tables
+            self._tables.relist()  # the flush may have made new tables
         if next_seq != self._next_seq:
             rows = self._conn.execute(
                 "SELECT seq + n, received_at, hashes FROM log WHERE seq >= ? ORDER BY seq", (self._next_seq,)
@@ -141,11 +213,8 @@ class SQLiteDedup:
                 self.remember(received_at, unpack_hashes(hashes))
                 self.committed(end)
         for segment in self._segments:
-            for bucket in [b for b in segment.keys if self._expired(b, now)]:
+            for bucket in [b for b in segment.keys if self._tables.expired(b, now)]:
                 self._recent -= segment.keys.pop(bucket)
-
-    def _expired(self, bucket: int, now: float) -> bool:
-        return (bucket + 1) * self.bucket_seconds + self.window <= now
 
     def seen(self, keys: set[int]) -> set[int]:
         """The keys among ``keys`` already seen inside the window."""
@@ -153,16 +222,7 @@ class SQLiteDedup:
         rest = keys - found if found else keys
         if not rest:
             return found
-        conn, now = self._conn, self._clock()
-        try:
-            found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            # Another worker process dropped an expired bucket since the list was read.
-            self._listed_at = float("-inf")
-            found |= self._seen_in_tables(conn, self._live_tables(conn, now), list(rest))
-        return found
+        return found | self._tables.seen(self._conn, list(rest))
 
     def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
         """Remember the keys of one committed log row (call :meth:`committed` after its rows)."""
@@ -185,11 +245,7 @@ class SQLiteDedup:
         conn = self._conn
         segment = self._segments[0]
         for bucket, keys in segment.keys.items():
-            table = f"{_PREFIX}{bucket}"
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (h INTEGER PRIMARY KEY)")
-            conn.executemany(f"INSERT OR IGNORE INTO {table} (h) VALUES (?)", ((h,) for h in sorted(keys)))
-            if table not in self._tables:
-                self._tables.append(table)
+            self._tables.add(conn, bucket, keys)
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, segment.end))
 
     def flushed(self) -> None:
@@ -203,30 +259,3 @@ class SQLiteDedup:
         memory, it is a duplicate and never added again.)"""
         for keys in segment.keys.values():
             self._recent -= keys
-
-    def _live_tables(self, conn: sqlite3.Connection, now: float) -> list[str]:
-        """The live bucket tables, re-listed (and expired ones dropped) every few seconds."""
-        if now - self._listed_at < _RELIST_SECONDS:
-            return self._tables
-        names = [
-            row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if row[0].startswith(_PREFIX)
-        ]
-        live = []
-        for name in names:
-            if self._expired(int(name.removeprefix(_PREFIX)), now):
-                conn.execute(f"DROP TABLE {name}")
-            else:
-                live.append(name)
-        self._tables, self._listed_at = live, now
-        return live
-
-    def _seen_in_tables(self, conn: sqlite3.Connection, tables: list[str], hashes: list[int]) -> set[int]:
-        seen: set[int] = set()
-        for table in tables:
-            for start in range(0, len(hashes), _CHUNK):
-                chunk = hashes[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                seen.update(h for (h,) in conn.execute(f"SELECT h FROM {table} WHERE h IN ({marks})", chunk))
-        return seen

@@ -1,7 +1,8 @@
 """The SQLite store's writer: the one thread per process that writes to the database.
 
 Requests hand it their events and wait; it takes everything that is waiting, writes it in
-one transaction and commits once, so concurrent requests share one fsync (group commit).
+one transaction and commits once, so concurrent requests share one fsync (group commit,
+``storage/_group_commit.py``).
 The dedup check (:class:`~trackyard.storage.sqlite._dedup.SQLiteDedup`, injected) and the
 insert run in that same transaction, under SQLite's write lock, so they are atomic across
 worker processes too.
@@ -9,18 +10,15 @@ worker processes too.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from trackyard.config import Settings
-from trackyard.errors import Overloaded, StoreUnavailable
-from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, dedup_key
+from trackyard.storage._group_commit import GroupCommitWriter, Job
+from trackyard.storage.base import AppendResult, EventRecord, dedup_key
 from trackyard.storage.sqlite import _log
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 
@@ -40,119 +38,18 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class Job:
-    __slots__ = ("events", "future", "probe", "rejects", "size")
-
-    def __init__(
-        self,
-        events: Sequence[EventRecord],
-        rejects: Sequence[RejectRecord],
-        future: asyncio.Future[AppendResult] | None = None,
-        probe: bool = False,
-    ) -> None:
-        self.events = events
-        self.rejects = rejects
-        self.probe = probe
-        self.size = len(events) + len(rejects)
-        #: Where the request waits; ``None`` when nobody does (the breakdown benchmark).
-        self.future = future
-
-
-Outcome = tuple[asyncio.Future[AppendResult], AppendResult | BaseException]
-
-
-def _settle(outcomes: list[Outcome]) -> None:
-    """In the event loop: wake the requests one commit answered."""
-    for future, outcome in outcomes:
-        if future.done():  # the request was cancelled (its client went away)
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
-class Writer(threading.Thread):
+class Writer(GroupCommitWriter):
     """The one thread that writes to the database in this process."""
 
     def __init__(self, conn: sqlite3.Connection, dedup: SQLiteDedup, settings: Settings) -> None:
-        super().__init__(name="trackyard-writer", daemon=True)
+        super().__init__(settings)
         self._conn = conn
         #: Bound to ``conn``: its checks and inserts run inside this writer's transactions.
         self._dedup = dedup
-        self._max_pending = settings.max_pending_events
-        self._max_commit = settings.max_commit_events
-        self._jobs: deque[Job] = deque()
-        self._pending = 0
-        self._stopping = False
-        self._cv = threading.Condition()
-        #: Transactions committed and events written by this writer, for tests and benchmarks.
-        self.commits = 0
-        self.written = 0
-        self.flushes = 0
 
-    def submit(
-        self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
-    ) -> asyncio.Future[AppendResult]:
-        """Queue a write; the returned future (of the running loop) resolves once it is committed."""
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        job = Job(events, rejects, future, probe)
-        with self._cv:
-            if self._stopping:
-                raise StoreUnavailable("the store is shutting down")
-            # A job larger than the bound still goes through when nothing else waits.
-            if self._pending and self._pending + job.size > self._max_pending:
-                raise Overloaded(f"{self._pending} events are waiting to be written")
-            self._jobs.append(job)
-            self._pending += job.size
-            self._cv.notify()
-        return future
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        self.join()
-
-    def run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._jobs and not self._stopping:
-                    self._cv.wait()
-                if not self._jobs:
-                    return
-                jobs = [self._jobs.popleft()]
-                size = jobs[0].size
-                while self._jobs and size + self._jobs[0].size <= self._max_commit:
-                    job = self._jobs.popleft()
-                    jobs.append(job)
-                    size += job.size
-            outcomes: list[AppendResult | BaseException]
-            try:
-                outcomes = list(self._commit(jobs))
-            except Exception as exc:  # every failure is reported to the waiting requests
-                reason = f"{type(exc).__name__}: {exc}"
-                outcomes = [StoreUnavailable(reason) for _ in jobs]
-            self._wake(jobs, outcomes)
-            with self._cv:
-                self._pending -= size
-            if self._dedup.flush_due():
-                self._flush()
-
-    @staticmethod
-    def _wake(jobs: list[Job], outcomes: list[AppendResult | BaseException]) -> None:
-        """One hand-off per event loop and commit, not one per request: each costs the loop a wake-up."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if job.future is not None:
-                by_loop.setdefault(job.future.get_loop(), []).append((job.future, outcome))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle, settled)
+    def _between_commits(self) -> None:
+        if self._dedup.flush_due():
+            self._flush()
 
     def _commit(self, jobs: list[Job]) -> list[AppendResult]:
         conn = self._conn
@@ -215,6 +112,10 @@ class Writer(threading.Thread):
         try:
             with write_transaction(self._conn):
                 self._catch_up()
+                # Catching up may have let go of segments another process just flushed:
+                # then only the open segment may be left, which must not be flushed.
+                if not self._dedup.flush_due():
+                    return
                 self._dedup.flush()
         except Exception:  # nothing may stop the writer thread
             # The keys stay in memory and the log still has them; the next commit retries.

@@ -11,6 +11,7 @@ until both are gone.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -127,8 +128,23 @@ class SQLiteDeadLetters:
         rows = self._db.execute("SELECT count(*) FROM dead_letters WHERE consumer = ?", (consumer,))
         return int(rows[0][0])
 
+    def prune(self, before_ms: int) -> int:
+        rows = self._db.execute("DELETE FROM dead_letters WHERE failed_at_ms < ? RETURNING id", (before_ms,))
+        return len(rows)
+
     def close(self) -> None:
         self._db.release()
+
+
+def read_cursors(data_dir: Path) -> dict[str, int]:
+    """Every consumer's committed cursor in ``consumers.db`` (none when it was never created)."""
+    if not (data_dir / FILENAME).exists():
+        return {}
+    db = _Database(data_dir)
+    try:
+        return {name: int(cursor) for name, cursor in db.execute("SELECT consumer, cursor FROM cursors")}
+    finally:
+        db.release()
 
 
 def open_consumer_stores(data_dir: Path) -> tuple[SQLiteCursors, SQLiteDeadLetters]:
@@ -176,6 +192,10 @@ class FlockLeases:
             os.close(fd)
             return None
         return _FlockLease(name, fd)
+
+    def running(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Nothing to take: the child inherited the supervisor's locked descriptor."""
+        return contextlib.nullcontext()
 
     def held(self, name: str) -> bool:
         if not (self._dir / f"{name}.lock").exists():

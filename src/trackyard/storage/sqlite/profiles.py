@@ -14,16 +14,17 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from trackyard.profiles.storage import (
     Changes,
-    Identity,
-    Membership,
-    MergeRecord,
     ProfileState,
     Progress,
-    TraitWrite,
+)
+from trackyard.storage._profile_queries import (
+    PROFILE_COLUMNS,
+    TABLES,
+    ProfileQueries,
+    commit_statements,
+    profile_from_row,
 )
 
 FILENAME = "profiles.db"
@@ -83,13 +84,8 @@ CREATE TABLE IF NOT EXISTS merges (
 CREATE INDEX IF NOT EXISTS merges_into ON merges (into_id);
 CREATE INDEX IF NOT EXISTS merges_from ON merges (from_id);
 """
-#: The tables a rebuild empties, in the order a snapshot lists them.
-TABLES = ("profiles", "identities", "profile_events", "trait_history", "memberships", "merges")
 #: Bound parameters per query, under SQLite's smallest default limit.
 _CHUNK = 900
-_PROFILE_COLUMNS = "id, kind, merged_into, created_seq, first_seen, last_seen, event_count, uniq, traits"
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -114,21 +110,7 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-def _state(row: tuple[Any, ...]) -> ProfileState:
-    return ProfileState(
-        id=row[0],
-        kind=row[1],
-        merged_into=row[2],
-        created_seq=row[3],
-        first_seen=row[4],
-        last_seen=row[5],
-        event_count=row[6],
-        unique=_decode(row[7]),
-        traits=_decode(row[8]),
-    )
-
-
-class SQLiteProfiles:
+class SQLiteProfiles(ProfileQueries):
     """Both protocols over one connection: the writer's transactions and the readers' queries."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -181,75 +163,19 @@ class SQLiteProfiles:
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
             for row in self._conn.execute(
-                f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE id IN ({marks})", chunk
+                f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE id IN ({marks})", chunk
             ):
-                loaded[row[0]] = _state(row)
+                loaded[row[0]] = profile_from_row(row)
         return loaded
 
-    def repoint(self, loser: int, survivor: int) -> None:
-        pair = (survivor, loser)
-        execute = self._conn.execute
-        execute("UPDATE identities SET profile_id = ? WHERE profile_id = ?", pair)
-        execute("UPDATE profile_events SET profile_id = ? WHERE profile_id = ?", pair)
-        execute("UPDATE trait_history SET profile_id = ? WHERE profile_id = ?", pair)
-        execute("UPDATE profiles SET merged_into = ? WHERE merged_into = ?", pair)
-        for column in ("member_id", "account_id"):
-            # A membership both held keeps the survivor's (older) row.
-            execute(f"UPDATE OR IGNORE memberships SET {column} = ? WHERE {column} = ?", pair)
-            execute(f"DELETE FROM memberships WHERE {column} = ?", (loser,))
-
-    def join(self, member: int, account: int, since: int, seq: int) -> None:
-        self._conn.execute(
-            "INSERT OR IGNORE INTO memberships (member_id, account_id, since, seq) VALUES (?, ?, ?, ?)",
-            (member, account, since, seq),
-        )
-
-    def leave(self, member: int, account: int) -> bool:
-        cursor = self._conn.execute(
-            "DELETE FROM memberships WHERE member_id = ? AND account_id = ?", (member, account)
-        )
-        return cursor.rowcount > 0
+    def _run(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self._conn.execute(sql, params).rowcount)
 
     def commit(self, changes: Changes) -> None:
-        execute, many = self._conn.execute, self._conn.executemany
-        many(
-            "INSERT INTO identities (key, profile_id, first_seen, seq) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET profile_id = excluded.profile_id",
-            changes.identities,
-        )
-        many(
-            f"INSERT OR REPLACE INTO profiles ({_PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    p.id,
-                    p.kind,
-                    p.merged_into,
-                    p.created_seq,
-                    p.first_seen,
-                    p.last_seen,
-                    p.event_count,
-                    _encode(p.unique) if p.unique else b"{}",
-                    _encode(p.traits) if p.traits else b"{}",
-                )
-                for p in changes.profiles
-            ],
-        )
-        many("INSERT OR IGNORE INTO profile_events (profile_id, seq) VALUES (?, ?)", changes.events)
-        many(
-            "INSERT INTO trait_history (profile_id, name, ts, seq, value, applied) VALUES (?, ?, ?, ?, ?, ?)",
-            changes.history,
-        )
-        many(
-            "INSERT INTO merges (seq, at, action, into_id, from_id, via, event_type)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            changes.merges,
-        )
-        progress = changes.progress
-        many(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [("cursor", progress.cursor), ("processed", progress.processed), ("next_id", progress.next_id)],
-        )
-        execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
+        for sql, rows in commit_statements(changes, "meta"):
+            if rows:
+                self._conn.executemany(sql, rows)
+        self._conn.execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
         self._lock.release()
 
     def rollback(self) -> None:
@@ -276,75 +202,9 @@ class SQLiteProfiles:
         with self._lock:
             return self._progress()
 
-    def counts(self) -> dict[str, int]:
-        (people, accounts, merged) = self._all(
-            "SELECT sum(kind = 'p' AND merged_into IS NULL), sum(kind = 'a' AND merged_into IS NULL),"
-            " sum(merged_into IS NOT NULL) FROM profiles"
-        )[0]
-        (merges,) = self._all("SELECT count(*) FROM merges WHERE action = 'merge'")[0]
-        return {"people": people or 0, "accounts": accounts or 0, "merged": merged or 0, "merges": merges}
-
-    def resolve_key(self, key: str) -> int | None:
-        rows = self._all("SELECT profile_id FROM identities WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
-
-    def survivor(self, profile_id: int) -> int | None:
-        rows = self._all("SELECT id, merged_into FROM profiles WHERE id = ?", (profile_id,))
-        if not rows:
-            return None
-        return int(rows[0][1] if rows[0][1] is not None else rows[0][0])
-
-    def profile(self, profile_id: int) -> ProfileState | None:
-        return self.profiles([profile_id]).get(profile_id)
-
     def profiles(self, ids: Sequence[int]) -> dict[int, ProfileState]:
         with self._lock:
             return self.load(ids)
-
-    def identities(self, profile_id: int) -> list[Identity]:
-        rows = self._all(
-            "SELECT key, profile_id, first_seen, seq FROM identities WHERE profile_id = ? ORDER BY seq, key",
-            (profile_id,),
-        )
-        return [Identity(*row) for row in rows]
-
-    def trait_history(self, profile_id: int, name: str | None = None) -> list[TraitWrite]:
-        sql = "SELECT profile_id, name, ts, seq, value, applied FROM trait_history WHERE profile_id = ?"
-        params: list[Any] = [profile_id]
-        if name is not None:
-            sql += " AND name = ?"
-            params.append(name)
-        rows = self._all(sql + " ORDER BY name, ts, seq", params)
-        return [TraitWrite(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
-
-    def event_seqs(self, profile_id: int, before: int | None, limit: int) -> list[int]:
-        rows = self._all(
-            "SELECT seq FROM profile_events WHERE profile_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (profile_id, before if before is not None else 2**63 - 1, limit),
-        )
-        return [row[0] for row in rows]
-
-    def memberships(self, member_id: int) -> list[Membership]:
-        return self._memberships("member_id", member_id)
-
-    def members(self, account_id: int) -> list[Membership]:
-        return self._memberships("account_id", account_id)
-
-    def _memberships(self, column: str, profile_id: int) -> list[Membership]:
-        rows = self._all(
-            f"SELECT member_id, account_id, since, seq FROM memberships WHERE {column} = ? ORDER BY seq",
-            (profile_id,),
-        )
-        return [Membership(*row) for row in rows]
-
-    def merges(self, profile_id: int) -> list[MergeRecord]:
-        rows = self._all(
-            "SELECT seq, at, action, into_id, from_id, via, event_type FROM merges"
-            " WHERE into_id IN (SELECT ?1 UNION SELECT id FROM profiles WHERE merged_into = ?1)"
-            " OR from_id IN (SELECT ?1 UNION SELECT id FROM profiles WHERE merged_into = ?1) ORDER BY seq",
-            (profile_id,),
-        )
-        return [MergeRecord(*row) for row in rows]
 
     def request_rebuild(self) -> None:
         with self._lock:

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import sqlite3
-import string
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from trackyard.config import Durability, Settings
 from trackyard.errors import StoreUnavailable
+from trackyard.storage._group_commit import writer_stats
+from trackyard.storage._source_changes import SOURCE_COLUMNS, SourceChanges, Statement
 from trackyard.storage.base import (
     AppendResult,
     EventRecord,
-    NoSuchSource,
     RejectRecord,
     Source,
     SourceExists,
@@ -32,16 +30,16 @@ from trackyard.storage.base import (
     StoredReject,
     StoreURLError,
 )
-from trackyard.storage.secrets import hash_secret
-from trackyard.storage.source_names import check_source_name
 from trackyard.storage.sqlite import _log
+from trackyard.storage.sqlite._blocks import BlockCache
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.storage.sqlite._writer import Writer, write_transaction
 
 #: The database's file name in the store's directory.
 DATABASE_FILENAME = "trackyard.db"
 
-_SCHEMA_VERSION = 3
+# 4: log_blocks (compacted parts of the log); new files get auto_vacuum=INCREMENTAL.
+_SCHEMA_VERSION = 4
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -67,22 +65,12 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
-_WRITE_KEY_ALPHABET = string.ascii_letters + string.digits
-_SOURCE_COLUMNS = "id, name, write_key, enabled, rate_limit, created_at, secret_hash"
 # The ids of removed sources, so that no new source is given one: stored events keep theirs.
 # Created when first needed, so that stores made before it need no migration.
 _REMOVED_SOURCES = (
     "CREATE TABLE IF NOT EXISTS removed_sources"
     " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, removed_at TEXT NOT NULL)"
 )
-_NEXT_SOURCE_ID = (
-    "(SELECT coalesce(max(id), 0) + 1 FROM (SELECT id FROM sources UNION ALL SELECT id FROM removed_sources))"
-)
-
-
-def generate_write_key() -> str:
-    """32 random letters and digits, the shape of a Segment write key."""
-    return "".join(secrets.choice(_WRITE_KEY_ALPHABET) for _ in range(32))
 
 
 #: The store URLs this backend takes, for errors that refuse others.
@@ -115,7 +103,7 @@ def database_path(directory: Path) -> Path:
     return directory / DATABASE_FILENAME
 
 
-def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
+def connect(path: Path, durability: Durability) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     # The durability modes as pragmas. In WAL mode FULL fsyncs the log on every commit
@@ -123,6 +111,9 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     # crash but not a power loss (``process``).
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
+    # A checkpoint cuts the write-ahead log back to this: compaction's bursts would otherwise
+    # leave it at its largest size for good.
+    conn.execute("PRAGMA journal_size_limit=67108864")
     return conn
 
 
@@ -138,7 +129,7 @@ def _source(row: tuple[int, str, str, int, float | None, str, str | None]) -> So
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SourceChanges):
     """The default backend: the log, the rejects and the sources in one database.
 
     Its files are in :func:`store_directory`: the data dir unless the store URL names
@@ -151,7 +142,9 @@ class SQLiteStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = database_path(self.directory)
         self._lock = threading.Lock()
-        self._conn = _connect(path, settings.durability)
+        self._conn = connect(path, settings.durability)
+        #: The compacted blocks this reader decoded last (consumers read a block in pages).
+        self._blocks = BlockCache()
         self._migrate()
         self._version_path = self.directory / "sources.version"
         if not self._version_path.exists():
@@ -161,7 +154,7 @@ class SQLiteStore:
         self._version_map = mmap.mmap(self._version_fd, 8)
         self._writer: Writer | None = None
         if writer:
-            conn = _connect(path, settings.durability)
+            conn = connect(path, settings.durability)
             dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
             self._writer = Writer(conn, dedup, settings)
             self._writer.start()
@@ -180,6 +173,12 @@ class SQLiteStore:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version >= _SCHEMA_VERSION:
                 return
+            if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                # Only a file without tables can take it: retention then gives dropped
+                # blocks' pages back to the OS (older stores: ``trackyard store vacuum``).
+                # A VACUUM of the empty file applies it (WAL mode has written the header already).
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
             with write_transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
@@ -193,6 +192,10 @@ class SQLiteStore:
         if self._writer is None:
             raise StoreUnavailable("this store was opened read-only")
         return await self._writer.submit(events, rejects)
+
+    async def add_rejects(self, rejects: Sequence[RejectRecord]) -> None:
+        """Store ``rejects`` alone, durably (a log kept elsewhere hands its rejects here)."""
+        await self.append((), rejects)
 
     async def ping(self) -> None:
         # A full disk often still takes a small commit (the WAL reuses its space), while every
@@ -209,7 +212,7 @@ class SQLiteStore:
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
         with self._lock:
-            return _log.read(self._conn, after, limit, source_id, type)
+            return _log.read(self._conn, after, limit, source_id, type, self._blocks)
 
     def head_seq(self) -> int:
         with self._lock:
@@ -246,33 +249,27 @@ class SQLiteStore:
         return writer is not None and writer.pending >= self.settings.max_pending_events
 
     def stats(self) -> dict[str, int]:
-        """This process's writer: transactions committed, events written, events waiting, dedup flushes."""
-        writer = self._writer
-        if writer is None:
-            return {"commits": 0, "written": 0, "pending": 0, "flushes": 0}
-        return {
-            "commits": writer.commits,
-            "written": writer.written,
-            "pending": writer.pending,
-            "flushes": writer.flushes,
-        }
+        """This process's writer: transactions committed, events written, events waiting, upkeep rounds."""
+        return writer_stats(self._writer)
 
     def count_events(self) -> int:
         with self._lock:
-            (count,) = self._conn.execute("SELECT coalesce(sum(n), 0) FROM log").fetchone()
+            (count,) = self._conn.execute(
+                "SELECT (SELECT coalesce(sum(n), 0) FROM log) + (SELECT coalesce(sum(n), 0) FROM log_blocks)"
+            ).fetchone()
         return int(count)
 
     # -- sources -----------------------------------------------------------------
 
     def sources(self) -> list[Source]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY id").fetchall()
+            rows = self._conn.execute(f"SELECT {SOURCE_COLUMNS} FROM sources ORDER BY id").fetchall()
         return [_source(row) for row in rows]
 
     def source_by_name(self, name: str) -> Source | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)
+                f"SELECT {SOURCE_COLUMNS} FROM sources WHERE name = ?", (name,)
             ).fetchone()
         return None if row is None else _source(row)
 
@@ -280,64 +277,8 @@ class SQLiteStore:
         # Cheap enough to ask on every request: the page is shared with every process.
         return int.from_bytes(self._version_map[:8], "little")
 
-    def add_source(
-        self,
-        name: str,
-        write_key: str | None = None,
-        rate_limit: float | None = None,
-        secret: str | None = None,
-    ) -> Source:
-        check_source_name(name)
-        key = write_key or generate_write_key()
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._change_sources(
-            f"INSERT INTO sources (id, name, write_key, rate_limit, created_at, secret_hash)"
-            f" VALUES ({_NEXT_SOURCE_ID}, ?, ?, ?, ?, ?)",
-            (name, key, rate_limit, created, None if secret is None else hash_secret(secret)),
-            conflict=f"A source named {name!r}, or one with that write key, exists already.",
-        )
-        source = self.source_by_name(name)
-        assert source is not None
-        return source
-
-    def rotate_source(self, name: str, write_key: str | None = None) -> Source:
-        self._change_sources(
-            "UPDATE sources SET write_key = ? WHERE name = ?",
-            (write_key or generate_write_key(), name),
-            conflict="Another source has that write key.",
-        )
-        return self._existing(name)
-
-    def set_source_enabled(self, name: str, enabled: bool) -> Source:
-        self._change_sources("UPDATE sources SET enabled = ? WHERE name = ?", (int(enabled), name))
-        return self._existing(name)
-
-    def set_source_secret(self, name: str, secret: str) -> Source:
-        self._change_sources("UPDATE sources SET secret_hash = ? WHERE name = ?", (hash_secret(secret), name))
-        return self._existing(name)
-
-    def set_source_rate_limit(self, name: str, rate_limit: float | None) -> Source:
-        self._change_sources("UPDATE sources SET rate_limit = ? WHERE name = ?", (rate_limit, name))
-        return self._existing(name)
-
-    def remove_source(self, name: str) -> Source:
-        source = self._existing(name)
-        removed = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._change_sources(
-            "INSERT INTO removed_sources (id, name, removed_at) SELECT id, name, ? FROM sources WHERE id = ?",
-            (removed, source.id),
-            ("DELETE FROM sources WHERE id = ?", (source.id,)),
-        )
-        return source
-
-    def _existing(self, name: str) -> Source:
-        source = self.source_by_name(name)
-        if source is None:
-            raise NoSuchSource(name)
-        return source
-
     def _change_sources(
-        self, sql: str, params: tuple[object, ...], *more: tuple[str, tuple[object, ...]], conflict: str = ""
+        self, sql: str, params: tuple[object, ...], *more: Statement, conflict: str = ""
     ) -> None:
         """Run the statement (and ``more`` of them) in one write transaction."""
         try:

@@ -1,0 +1,1 @@
+"""The event log on a NATS JetStream stream (``--log nats://...``): see ``log.py``."""

@@ -1,0 +1,95 @@
+"""``trackyard migrate``: the SQLite store copied into a real PostgreSQL database, resumably."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tests.consumers.conftest import append
+from tests.consumers.test_supervisor import _identifies
+from trackyard.cli import main
+from trackyard.config import Settings
+from trackyard.profiles.consumer import catch_up
+from trackyard.profiles.settings import ProfileSettings
+from trackyard.storage.base import EventRecord
+from trackyard.storage.destinations import Destination
+from trackyard.storage.factory import Backends, open_backends, open_destinations
+
+
+def _migrate(data_dir: Path, dsn: str) -> str:
+    result = CliRunner().invoke(main, ["migrate", "--data-dir", str(data_dir), "--to-state", dsn])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _events(backends: Backends) -> list[tuple[int, int, str, bytes]]:
+    return [tuple(e) for e in backends.log.read_events(limit=100_000)]  # type: ignore[misc]
+
+
+def _normalised(snapshot: dict[str, list[object]]) -> dict[str, list[tuple[object, ...]]]:
+    """SQLite keeps booleans as 0/1: compare as ints."""
+    return {
+        t: [tuple(int(v) if isinstance(v, bool) else v for v in row) for row in rows]  # type: ignore[attr-defined]
+        for t, rows in snapshot.items()
+    }
+
+
+def test_migrate_copies_everything_and_a_second_run_copies_only_what_is_new(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    sqlite = open_backends(Settings(data_dir=data), writer=True)
+    web = sqlite.sources.add_source("web", write_key="k-web", secret="s3cret", rate_limit=5.0)
+    sqlite.sources.add_source("app")
+    append(sqlite, _identifies(0, 1200))
+    catch_up(sqlite.log, sqlite.profiles(), ProfileSettings())
+    sqlite.cursors().commit("warehouse", 700)
+    registry = open_destinations(sqlite.settings)
+    registry.add(Destination(name="hook", kind="webhook", url="https://example.com/in", secret="sig"))
+    registry.close()
+
+    out = _migrate(data, pg_dsn)
+    assert "copied 2 sources, 1 destinations, 1200 events, the profiles and 1 cursors" in out
+    pg = open_backends(Settings(data_dir=tmp_path / "node", state_url=pg_dsn), writer=True)
+    try:
+        assert pg.sources.sources() == sqlite.sources.sources()
+        assert pg.sources.source_by_name("web") == web  # the secret's hash and the limit too
+        assert _events(pg) == _events(sqlite)
+        assert _normalised(pg.profiles().snapshot()) == _normalised(sqlite.profiles().snapshot())
+        assert pg.profiles().progress().cursor == 1200
+        assert pg.cursors().get("warehouse") == 700
+        assert open_destinations(pg.settings).get("hook").secret == "sig"
+        # An event sent before the move and retried after it is still a duplicate.
+        retry = EventRecord(1, "m7", "identify", int(time.time() * 1000), b'{"messageId":"m7"}')
+        result = asyncio.run(pg.log.append([retry], []))
+        assert (result.stored, result.duplicates) == (0, 1)
+
+        again = _migrate(data, pg_dsn)
+        assert (
+            "copied 0 sources, 0 destinations, 0 events, no (already there) profiles and 0 cursors" in again
+        )
+        append(sqlite, _identifies(1200, 300))  # the old server kept accepting
+        assert "300 events" in _migrate(data, pg_dsn)
+        assert _events(pg) == _events(sqlite) and pg.log.head_seq() == 1500
+    finally:
+        pg.close()
+        sqlite.close()
+
+
+def test_migrate_refuses_a_target_that_holds_other_events_or_sources(pg_dsn: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sqlite = open_backends(Settings(data_dir=data), writer=True)
+    sqlite.sources.add_source("web", write_key="k1")
+    append(sqlite, _identifies(0, 10))
+    sqlite.close()
+    pg = open_backends(Settings(data_dir=tmp_path / "node", state_url=pg_dsn), writer=True)
+    pg.sources.add_source("web", write_key="other")
+    pg.close()
+    runner = CliRunner()
+    refused = runner.invoke(main, ["migrate", "--data-dir", str(data), "--to-state", pg_dsn])
+    assert refused.exit_code == 1 and "already has a different source named 'web'" in refused.output
+    missing = runner.invoke(main, ["migrate", "--data-dir", str(tmp_path / "none"), "--to-state", pg_dsn])
+    assert missing.exit_code == 1 and "no trackyard store in" in missing.output
