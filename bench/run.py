@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -247,17 +248,35 @@ class Process:
             self.proc.wait()
 
 
-class MetricsScraper:
+class _Beside:
+    """A thread that runs beside the scenarios until :meth:`stop`, which returns its figures."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _figures(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        return self._figures()
+
+
+class MetricsScraper(_Beside):
     """`--scrape-metrics`: GET /metrics every second, as Prometheus would, timing each scrape."""
 
     def __init__(self, url: str, interval: float = 1.0) -> None:
         self._url = f"{url}/metrics"
         self._interval = interval
-        self._stop = threading.Event()
         self._seconds: list[float] = []
         self._failures = 0
-        self._thread = threading.Thread(target=self._run, name="metrics-scraper", daemon=True)
-        self._thread.start()
+        super().__init__("metrics-scraper")
 
     def _run(self) -> None:
         with httpx.Client(timeout=30) as client:
@@ -272,16 +291,69 @@ class MetricsScraper:
                 else:
                     self._failures += 1
 
-    def stop(self) -> dict[str, Any]:
-        """Stop scraping; what the scrapes took."""
-        self._stop.set()
-        self._thread.join()
+    def _figures(self) -> dict[str, Any]:
         took = sorted(self._seconds)
         return {
             "scrapes": len(took),
             "failures": self._failures,
             "median_ms": round(took[len(took) // 2] * 1000, 1) if took else None,
             "max_ms": round(took[-1] * 1000, 1) if took else None,
+        }
+
+
+class ConsoleWatcher(_Beside):
+    """`--watch-console`: a browser on the live debugger. Signs in with the admin token and
+    keeps one debugger stream open, as the page's EventSource does: the server ends each
+    stream after a few seconds and it reconnects at once with ``Last-Event-ID``. What comes
+    is read and discarded; only counted."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._url = url
+        self._token = token
+        self.figures: dict[str, Any] = {"streams": 0, "batches": 0, "events_shown": 0, "sampled": False}
+        self._failures: list[str] = []
+        super().__init__("console-watcher")
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self._url, timeout=30) as client:
+            signed_in = client.post("/console/sign-in", data={"token": self._token, "next": "/console/live"})
+            if signed_in.status_code != 303:
+                self._failures.append(f"sign-in answered {signed_in.status_code}")
+                return
+            resume: str | None = None
+            while not self._stop.is_set():
+                try:
+                    resume = self._follow(client, resume)
+                except httpx.HTTPError as error:
+                    self._failures.append(f"{type(error).__name__}: {error}")
+                    self._stop.wait(0.25)
+
+    def _follow(self, client: httpx.Client, resume: str | None) -> str | None:
+        """One stream, to its end; where the next one resumes."""
+        headers = {"Last-Event-ID": resume} if resume else {}
+        with client.stream("GET", "/console/live/stream", headers=headers) as stream:
+            if stream.status_code != 200:
+                self._failures.append(f"stream answered {stream.status_code}")
+                self._stop.wait(0.25)
+                return resume
+            self.figures["streams"] += 1
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    resume = line[4:]
+                elif line.startswith("data: "):
+                    batch = json.loads(line[6:])
+                    self.figures["batches"] += 1
+                    self.figures["events_shown"] += len(batch.get("events", ()))
+                    self.figures["sampled"] |= bool(batch.get("status", {}).get("sampling"))
+                if self._stop.is_set():
+                    break
+        return resume
+
+    def _figures(self) -> dict[str, Any]:
+        return {
+            **self.figures,
+            "failures": len(self._failures),
+            "first_failure": next(iter(self._failures), None),
         }
 
 
@@ -495,6 +567,12 @@ def main() -> int:
         help="GET trackyard's /metrics every second while the scenarios run, as Prometheus would",
     )
     parser.add_argument(
+        "--watch-console",
+        action="store_true",
+        help="start trackyard with an admin token and keep the console's live debugger stream open "
+        "(signed in, reading everything it sends) while the scenarios run",
+    )
+    parser.add_argument(
         "--serve-arg",
         action="append",
         default=[],
@@ -536,6 +614,7 @@ def main() -> int:
         return 2
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
+    console_token = secrets.token_urlsafe(24)
     targets = {
         "trackyard": [
             py,
@@ -549,6 +628,7 @@ def main() -> int:
             "--log-level",
             "warning",
             *workers,
+            *(["--admin-token", console_token] if args.watch_console else []),
             *args.serve_arg,
         ],
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
@@ -563,11 +643,17 @@ def main() -> int:
     loader: dict[str, Any] = {}
     storage: dict[str, Any] = {}
     scrapes: dict[str, Any] | None = None
+    watched: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
         scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
+        watcher = (
+            ConsoleWatcher(server.url, console_token)
+            if args.watch_console and target == "trackyard"
+            else None
+        )
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
@@ -645,6 +731,8 @@ def main() -> int:
         finally:
             if scraper is not None:
                 scrapes = scraper.stop()
+            if watcher is not None:
+                watched = watcher.stop()
             server.stop()
     stored = (
         0
@@ -681,6 +769,7 @@ def main() -> int:
         report["warehouse"] = warehouse_scenario(args.warehouse_events)
     report["serve_args"] = args.serve_arg
     report["metrics_scrapes"] = scrapes
+    report["console_watch"] = watched
     out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -769,6 +858,8 @@ def print_table(report: dict[str, Any]) -> None:
                 )
         if report.get("metrics_scrapes"):
             out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
+        if report.get("console_watch"):
+            out_console.print(f"console debugger watched: {report['console_watch']}")
     if "delivery" in report:
         from bench import delivery  # importable: main put the repo on the path
 

@@ -98,7 +98,11 @@ _console = Console(stderr=True)
     "--admin-token",
     envvar="TRACKYARD_ADMIN_TOKEN",
     show_envvar=True,
-    help="Bearer token that unlocks the read and admin API (profiles, accounts). Without it that API is off.",
+    help=(
+        "Token that unlocks the web console at /console (sign in with it: live debugger, sources, "
+        "destinations, profiles) and, as a Bearer token, the read and admin API (profiles, accounts). "
+        "Without it both are off."
+    ),
 )
 @click.option(
     "--warehouse",

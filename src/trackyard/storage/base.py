@@ -66,6 +66,10 @@ class EventRecord(NamedTuple):
     body: bytes
 
 
+#: The source id of a reject whose request named no source (a wrong key): source ids start at 1.
+NO_SOURCE = 0
+
+
 @dataclass(frozen=True, slots=True)
 class RejectRecord:
     """One refused event or request, kept with its reason so nothing vanishes silently."""
