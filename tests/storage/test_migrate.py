@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from tests.consumers.conftest import append
 from tests.consumers.test_supervisor import _identifies
+from tests.storage.nats_servers import nats_servers
 from trackyard.cli import main
 from trackyard.config import Settings
 from trackyard.profiles.consumer import catch_up
@@ -19,8 +20,8 @@ from trackyard.storage.destinations import Destination
 from trackyard.storage.factory import Backends, open_backends, open_destinations
 
 
-def _migrate(data_dir: Path, dsn: str) -> str:
-    result = CliRunner().invoke(main, ["migrate", "--data-dir", str(data_dir), "--to-state", dsn])
+def _migrate(data_dir: Path, dsn: str, *more: str) -> str:
+    result = CliRunner().invoke(main, ["migrate", "--data-dir", str(data_dir), "--to-state", dsn, *more])
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -93,3 +94,34 @@ def test_migrate_refuses_a_target_that_holds_other_events_or_sources(pg_dsn: str
     assert refused.exit_code == 1 and "already has a different source named 'web'" in refused.output
     missing = runner.invoke(main, ["migrate", "--data-dir", str(tmp_path / "none"), "--to-state", pg_dsn])
     assert missing.exit_code == 1 and "no trackyard store in" in missing.output
+
+
+def test_migrate_to_jetstream_keeps_every_seq_and_resumes(pg_dsn: str, tmp_path: Path) -> None:
+    """The log into a real JetStream stream (the state into PostgreSQL): each event at its
+    own seq, so the cursors stay valid; the dedup keys along; a second run copies nothing."""
+    data = tmp_path / "data"
+    sqlite = open_backends(Settings(data_dir=data), writer=True)
+    sqlite.sources.add_source("web")
+    append(sqlite, _identifies(0, 1200))
+    catch_up(sqlite.log, sqlite.profiles(), ProfileSettings())
+    sqlite.cursors().commit("warehouse", 700)
+    with nats_servers(tmp_path / "nats") as nats:
+        out = _migrate(data, pg_dsn, "--to-log", nats.url)
+        assert "copied 1 sources, 0 destinations, 1200 events, the profiles and 1 cursors" in out
+        settings = Settings(data_dir=tmp_path / "node", state_url=pg_dsn, log_url=nats.url)
+        cluster = open_backends(settings, writer=True)
+        try:
+            assert _events(cluster) == _events(sqlite)
+            assert cluster.profiles().progress().cursor == 1200
+            assert cluster.cursors().get("warehouse") == 700
+            retry = EventRecord(1, "m7", "identify", int(time.time() * 1000), b'{"messageId":"m7"}')
+            result = asyncio.run(cluster.log.append([retry], []))
+            assert (result.stored, result.duplicates) == (0, 1)
+
+            assert "0 events" in _migrate(data, pg_dsn, "--to-log", nats.url)
+            append(sqlite, _identifies(1200, 300))
+            assert "300 events" in _migrate(data, pg_dsn, "--to-log", nats.url)
+            assert _events(cluster) == _events(sqlite) and cluster.log.head_seq() == 1500
+        finally:
+            cluster.close()
+            sqlite.close()

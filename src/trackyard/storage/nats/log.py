@@ -288,6 +288,44 @@ class JetStreamLog:
             except nats.js.errors.APIError as exc:
                 raise StoreUnavailable(f"JetStream refused the publish: {exc}") from None
 
+    def copy_events(self, events: Sequence[StoredEvent], keys: Sequence[int]) -> None:
+        """Append events copied from another log (``trackyard migrate``) at their own seqs.
+
+        Each publish carries ``Nats-Expected-Last-Sequence: seq - 1``, so the stream takes it
+        only right after its predecessor: an event lands at exactly the seq it had, or the
+        copy stops with ``StoreUnavailable`` (run it again: it resumes after the stream's
+        head). No ``Nats-Msg-Id``: the source may hold the same messageId twice (sent again
+        after its long window), and both must keep their seqs. The events' dedup keys go
+        into the long window, so a client's retry of an event sent before the move is caught.
+        """
+        if not events:
+            return
+        self._call(self._copy(events), self.options.ack_timeout + _RETRY_SECONDS)
+        self._remember([(int(time.time() * 1000), list(dict.fromkeys(keys)))])
+
+    async def _copy(self, events: Sequence[StoredEvent]) -> None:
+        header = api.Header.EXPECTED_LAST_SEQUENCE.value
+        # publish_async sends in order on one connection, so the stream sees seq order.
+        pending = [
+            await self._js.publish_async(
+                f"{self._prefix}.{event.source_id}.{event.type}",
+                event.body,
+                stream=self.options.stream,
+                headers={header: str(event.seq - 1)},
+            )
+            for event in events
+        ]
+        acks = await asyncio.wait_for(
+            asyncio.gather(*pending, return_exceptions=True), self.options.ack_timeout + _RETRY_SECONDS
+        )
+        for event, ack in zip(events, acks, strict=True):
+            if isinstance(ack, BaseException) or ack.seq != event.seq:
+                why = ack if isinstance(ack, BaseException) else f"it got seq {ack.seq}"
+                raise StoreUnavailable(
+                    f"event {event.seq} could not be copied at its seq ({why}); run the migration"
+                    " again to resume after the stream's head"
+                )
+
     async def ping(self) -> None:
         if not self._writer:
             raise StoreUnavailable("this log was opened read-only")
