@@ -63,15 +63,24 @@ def _measure(
     """One wrk per node at once; per node: events/s, p50/p99 and CPU µs per event."""
     before = [node.cpu_seconds() for node in nodes]
     figures: list[dict[str, Any]] = [{} for _ in nodes]
+    failures: list[BaseException] = []
 
     def drive(i: int) -> None:
-        figures[i] = wrk(nodes[i].url, scenario, tmp, seconds, f"{run_id}-n{i}", delay_ms=delay_ms)
+        # A directory per node: wrk's spec file is written per run, and the runs are concurrent.
+        own = tmp / f"wrk-n{i}"
+        own.mkdir(exist_ok=True)
+        try:
+            figures[i] = wrk(nodes[i].url, scenario, own, seconds, f"{run_id}-n{i}", delay_ms=delay_ms)
+        except BaseException as exc:
+            failures.append(exc)
 
     threads = [threading.Thread(target=drive, args=(i,)) for i in range(len(nodes))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise failures[0]
     rows = []
     for i, (node, m) in enumerate(zip(nodes, figures, strict=True)):
         events = max(m["requests"] * scenario.events, 1)
