@@ -20,7 +20,10 @@ import msgspec
 from scripts.faults import Clients, Load, Tally, mark_of
 
 from tests.conftest import Server
+from tests.profiles.conftest import at
 from tests.storage.nats_servers import NatsServers, wait_until
+from trackyard.profiles.facts import PERSON, make_key
+from trackyard.profiles.storage import ProfileStore
 from trackyard.storage.base import EventLog
 
 
@@ -78,6 +81,38 @@ def stored_marks(log: EventLog) -> Counter[str]:
                 counts[mark] += 1
         cursor = page[-1].seq
     return counts
+
+
+def assert_stored_once(log: EventLog, tally: Tally) -> Counter[str]:
+    """Every acknowledged event is in ``log`` exactly once, no rejected one is; the counts."""
+    assert not [u for u in tally.unexpected if not u.startswith("503")], tally.unexpected[:10]
+    assert tally.acknowledged
+    stored = stored_marks(log)
+    assert {m for m in tally.acknowledged if stored[m] == 0} == set(), "acknowledged but lost"
+    assert {m for m, n in stored.items() if n > 1} == set(), "stored twice"
+    assert {m for m in tally.rejected if stored[m]} == set(), "rejected but stored"
+    assert set(stored) == tally.acknowledged  # every call was retried to a final answer
+    return stored
+
+
+def identify_batch(start: int, count: int) -> dict[str, object]:
+    """A ``/v1/batch`` body of ``count`` identifies of user ``u``, trait ``n`` counting up."""
+    return {
+        "batch": [
+            {"type": "identify", "userId": "u", "traits": {"n": i}, "messageId": f"m{i}", "timestamp": at(i)}
+            for i in range(start, start + count)
+        ]
+    }
+
+
+def assert_applied_once(profiles: ProfileStore, count: int) -> None:
+    """The ``count`` identifies of :func:`identify_batch` were each applied once to user ``u``."""
+    assert profiles.progress().processed == count
+    pid = profiles.resolve_key(make_key(PERSON, "user_id", "u"))
+    assert pid is not None
+    profile = profiles.profile(pid)
+    assert profile is not None and profile.event_count == count  # nothing applied twice
+    assert profile.traits["n"][0] == count - 1
 
 
 def stop_all(*processes: Server | Consumer) -> None:
