@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from tests.consumers.conftest import append
 from tests.consumers.test_supervisor import _identifies
+from tests.pg_databases import fresh_database
 from tests.storage.nats_servers import nats_servers
 from trackyard.cli import main
 from trackyard.config import Settings
@@ -125,3 +126,25 @@ def test_migrate_to_jetstream_keeps_every_seq_and_resumes(pg_dsn: str, tmp_path:
         finally:
             cluster.close()
             sqlite.close()
+
+
+def test_migrate_refuses_a_stream_that_holds_other_events(pg_dsn: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sqlite = open_backends(Settings(data_dir=data), writer=True)
+    sqlite.sources.add_source("web")
+    append(sqlite, _identifies(0, 10))
+    sqlite.close()
+    with nats_servers(tmp_path / "nats") as nats, fresh_database() as elsewhere:
+        other = open_backends(
+            Settings(data_dir=tmp_path / "other", state_url=elsewhere, log_url=nats.url), writer=True
+        )
+        try:
+            other.sources.add_source("web")
+            append(other, _identifies(100, 3))  # three events from elsewhere, seqs 1 to 3
+        finally:
+            other.close()
+        refused = CliRunner().invoke(
+            main, ["migrate", "--data-dir", str(data), "--to-state", pg_dsn, "--to-log", nats.url]
+        )
+    assert refused.exit_code == 1, refused.output
+    assert "the target's log holds other events (its event 3 is not this store's)" in refused.output

@@ -144,6 +144,11 @@ def _log(
             f"the target's log is longer ({start:,} events) than this store's ({head:,}): "
             "it holds events that do not come from here"
         )
+    if start and not _same_event(src, dst, start):
+        raise MigrationError(
+            f"the target's log holds other events (its event {start:,} is not this store's): "
+            "migrate into an empty log, or into an earlier copy of this store"
+        )
     after = start
     progress("events", after, head)
     while after < head:
@@ -163,6 +168,12 @@ def _log(
         report.events += len(page)
         after = page[-1].seq
         progress("events", after, head)
+
+
+def _same_event(src: SQLiteStore, dst: PGLog | JetStreamLog, seq: int) -> bool:
+    """Whether both logs hold the same event at ``seq`` (the target's head, before resuming)."""
+    mine, theirs = src.read_events(after=seq - 1, limit=1), dst.read_events(after=seq - 1, limit=1)
+    return bool(mine and theirs) and mine[0] == theirs[0]
 
 
 def _profiles(snapshot: dict[str, list[object]], dst: PGProfiles, progress: ProgressCallback) -> bool:
