@@ -328,8 +328,9 @@ class JetStreamLog:
         only right after its predecessor: an event lands at exactly the seq it had, or the
         copy stops with ``StoreUnavailable`` (run it again: it resumes after the stream's
         head). No ``Nats-Msg-Id``: the source may hold the same messageId twice (sent again
-        after its long window), and both must keep their seqs. The events' dedup keys go
-        into the long window, so a client's retry of an event sent before the move is caught.
+        after its long window), and both must keep their seqs. The events' dedup ``keys`` go
+        into the long window as received now (as the PostgreSQL log's copy does), so a
+        client's retry of an event sent before the move is caught.
         """
         if not events:
             return
