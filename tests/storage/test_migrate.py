@@ -31,6 +31,23 @@ def _events(backends: Backends) -> list[tuple[int, int, str, bytes]]:
     return [tuple(e) for e in backends.log.read_events(limit=100_000)]  # type: ignore[misc]
 
 
+def _assert_resumes(sqlite: Backends, target: Backends, data: Path, dsn: str, *more: str) -> None:
+    """A run after everything was copied copies nothing; one after more events, just those."""
+    assert "0 events" in _migrate(data, dsn, *more)
+    append(sqlite, _identifies(1200, 300))  # the old server kept accepting
+    assert "300 events" in _migrate(data, dsn, *more)
+    assert _events(target) == _events(sqlite) and target.log.head_seq() == 1500
+
+
+def _small_store(data: Path, write_key: str | None = None) -> Path:
+    """A SQLite store with source ``web`` and 10 events."""
+    sqlite = open_backends(Settings(data_dir=data), writer=True)
+    sqlite.sources.add_source("web", write_key=write_key)
+    append(sqlite, _identifies(0, 10))
+    sqlite.close()
+    return data
+
+
 def _normalised(snapshot: dict[str, list[object]]) -> dict[str, list[tuple[object, ...]]]:
     """SQLite keeps booleans as 0/1: compare as ints."""
     return {
@@ -73,20 +90,14 @@ def test_migrate_copies_everything_and_a_second_run_copies_only_what_is_new(
         assert (
             "copied 0 sources, 0 destinations, 0 events, no (already there) profiles and 0 cursors" in again
         )
-        append(sqlite, _identifies(1200, 300))  # the old server kept accepting
-        assert "300 events" in _migrate(data, pg_dsn)
-        assert _events(pg) == _events(sqlite) and pg.log.head_seq() == 1500
+        _assert_resumes(sqlite, pg, data, pg_dsn)
     finally:
         pg.close()
         sqlite.close()
 
 
 def test_migrate_refuses_a_target_that_holds_other_events_or_sources(pg_dsn: str, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    sqlite = open_backends(Settings(data_dir=data), writer=True)
-    sqlite.sources.add_source("web", write_key="k1")
-    append(sqlite, _identifies(0, 10))
-    sqlite.close()
+    data = _small_store(tmp_path / "data", write_key="k1")
     pg = open_backends(Settings(data_dir=tmp_path / "node", state_url=pg_dsn), writer=True)
     pg.sources.add_source("web", write_key="other")
     pg.close()
@@ -119,21 +130,14 @@ def test_migrate_to_jetstream_keeps_every_seq_and_resumes(pg_dsn: str, tmp_path:
             result = asyncio.run(cluster.log.append([retry], []))
             assert (result.stored, result.duplicates) == (0, 1)
 
-            assert "0 events" in _migrate(data, pg_dsn, "--to-log", nats.url)
-            append(sqlite, _identifies(1200, 300))
-            assert "300 events" in _migrate(data, pg_dsn, "--to-log", nats.url)
-            assert _events(cluster) == _events(sqlite) and cluster.log.head_seq() == 1500
+            _assert_resumes(sqlite, cluster, data, pg_dsn, "--to-log", nats.url)
         finally:
             cluster.close()
             sqlite.close()
 
 
 def test_migrate_refuses_a_stream_that_holds_other_events(pg_dsn: str, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    sqlite = open_backends(Settings(data_dir=data), writer=True)
-    sqlite.sources.add_source("web")
-    append(sqlite, _identifies(0, 10))
-    sqlite.close()
+    data = _small_store(tmp_path / "data")
     with nats_servers(tmp_path / "nats") as nats, fresh_database() as elsewhere:
         other = open_backends(
             Settings(data_dir=tmp_path / "other", state_url=elsewhere, log_url=nats.url), writer=True
