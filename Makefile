@@ -43,6 +43,7 @@ pytest: $(DEV) test-deps
 
 ## bench: trackyard against this machine's ceilings (wrk on loopback); writes bench/results/*.json
 ##   e.g. make bench BENCH_ARGS="--scrape-metrics --only track" (see python bench/run.py --help)
+##   make bench BENCH_ARGS="--backend nats|postgresql": one and two collector nodes on a cluster (bench/cluster.py)
 bench: $(DEV)
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

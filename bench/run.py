@@ -584,6 +584,9 @@ def main() -> int:
         default="trackyard,bare,decode",
         help="comma-separated servers to measure (default trackyard,bare,decode: trackyard and its ceilings)",
     )
+    from bench import cluster
+
+    cluster.add_arguments(parser)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="trackyard-bench-"))
     run_id = f"r{int(time.time())}"
@@ -612,6 +615,8 @@ def main() -> int:
     if chosen and not shutil.which("wrk"):
         console.print("[red]wrk is not installed: apt-get install wrk[/red]")
         return 2
+    if args.backend != "sqlite":
+        return cluster.run(args, chosen, tmp, run_id)
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
     console_token = secrets.token_urlsafe(24)

@@ -73,18 +73,23 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def mark_of(event: dict[str, Any]) -> str | None:
+    """The mark a generated call put in a canonical event (its properties or traits), if any."""
+    for key in ("properties", "traits"):
+        bag = event.get(key)
+        if isinstance(bag, dict) and isinstance(bag.get(MARK), str):
+            return str(bag[MARK])
+    return None
+
+
 def stored_marks(db: Path) -> Counter[str]:
     """How many times each marked event is stored (read straight from the database)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         counts: Counter[str] = Counter()
         for body in log_bodies(conn):
-            event = msgspec.json.decode(body)
-            for key in ("properties", "traits"):
-                bag = event.get(key)
-                if isinstance(bag, dict) and isinstance(bag.get(MARK), str):
-                    counts[bag[MARK]] += 1
-                    break
+            if (mark := mark_of(msgspec.json.decode(body))) is not None:
+                counts[mark] += 1
         return counts
     finally:
         conn.close()

@@ -19,9 +19,8 @@ import pytest
 
 from tests.conftest import Server, cli
 from tests.pg_databases import fresh_database
-from tests.profiles.conftest import at
+from tests.storage.cluster import assert_applied_once, identify_batch
 from trackyard.config import Settings
-from trackyard.profiles.facts import PERSON, make_key
 from trackyard.storage.factory import open_backends
 
 
@@ -90,15 +89,6 @@ def test_nodes_share_sources_and_one_dedup_window_across_a_restart_of_everything
     assert len(cli("events", "--json", "--data-dir", str(tmp_path / "elsewhere")).splitlines()) == len(stored)
 
 
-def _identify_batch(start: int, count: int) -> dict[str, object]:
-    return {
-        "batch": [
-            {"type": "identify", "userId": "u", "traits": {"n": i}, "messageId": f"m{i}", "timestamp": at(i)}
-            for i in range(start, start + count)
-        ]
-    }
-
-
 def test_a_killed_lease_holder_is_replaced_by_another_node_and_nothing_is_applied_twice(
     state: str, tmp_path: Path
 ) -> None:
@@ -112,23 +102,17 @@ def test_a_killed_lease_holder_is_replaced_by_another_node_and_nothing_is_applie
     try:
         profiles = reader.profiles()
         post = httpx.Client(base_url=first.url, auth=(key, ""), timeout=30)
-        assert post.post("/v1/batch", json=_identify_batch(0, 300)).status_code == 200
+        assert post.post("/v1/batch", json=identify_batch(0, 300)).status_code == 200
         _until(lambda: profiles.progress().cursor == 300, "the first node's consumer built the profiles")
         second = Server(tmp_path / "second", "--state", state, env=env).start()
         for start in range(300, 3300, 500):  # acknowledged by the first node: in the log
-            assert post.post("/v1/batch", json=_identify_batch(start, 500)).status_code == 200
+            assert post.post("/v1/batch", json=identify_batch(start, 500)).status_code == 200
         _until(lambda: profiles.progress().cursor > 300, "the first node works on the new events")
         first.stop(signal.SIGKILL)  # its consumer process is told to stop, and finishes its batch
         at_kill = profiles.progress().cursor
         assert at_kill < 3300, "the first node finished before it was killed: nothing was taken over"
         _until(lambda: profiles.progress().cursor == 3300, "the second node took over and caught up", 90)
-        progress = profiles.progress()
-        assert progress.processed == 3300
-        pid = profiles.resolve_key(make_key(PERSON, "user_id", "u"))
-        assert pid is not None
-        profile = profiles.profile(pid)
-        assert profile is not None and profile.event_count == 3300  # nothing applied twice
-        assert profile.traits["n"][0] == 3299
+        assert_applied_once(profiles, 3300)
     finally:
         for node in (first, second):
             if node is not None and node.process is not None and node.process.poll() is None:

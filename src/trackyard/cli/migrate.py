@@ -1,4 +1,4 @@
-"""``trackyard migrate``: move the embedded SQLite store into PostgreSQL."""
+"""``trackyard migrate``: move the embedded SQLite store into PostgreSQL (and JetStream)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,14 @@ from trackyard.storage.migrate import MigrationError, migrate
     "--to-log",
     "log_url",
     metavar="URL",
-    help="A PostgreSQL database of its own for the log (postgresql://...). Unset: the log goes "
-    "into the --to-state database.",
+    help="Where the log goes: a PostgreSQL database of its own (postgresql://...) or a JetStream "
+    "stream (nats://HOST:PORT[,HOST:PORT...], empty or an earlier copy of this log). Unset: the "
+    "log goes into the --to-state database.",
 )
 def migrate_command(data_dir: Path, state_url: str, log_url: str | None) -> None:
     """Copy the SQLite store in --data-dir into PostgreSQL: sources, destinations, the event log,
-    the profiles and the consumers' cursors.
+    the profiles and the consumers' cursors. With --to-log nats://..., the log goes into a
+    JetStream stream instead (each event at its own seq; the state still into --to-state).
 
     \b
     Seqs are kept, so every cursor stays valid, and each event's dedup key goes with it, so a
@@ -45,6 +47,8 @@ def migrate_command(data_dir: Path, state_url: str, log_url: str | None) -> None
       (stop the servers on the SQLite store)
       trackyard migrate --to-state postgresql://trackyard@db/trackyard   # the last events
       trackyard serve --state postgresql://trackyard@db/trackyard
+    With a JetStream log, add --to-log nats://n1:4222,n2:4222,n3:4222 to every migrate and
+    --log with the same URL to serve.
     """
     source = Settings(data_dir=data_dir)
     target = Settings(data_dir=data_dir, state_url=state_url, log_url=log_url or None)

@@ -1,9 +1,13 @@
-"""``trackyard migrate``: copy the embedded SQLite store into PostgreSQL.
+"""``trackyard migrate``: copy the embedded SQLite store into PostgreSQL (and JetStream).
 
 What is copied, in this order: the sources (ids, write keys, secret hashes, limits), the
 destinations, the event log (seqs kept, so every cursor stays valid, with each event's
 dedup key, so a retry of an event sent before the move is still caught), the profiles
-(with the profile consumer's cursor), and the other consumers' cursors.
+(with the profile consumer's cursor), and the other consumers' cursors. The state goes to
+PostgreSQL; the log to PostgreSQL too, or to a JetStream stream (``--to-log nats://``),
+where each event is published to land at its own seq (the stream seq is the log seq) or
+the copy stops. A JetStream log therefore starts empty or as an earlier copy of this one,
+and the SQLite log must start at seq 1 (every event since the store was made).
 
 Idempotent and resumable: what the target has already is skipped (the log resumes after
 the target's head), so a run that was interrupted, or a second run after more events
@@ -22,6 +26,7 @@ import msgspec
 from trackyard.config import Settings
 from trackyard.storage.base import dedup_key
 from trackyard.storage.factory import destinations_exist, open_backends, open_destinations, store_exists
+from trackyard.storage.nats.log import JetStreamLog
 from trackyard.storage.postgres.log import PGLog
 from trackyard.storage.postgres.profiles import PGProfiles
 from trackyard.storage.postgres.state import PGSources
@@ -78,7 +83,7 @@ def migrate(source: Settings, target: Settings, progress: ProgressCallback) -> M
     dst = open_backends(target)
     try:
         assert isinstance(src.log, SQLiteStore)
-        assert isinstance(dst.sources, PGSources) and isinstance(dst.log, PGLog)
+        assert isinstance(dst.sources, PGSources) and isinstance(dst.log, PGLog | JetStreamLog)
         _sources(src.log, dst.sources, report, progress)
         _destinations(source, target, report, progress)
         _log(src.log, dst.log, report, progress)
@@ -130,12 +135,19 @@ def _destinations(
         dst.close()
 
 
-def _log(src: SQLiteStore, dst: PGLog, report: MigrationReport, progress: ProgressCallback) -> None:
+def _log(
+    src: SQLiteStore, dst: PGLog | JetStreamLog, report: MigrationReport, progress: ProgressCallback
+) -> None:
     head, start = src.head_seq(), dst.head_seq()
     if start > head:
         raise MigrationError(
             f"the target's log is longer ({start:,} events) than this store's ({head:,}): "
             "it holds events that do not come from here"
+        )
+    if start and not _same_event(src, dst, start):
+        raise MigrationError(
+            f"the target's log holds other events (its event {start:,} is not this store's): "
+            "migrate into an empty log, or into an earlier copy of this store"
         )
     after = start
     progress("events", after, head)
@@ -144,15 +156,24 @@ def _log(src: SQLiteStore, dst: PGLog, report: MigrationReport, progress: Progre
         if not page:
             break
         ids = [_decode_ids(e.body) for e in page]
-        rows = [
-            (e.seq, e.source_id, e.type, _epoch_ms(i.receivedAt), e.body)
-            for e, i in zip(page, ids, strict=True)
-        ]
         keys = [dedup_key(e.source_id, i.messageId) for e, i in zip(page, ids, strict=True)]
-        dst.copy_events(rows, keys)
+        if isinstance(dst, JetStreamLog):
+            dst.copy_events(page, keys)
+        else:
+            rows = [
+                (e.seq, e.source_id, e.type, _epoch_ms(i.receivedAt), e.body)
+                for e, i in zip(page, ids, strict=True)
+            ]
+            dst.copy_events(rows, keys)
         report.events += len(page)
         after = page[-1].seq
         progress("events", after, head)
+
+
+def _same_event(src: SQLiteStore, dst: PGLog | JetStreamLog, seq: int) -> bool:
+    """Whether both logs hold the same event at ``seq`` (the target's head, before resuming)."""
+    mine, theirs = src.read_events(after=seq - 1, limit=1), dst.read_events(after=seq - 1, limit=1)
+    return bool(mine and theirs) and mine[0] == theirs[0]
 
 
 def _profiles(snapshot: dict[str, list[object]], dst: PGProfiles, progress: ProgressCallback) -> bool:

@@ -3,7 +3,8 @@
 **Appending.** :meth:`JetStreamLog.append` drops the events the injected long-window
 :class:`~trackyard.storage.base.DedupIndex` (in the state backend) has seen, publishes each
 other one with ``Nats-Msg-Id`` = ``<source id>:<messageId>`` to the subject
-``trackyard.<stream>.<source id>.<type>``, and awaits every publish ack, all at once. Only
+``trackyard.<stream>.<source id>.<type>``, and awaits every publish ack, all at once (the
+first tries pipelined on one reply subscription, in order; a retry is a request of its own). Only
 then are the keys remembered in the index and the request's rejects stored (in the
 state), and the request answered. A publish whose ack does not come (a node died, the
 stream is electing a leader) is sent again with the same id until ``ack_timeout``:
@@ -245,13 +246,18 @@ class JetStreamLog:
     async def _publish_all(self, events: list[EventRecord]) -> int:
         """On the bridge's loop: publish every event and wait for all acks; how many were new."""
         deadline = time.monotonic() + self.options.ack_timeout
+        first = await self._pipelined(events, min(_PUBLISH_TIMEOUT, self.options.ack_timeout))
         gate = asyncio.Semaphore(_IN_FLIGHT)
 
-        async def one(event: EventRecord) -> bool:
+        async def one(event: EventRecord, acked: bool | None) -> bool:
+            if acked is not None:
+                return acked
             async with gate:
-                return await self._publish(event, deadline)
+                return await self._publish(event, deadline, tried=True)
 
-        outcomes = await asyncio.gather(*(one(event) for event in events), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(one(event, acked) for event, acked in zip(events, first, strict=True)), return_exceptions=True
+        )
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             raise StoreUnavailable(
@@ -261,11 +267,38 @@ class JetStreamLog:
             )
         return sum(1 for new in outcomes if new)
 
-    async def _publish(self, event: EventRecord, deadline: float) -> bool:
-        """Publish one event until acked; whether it is new (a retry whose first try was stored counts)."""
+    async def _pipelined(self, events: list[EventRecord], timeout: float) -> list[bool | None]:
+        """The first try of every publish, pipelined on one reply subscription (no request
+        and timer per event, which is most of a publish's CPU); per event whether it was new,
+        or ``None`` when it got no ack (or an error) in ``timeout`` and :meth:`_publish`
+        must try again. Sent in order, so the stream stores a request's events in order."""
+        msg_id = api.Header.MSG_ID.value
+        futures: list[asyncio.Future[api.PubAck]] = []
+        with contextlib.suppress(*_RETRY, nats.errors.Error):
+            for event in events:
+                futures.append(
+                    await self._js.publish_async(
+                        f"{self._prefix}.{event.source_id}.{event.type}",
+                        event.body,
+                        stream=self.options.stream,
+                        headers={msg_id: f"{event.source_id}:{event.message_id}"},
+                    )
+                )
+        if futures:
+            await asyncio.wait(futures, timeout=timeout)
+        acked: list[bool | None] = [None] * len(events)
+        for i, future in enumerate(futures):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                acked[i] = not future.result().duplicate
+            else:
+                future.cancel()  # its ack, if it comes late, is not waited for: a retry follows
+        return acked
+
+    async def _publish(self, event: EventRecord, deadline: float, *, tried: bool = False) -> bool:
+        """Publish one event until acked; whether it is new (a retry whose first try was stored
+        counts: ``tried`` says there was one)."""
         subject = f"{self._prefix}.{event.source_id}.{event.type}"
         msg_id = f"{event.source_id}:{event.message_id}"
-        tried = False
         pause = 0.05
         while True:
             left = deadline - time.monotonic()
@@ -287,6 +320,45 @@ class JetStreamLog:
                 pause = min(pause * 2, 0.5)
             except nats.js.errors.APIError as exc:
                 raise StoreUnavailable(f"JetStream refused the publish: {exc}") from None
+
+    def copy_events(self, events: Sequence[StoredEvent], keys: Sequence[int]) -> None:
+        """Append events copied from another log (``trackyard migrate``) at their own seqs.
+
+        Each publish carries ``Nats-Expected-Last-Sequence: seq - 1``, so the stream takes it
+        only right after its predecessor: an event lands at exactly the seq it had, or the
+        copy stops with ``StoreUnavailable`` (run it again: it resumes after the stream's
+        head). No ``Nats-Msg-Id``: the source may hold the same messageId twice (sent again
+        after its long window), and both must keep their seqs. The events' dedup ``keys`` go
+        into the long window as received now (as the PostgreSQL log's copy does), so a
+        client's retry of an event sent before the move is caught.
+        """
+        if not events:
+            return
+        self._call(self._copy(events), self.options.ack_timeout + _RETRY_SECONDS)
+        self._remember([(int(time.time() * 1000), list(dict.fromkeys(keys)))])
+
+    async def _copy(self, events: Sequence[StoredEvent]) -> None:
+        header = api.Header.EXPECTED_LAST_SEQUENCE.value
+        # publish_async sends in order on one connection, so the stream sees seq order.
+        pending = [
+            await self._js.publish_async(
+                f"{self._prefix}.{event.source_id}.{event.type}",
+                event.body,
+                stream=self.options.stream,
+                headers={header: str(event.seq - 1)},
+            )
+            for event in events
+        ]
+        acks = await asyncio.wait_for(
+            asyncio.gather(*pending, return_exceptions=True), self.options.ack_timeout + _RETRY_SECONDS
+        )
+        for event, ack in zip(events, acks, strict=True):
+            if isinstance(ack, BaseException) or ack.seq != event.seq:
+                why = ack if isinstance(ack, BaseException) else f"it got seq {ack.seq}"
+                raise StoreUnavailable(
+                    f"event {event.seq} could not be copied at its seq ({why}); run the migration"
+                    " again to resume after the stream's head"
+                )
 
     async def ping(self) -> None:
         if not self._writer:
