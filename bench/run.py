@@ -24,7 +24,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,9 @@ from rich.table import Table
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # run as a script (`python bench/run.py`): bench.* for its helpers
+from bench import cpu  # noqa: E402  (needs the path above)
+from bench.profile import Profiler, py_spy  # noqa: E402
+
 KEY = "benchwritekey0000000000000000000"
 SECRET = "bench-secret"
 console = Console(stderr=True)
@@ -193,50 +198,15 @@ class Process:
                 break
         if not self.url:
             raise RuntimeError(f"{args} did not start")
-        self.peak_rss_kb = 0
-        self._stop = threading.Event()
-        threading.Thread(target=self._sample, daemon=True).start()
+        self.rss = cpu.PeakRss(self.proc.pid)
 
-    def _pids(self) -> list[int]:
-        """The server and its child processes (HTTP workers, consumers)."""
-        pids = [self.proc.pid]
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        if children.exists():
-            pids += [int(p) for p in children.read_text().split()]
-        return pids
-
-    def rss_kb(self) -> int:
-        """RSS of the server and its worker processes."""
-        total = 0
-        for pid in self._pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            if match := re.search(r"VmRSS:\s+(\d+)", status):
-                total += int(match.group(1))
-        return total
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server and its HTTP workers have used, consumers left
-        out. Per request, it shows a cost that throughput on a shared machine hides in noise."""
-        ticks = 0
-        for pid in self._pids():
-            try:
-                if b"consumers._child" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    continue
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak_rss_kb = max(self.peak_rss_kb, self.rss_kb())
+    @property
+    def peak_rss_kb(self) -> int:
+        """The peak of the RSS of the server and every process below it, consumers included."""
+        return self.rss.total_kb
 
     def stop(self) -> None:
-        self._stop.set()
+        self.rss.stop()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=60)
@@ -329,6 +299,22 @@ def wrk(
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "requests": int(total.group(1)) if total else 0,
     }
+
+
+def measured(
+    server: Process,
+    scenario: Scenario,
+    load: Callable[[], dict[str, Any]],
+    data: Path | None,
+    catch_up_s: float,
+) -> tuple[dict[str, Any], dict[str, Any], tuple[float, int]]:
+    """wrk's figures, the CPU by stage (``bench/cpu.py``) as a row's extra fields, and the
+    seconds the consumers of ``data`` were waited for after the load, with what profiles
+    applied in them."""
+    m, cost = cpu.measure(server.proc.pid, load, data, catch_up_s)
+    events = (m["requests"] - m["non_2xx"]) * scenario.events
+    extra = {"requests": m["requests"], **cost.fields(m["requests"], events)}
+    return m, extra, (cost.waited_s, cost.applied_after_load.get("profiles") or 0)
 
 
 def _json_from(*module_args: str) -> dict[str, Any]:
@@ -456,6 +442,12 @@ def main() -> int:
         help="pass ARG to `trackyard serve` (repeatable): --serve-arg=--no-metrics, --serve-arg=--access-log",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graphs of each trackyard process (ingest, each consumer) during the first "
+        "scenario run (choose it with --only), written to bench/results/<run>-<stage>.svg",
+    )
+    parser.add_argument(
         "--targets",
         default="trackyard,bare,decode",
         help="comma-separated servers to measure (default trackyard,bare,decode: trackyard and its ceilings)",
@@ -513,20 +505,42 @@ def main() -> int:
     if not chosen:
         targets = {}  # only the warehouse or delivery scenario: no server to start
     peak: dict[str, int] = {}
+    peak_by_stage: dict[str, dict[str, int]] = {}
     profiles: dict[str, Any] = {}
+    catch_up_s = args.seconds * 12  # how long the consumers are waited for after each load
+    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"  # names this run's files
+    profile_files: list[Path] = []
+    spy = py_spy() if args.profile else None
+    if args.profile and spy is None:
+        console.print("[red]--profile needs py-spy: pip install -r requirements-dev.txt[/red]")
+        return 2
+    profile_pending = args.profile
     loader: dict[str, Any] = {}
     scrapes: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
         paused = (0.0, 0)
         server = Process(command)
+        if not cpu.wait_until_idle(server.proc.pid):
+            console.print(f"[yellow]{target} still busy starting after 120 s: measuring anyway[/yellow]")
+        load_id = f"{run_id}-{target}"
+
+        consumers_of = data if target == "trackyard" else None  # the ceilings have none
         scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
-                cpu_before = server.cpu_seconds()
-                m = wrk(server.url, scenario, tmp, args.seconds, f"{run_id}-{target}")
-                cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(m["requests"], 1)
+                recorder = None
+                if spy is not None and profile_pending and target == "trackyard":
+                    recorder = Profiler(server.proc.pid, BENCH / "results", stamp, spy)
+                    profile_pending = False
+                load = partial(wrk, server.url, scenario, tmp, args.seconds, load_id)
+                m, extra, waited = measured(server, scenario, load, consumers_of, catch_up_s)
+                paused = (paused[0] + waited[0], paused[1] + waited[1])
+                if recorder is not None:
+                    profile_files, problems = recorder.stop()
+                    for problem in problems:
+                        console.print(f"[yellow]py-spy: {problem}[/yellow]")
                 results.append(
                     Result(
                         scenario.name,
@@ -536,7 +550,7 @@ def main() -> int:
                         m["p50"],
                         m["p99"],
                         m["non_2xx"],
-                        {"requests": m["requests"], "server_cpu_us_per_request": round(cpu_us, 1)},
+                        extra,
                     )
                 )
                 if target == "trackyard" and scenario.name == "segment track":
@@ -553,12 +567,23 @@ def main() -> int:
                     )
                     # Measured in steady state: not while the profile consumer still drains
                     # the backlog of the full-speed run, which competes for the same cores.
-                    paused = drain_backlog(data)
-                    p = wrk(
-                        server.url, paced, tmp, args.seconds, f"{run_id}-paced", delay_ms=16 * 1000 / rate
+                    drained = drain_backlog(data)
+                    paused = (paused[0] + drained[0], paused[1] + drained[1])
+                    load = partial(
+                        wrk,
+                        server.url,
+                        paced,
+                        tmp,
+                        args.seconds,
+                        f"{run_id}-paced",
+                        delay_ms=16 * 1000 / rate,
                     )
+                    p, extra, waited = measured(server, paced, load, consumers_of, catch_up_s)
+                    paused = (paused[0] + waited[0], paused[1] + waited[1])
                     results.append(
-                        Result(paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"])
+                        Result(
+                            paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"], extra
+                        )
                     )
             batch = next((sc for sc in chosen if sc.name == "segment batch 100"), None)
             if target == "trackyard" and batch is not None:
@@ -573,7 +598,9 @@ def main() -> int:
                     100,
                     connections=512,
                 )
-                o = wrk(server.url, flood, tmp, args.seconds, f"{run_id}-flood")
+                load = partial(wrk, server.url, flood, tmp, args.seconds, f"{run_id}-flood")
+                o, extra, waited = measured(server, flood, load, consumers_of, catch_up_s)
+                paused = (paused[0] + waited[0], paused[1] + waited[1])
                 ok_rps = o["rps"] - o["non_2xx"] / args.seconds
                 results.append(
                     Result(
@@ -584,7 +611,7 @@ def main() -> int:
                         o["p50"],
                         o["p99"],
                         o["non_2xx"],
-                        {"rss_mb_after": round(server.peak_rss_kb / 1024, 1)},
+                        {**extra, "rss_mb_after": round(server.peak_rss_kb / 1024, 1)},
                     )
                 )
             if target == "trackyard":
@@ -594,6 +621,7 @@ def main() -> int:
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
+            peak_by_stage[target] = dict(server.rss.by_stage_kb)
         finally:
             if scraper is not None:
                 scrapes = scraper.stop()
@@ -619,6 +647,11 @@ def main() -> int:
         )
     )
     report = build_report(results, peak, stored, args)
+    report["peak_rss_mb_by_stage"] = {
+        target: {stage: round(kb / 1024, 1) for stage, kb in stages.items()}
+        for target, stages in peak_by_stage.items()
+    }
+    report["profile_files"] = [str(path.relative_to(REPO)) for path in profile_files]
     report["profiles"] = profiles
     if not args.only or "delivery" in args.only:
         sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo
@@ -632,7 +665,7 @@ def main() -> int:
         report["warehouse"] = warehouse_scenario(args.warehouse_events)
     report["serve_args"] = args.serve_arg
     report["metrics_scrapes"] = scrapes
-    out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out = BENCH / "results" / f"{stamp}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
     console.print(f"written to {out.relative_to(REPO)}")
@@ -656,6 +689,9 @@ def build_report(
                 "vs_decode": r.requests_per_s / decode.requests_per_s if decode else None,
                 "bare_rps": bare.requests_per_s if bare else None,
                 "decode_rps": decode.requests_per_s if decode else None,
+                **cpu.beside_ceilings(
+                    r.extra, bare.extra if bare else None, decode.extra if decode else None
+                ),
             }
         )
     return {
@@ -706,10 +742,14 @@ def print_table(report: dict[str, Any]) -> None:
         )
     if report["rows"]:
         out_console.print(table)
+        cpu.print_table(report, out_console)
         out_console.print(
             f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
         )
         out_console.print(f"profile consumer: {report.get('profiles')}")
+        out_console.print(f"peak RSS by stage (MB): {report.get('peak_rss_mb_by_stage')}")
+        for path in report.get("profile_files", []):
+            out_console.print(f"flame graph: {path}")
         if report.get("metrics_scrapes"):
             out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
     if "delivery" in report:
