@@ -12,11 +12,13 @@ root or CAP_SYS_PTRACE.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.cpu import sample
@@ -77,3 +79,27 @@ class Profiler:
             else:
                 problems.append(f"{path.name}: {err.decode(errors='replace').strip()[-300:]}")
         return written, problems
+
+
+class FirstLoad:
+    """``--profile``: records the first load it is put around (with the consumers' catch-up
+    that follows it), and no other. Without an executable it records nothing."""
+
+    def __init__(self, executable: str | None, out_dir: Path, run: str) -> None:
+        self.files: list[Path] = []
+        self.problems: list[str] = []
+        self._executable = executable
+        self._out_dir = out_dir
+        self._run = run
+
+    @contextlib.contextmanager
+    def around(self, root: int, wanted: bool = True) -> Iterator[None]:
+        if self._executable is None or not wanted:
+            yield
+            return
+        recorder = Profiler(root, self._out_dir, self._run, self._executable)
+        self._executable = None  # once
+        try:
+            yield
+        finally:
+            self.files, self.problems = recorder.stop()

@@ -38,7 +38,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # run as a script (`python bench/run.py`): bench.* for its helpers
 from bench import cpu  # noqa: E402  (needs the path above)
-from bench.profile import Profiler, py_spy  # noqa: E402
+from bench.profile import FirstLoad, py_spy  # noqa: E402
 
 KEY = "benchwritekey0000000000000000000"
 SECRET = "bench-secret"
@@ -509,38 +509,29 @@ def main() -> int:
     profiles: dict[str, Any] = {}
     catch_up_s = args.seconds * 12  # how long the consumers are waited for after each load
     stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"  # names this run's files
-    profile_files: list[Path] = []
     spy = py_spy() if args.profile else None
     if args.profile and spy is None:
         console.print("[red]--profile needs py-spy: pip install -r requirements-dev.txt[/red]")
         return 2
-    profile_pending = args.profile
+    profiler = FirstLoad(spy, BENCH / "results", stamp)
     loader: dict[str, Any] = {}
     scrapes: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
-        paused = (0.0, 0)
+        waits: list[tuple[float, int]] = []  # without load: seconds, and events profiles applied
         server = Process(command)
         if not cpu.wait_until_idle(server.proc.pid):
             console.print(f"[yellow]{target} still busy starting after 120 s: measuring anyway[/yellow]")
         load_id = f"{run_id}-{target}"
-
         consumers_of = data if target == "trackyard" else None  # the ceilings have none
         scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
-                recorder = None
-                if spy is not None and profile_pending and target == "trackyard":
-                    recorder = Profiler(server.proc.pid, BENCH / "results", stamp, spy)
-                    profile_pending = False
                 load = partial(wrk, server.url, scenario, tmp, args.seconds, load_id)
-                m, extra, waited = measured(server, scenario, load, consumers_of, catch_up_s)
-                paused = (paused[0] + waited[0], paused[1] + waited[1])
-                if recorder is not None:
-                    profile_files, problems = recorder.stop()
-                    for problem in problems:
-                        console.print(f"[yellow]py-spy: {problem}[/yellow]")
+                with profiler.around(server.proc.pid, wanted=target == "trackyard"):
+                    m, extra, waited = measured(server, scenario, load, consumers_of, catch_up_s)
+                waits.append(waited)
                 results.append(
                     Result(
                         scenario.name,
@@ -567,8 +558,7 @@ def main() -> int:
                     )
                     # Measured in steady state: not while the profile consumer still drains
                     # the backlog of the full-speed run, which competes for the same cores.
-                    drained = drain_backlog(data)
-                    paused = (paused[0] + drained[0], paused[1] + drained[1])
+                    waits.append(drain_backlog(data))
                     load = partial(
                         wrk,
                         server.url,
@@ -579,7 +569,7 @@ def main() -> int:
                         delay_ms=16 * 1000 / rate,
                     )
                     p, extra, waited = measured(server, paced, load, consumers_of, catch_up_s)
-                    paused = (paused[0] + waited[0], paused[1] + waited[1])
+                    waits.append(waited)
                     results.append(
                         Result(
                             paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"], extra
@@ -600,7 +590,7 @@ def main() -> int:
                 )
                 load = partial(wrk, server.url, flood, tmp, args.seconds, f"{run_id}-flood")
                 o, extra, waited = measured(server, flood, load, consumers_of, catch_up_s)
-                paused = (paused[0] + waited[0], paused[1] + waited[1])
+                waits.append(waited)
                 ok_rps = o["rps"] - o["non_2xx"] / args.seconds
                 results.append(
                     Result(
@@ -618,6 +608,7 @@ def main() -> int:
                 # serve runs the warehouse loader too (into its DuckDB file): how far behind
                 # the load it is at the end, and once the profile consumer has caught up.
                 loader["lag_at_end_of_load"] = warehouse_lag(data)
+                paused = (sum(w[0] for w in waits), sum(w[1] for w in waits))
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
@@ -651,7 +642,9 @@ def main() -> int:
         target: {stage: round(kb / 1024, 1) for stage, kb in stages.items()}
         for target, stages in peak_by_stage.items()
     }
-    report["profile_files"] = [str(path.relative_to(REPO)) for path in profile_files]
+    report["profile_files"] = [str(path.relative_to(REPO)) for path in profiler.files]
+    for problem in profiler.problems:
+        console.print(f"[yellow]py-spy: {problem}[/yellow]")
     report["profiles"] = profiles
     if not args.only or "delivery" in args.only:
         sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from bench import cpu
-from bench.profile import Profiler, py_spy
+from bench.profile import FirstLoad, py_spy
 
 from tests.conftest import Server, require, start_server
 
@@ -132,9 +132,13 @@ def test_profile_writes_a_flame_graph_of_each_process(
     assert spy is not None
     parent, _ = busy_tree
     _wait_for(lambda: "busy" in cpu.sample(parent.pid).pids)
-    profiler = Profiler(parent.pid, tmp_path, "run", spy)
-    _wait_for(lambda: cpu.sample(parent.pid).cpu_s["busy"] > 1.0)
-    written, problems = profiler.stop()
-    graphs = {path.name: path for path in written}
-    assert "run-busy.svg" in graphs, problems
+    profiler = FirstLoad(spy, tmp_path, "run")
+    with profiler.around(parent.pid):
+        _wait_for(lambda: cpu.sample(parent.pid).cpu_s["busy"] > 1.0)
+    graphs = {path.name: path for path in profiler.files}
+    assert "run-busy.svg" in graphs, profiler.problems
     assert "burn_until_stopped" in graphs["run-busy.svg"].read_text()
+    graphs["run-busy.svg"].unlink()
+    with profiler.around(parent.pid):  # only the first load is recorded
+        pass
+    assert not (tmp_path / "run-busy.svg").exists()
