@@ -3,8 +3,11 @@
 Starts trackyard (fresh data dir, default durable mode) and two ceiling apps on the same
 HTTP server and worker count (``bench/ceilings.py``), drives each scenario with wrk from
 loopback (fresh ids in every request, so dedup never short-cuts), and prints one table:
-requests/s, events/s, p50/p99 latency and the ratio to each ceiling, plus the server's
-peak RSS. The table is also written as JSON to ``bench/results/`` with the machine's facts.
+requests/s, events/s, p50/p99 latency and the ratio to each ceiling; then the CPU time
+per event of each stage (ingest, each consumer) beside the ceilings' (``bench/cpu.py``),
+and the peak RSS of all of trackyard's processes. The tables are also written as JSON to
+``bench/results/`` with the machine's facts; ``--profile`` adds py-spy flame graphs
+(``bench/profile.py``).
 """
 
 from __future__ import annotations
