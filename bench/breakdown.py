@@ -95,7 +95,7 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         # The SQLite writer's commit itself, so this names the backend's internals on purpose.
         store = store_sqlite.SQLiteStore(settings, writer=False)
-        conn = store_sqlite._connect(store_sqlite.database_path(settings.data_dir), "full")
+        conn = store_sqlite.connect(store_sqlite.database_path(settings.data_dir), "full")
         dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
         writer = Writer(conn, dedup, settings)
         timed(

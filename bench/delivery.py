@@ -102,9 +102,12 @@ def _event(n: int, run: str) -> dict[str, Any]:
     return {
         "type": "track",
         "event": "Product Viewed",
-        "userId": f"user-{n % 1000}",
+        # An email: Koala names people by email, and skips events without one.
+        "userId": f"user-{n % 1000}@bench.example",
         "messageId": f"{run}-{n}",
-        "properties": {"product_id": "sku-1042", "price": 129.5, "currency": "EUR"},
+        # The id again where every format carries it: Bloomreach has no messageId, and Vitally's
+        # is stored as TYPE:id at the receiver.
+        "properties": {"product_id": "sku-1042", "price": 129.5, "currency": "EUR", "bench_id": f"{run}-{n}"},
         "context": {"library": {"name": "bench", "version": "1.0"}},
         "timestamp": "2026-01-01T12:00:00.000Z",
     }
@@ -147,8 +150,9 @@ def _received(url: str, after_run: str) -> dict[str, float]:
             if not page["events"]:
                 return found
             for event in page["events"]:
-                if event["messageId"].startswith(after_run):
-                    found[event["messageId"]] = _epoch(event["receivedAt"])
+                bench_id = (event.get("properties") or {}).get("bench_id") or event["messageId"]
+                if bench_id.startswith(after_run):
+                    found[bench_id] = _epoch(event["receivedAt"])
             after = page["next"]
 
 

@@ -5,9 +5,10 @@ HTTP server and worker count (``bench/ceilings.py``), drives each scenario with 
 loopback (fresh ids in every request, so dedup never short-cuts), and prints one table:
 requests/s, events/s, p50/p99 latency and the ratio to each ceiling; then the CPU time
 per event of each stage (ingest, each consumer) beside the ceilings' (``bench/cpu.py``),
-and the peak RSS of all of trackyard's processes. The tables are also written as JSON to
-``bench/results/`` with the machine's facts; ``--profile`` adds py-spy flame graphs
-(``bench/profile.py``).
+the peak RSS of all of trackyard's processes, and the bytes on disk per stored event beside
+the canonical JSON's (as written and once the server's retention consumer has compacted the
+cold log). The tables are also written as JSON to ``bench/results/`` with the machine's
+facts; ``--profile`` adds py-spy flame graphs (``bench/profile.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -218,17 +220,35 @@ class Process:
             self.proc.wait()
 
 
-class MetricsScraper:
+class _Beside:
+    """A thread that runs beside the scenarios until :meth:`stop`, which returns its figures."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _figures(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        return self._figures()
+
+
+class MetricsScraper(_Beside):
     """`--scrape-metrics`: GET /metrics every second, as Prometheus would, timing each scrape."""
 
     def __init__(self, url: str, interval: float = 1.0) -> None:
         self._url = f"{url}/metrics"
         self._interval = interval
-        self._stop = threading.Event()
         self._seconds: list[float] = []
         self._failures = 0
-        self._thread = threading.Thread(target=self._run, name="metrics-scraper", daemon=True)
-        self._thread.start()
+        super().__init__("metrics-scraper")
 
     def _run(self) -> None:
         with httpx.Client(timeout=30) as client:
@@ -243,16 +263,69 @@ class MetricsScraper:
                 else:
                     self._failures += 1
 
-    def stop(self) -> dict[str, Any]:
-        """Stop scraping; what the scrapes took."""
-        self._stop.set()
-        self._thread.join()
+    def _figures(self) -> dict[str, Any]:
         took = sorted(self._seconds)
         return {
             "scrapes": len(took),
             "failures": self._failures,
             "median_ms": round(took[len(took) // 2] * 1000, 1) if took else None,
             "max_ms": round(took[-1] * 1000, 1) if took else None,
+        }
+
+
+class ConsoleWatcher(_Beside):
+    """`--watch-console`: a browser on the live debugger. Signs in with the admin token and
+    keeps one debugger stream open, as the page's EventSource does: the server ends each
+    stream after a few seconds and it reconnects at once with ``Last-Event-ID``. What comes
+    is read and discarded; only counted."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._url = url
+        self._token = token
+        self.figures: dict[str, Any] = {"streams": 0, "batches": 0, "events_shown": 0, "sampled": False}
+        self._failures: list[str] = []
+        super().__init__("console-watcher")
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self._url, timeout=30) as client:
+            signed_in = client.post("/console/sign-in", data={"token": self._token, "next": "/console/live"})
+            if signed_in.status_code != 303:
+                self._failures.append(f"sign-in answered {signed_in.status_code}")
+                return
+            resume: str | None = None
+            while not self._stop.is_set():
+                try:
+                    resume = self._follow(client, resume)
+                except httpx.HTTPError as error:
+                    self._failures.append(f"{type(error).__name__}: {error}")
+                    self._stop.wait(0.25)
+
+    def _follow(self, client: httpx.Client, resume: str | None) -> str | None:
+        """One stream, to its end; where the next one resumes."""
+        headers = {"Last-Event-ID": resume} if resume else {}
+        with client.stream("GET", "/console/live/stream", headers=headers) as stream:
+            if stream.status_code != 200:
+                self._failures.append(f"stream answered {stream.status_code}")
+                self._stop.wait(0.25)
+                return resume
+            self.figures["streams"] += 1
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    resume = line[4:]
+                elif line.startswith("data: "):
+                    batch = json.loads(line[6:])
+                    self.figures["batches"] += 1
+                    self.figures["events_shown"] += len(batch.get("events", ()))
+                    self.figures["sampled"] |= bool(batch.get("status", {}).get("sampling"))
+                if self._stop.is_set():
+                    break
+        return resume
+
+    def _figures(self) -> dict[str, Any]:
+        return {
+            **self.figures,
+            "failures": len(self._failures),
+            "first_failure": next(iter(self._failures), None),
         }
 
 
@@ -389,6 +462,50 @@ def consumer_catch_up(
     }
 
 
+def store_status(data: Path) -> dict[str, Any]:
+    return _json_from("trackyard", "store", "status", "--json", "--data-dir", str(data))
+
+
+def storage_figures(data: Path, limit_s: float) -> dict[str, Any]:
+    """Bytes on disk per stored event beside the canonical JSON's, as written and once the
+    retention consumer (running in the server) has compacted the cold log."""
+
+    def figures(status: dict[str, Any]) -> dict[str, Any]:
+        events = max(status["events"], 1)
+        # The write-ahead log is left out: bounded (64 MB after a checkpoint), not per event.
+        store = sum(status["disk_bytes"][part] for part in ("log", "dedup", "rejects", "other", "free"))
+        return {
+            "events": status["events"],
+            "compacted_events": status["compacted_events"],
+            "json_bytes_per_event": round(status["json_bytes"] / events, 1),
+            "log_bytes_per_event": round(status["log_bytes"] / events, 1),
+            "store_bytes_per_event": round(store / events, 1),
+            "store_vs_json": round(store / max(status["json_bytes"], 1), 3),
+            "wal_bytes": status["disk_bytes"]["wal"],
+            "disk_bytes": status["disk_bytes"],
+        }
+
+    t0 = time.monotonic()
+    first = store_status(data)
+    status, last_change, compacted = first, time.monotonic(), first["compacted_events"]
+    # Until the hot part is down to its tail (about 20,000 events), or compaction stalls.
+    # and the freed pages are back with the OS (the next round of the consumer, seconds).
+    while (
+        status["events"] - status["compacted_events"] > 25_000 or status["disk_bytes"]["free"] > 8 << 20
+    ) and time.monotonic() - t0 < limit_s:
+        time.sleep(1.0)
+        status = store_status(data)
+        if status["compacted_events"] != compacted:
+            compacted, last_change = status["compacted_events"], time.monotonic()
+        elif time.monotonic() - last_change > 15:
+            break
+    return {
+        "as_written": figures(first),
+        "compacted": figures(status),
+        "compaction_seconds": round(time.monotonic() - t0, 1),
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -438,6 +555,12 @@ def main() -> int:
         help="GET trackyard's /metrics every second while the scenarios run, as Prometheus would",
     )
     parser.add_argument(
+        "--watch-console",
+        action="store_true",
+        help="start trackyard with an admin token and keep the console's live debugger stream open "
+        "(signed in, reading everything it sends) while the scenarios run",
+    )
+    parser.add_argument(
         "--serve-arg",
         action="append",
         default=[],
@@ -485,6 +608,7 @@ def main() -> int:
         return 2
     results: list[Result] = []
     workers = ["--workers", str(args.workers)]
+    console_token = secrets.token_urlsafe(24)
     targets = {
         "trackyard": [
             py,
@@ -498,6 +622,7 @@ def main() -> int:
             "--log-level",
             "warning",
             *workers,
+            *(["--admin-token", console_token] if args.watch_console else []),
             *args.serve_arg,
         ],
         "bare": [py, "-m", "bench.serve_ceiling", "bare", *workers],
@@ -518,7 +643,9 @@ def main() -> int:
         return 2
     profiler = FirstLoad(spy, BENCH / "results", stamp)
     loader: dict[str, Any] = {}
+    storage: dict[str, Any] = {}
     scrapes: dict[str, Any] | None = None
+    watched: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
         waits: list[tuple[float, int]] = []  # without load: seconds, and events profiles applied
@@ -528,6 +655,11 @@ def main() -> int:
         load_id = f"{run_id}-{target}"
         consumers_of = data if target == "trackyard" else None  # the ceilings have none
         scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
+        watcher = (
+            ConsoleWatcher(server.url, console_token)
+            if args.watch_console and target == "trackyard"
+            else None
+        )
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
@@ -613,12 +745,15 @@ def main() -> int:
                 loader["lag_at_end_of_load"] = warehouse_lag(data)
                 paused = (sum(w[0] for w in waits), sum(w[1] for w in waits))
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
+                storage = storage_figures(data, args.seconds * 12)
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
             peak_by_stage[target] = dict(server.rss.by_stage_kb)
         finally:
             if scraper is not None:
                 scrapes = scraper.stop()
+            if watcher is not None:
+                watched = watcher.stop()
             server.stop()
     stored = (
         0
@@ -649,6 +784,7 @@ def main() -> int:
     for problem in profiler.problems:
         console.print(f"[yellow]py-spy: {problem}[/yellow]")
     report["profiles"] = profiles
+    report["storage"] = storage
     if not args.only or "delivery" in args.only:
         sys.path.insert(0, str(REPO))  # run as `python bench/run.py`: the bench package from the repo
         from bench import delivery
@@ -661,6 +797,7 @@ def main() -> int:
         report["warehouse"] = warehouse_scenario(args.warehouse_events)
     report["serve_args"] = args.serve_arg
     report["metrics_scrapes"] = scrapes
+    report["console_watch"] = watched
     out = BENCH / "results" / f"{stamp}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -746,8 +883,18 @@ def print_table(report: dict[str, Any]) -> None:
         out_console.print(f"peak RSS by stage (MB): {report.get('peak_rss_mb_by_stage')}")
         for path in report.get("profile_files", []):
             out_console.print(f"flame graph: {path}")
+        for when, figures in report.get("storage", {}).items():
+            if isinstance(figures, dict):
+                out_console.print(
+                    f"bytes on disk per event ({when}): store {figures['store_bytes_per_event']}"
+                    f" ({figures['store_vs_json']:.2f}x the JSON's {figures['json_bytes_per_event']}),"
+                    f" of which log {figures['log_bytes_per_event']}; {figures['compacted_events']:,}"
+                    f" of {figures['events']:,} events compacted; WAL {figures['wal_bytes'] / 1e6:.0f} MB"
+                )
         if report.get("metrics_scrapes"):
             out_console.print(f"/metrics scraped every second: {report['metrics_scrapes']}")
+        if report.get("console_watch"):
+            out_console.print(f"console debugger watched: {report['console_watch']}")
     if "delivery" in report:
         from bench import delivery  # importable: main put the repo on the path
 

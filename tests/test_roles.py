@@ -104,7 +104,9 @@ def test_a_second_consume_waits_and_takes_over_when_the_first_is_killed(tmp_path
 def test_consume_names_the_known_consumers_when_given_an_unknown_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["consume", "nope", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "no consumer named 'nope'; there are: profiles, warehouse, destinations" in result.output
+    assert (
+        "no consumer named 'nope'; there are: profiles, warehouse, retention, destinations" in result.output
+    )
 
 
 def test_consumers_status_shows_cursor_head_lag_running_and_dead_letters(tmp_path: Path) -> None:
@@ -115,10 +117,11 @@ def test_consumers_status_shows_cursor_head_lag_running_and_dead_letters(tmp_pat
         for line in cli("consumers", "status", "--json", "--data-dir", str(data)).split("\n")
         if line
     ]
-    # The warehouse loader is on by default (the embedded DuckDB file, not created by a read).
+    # The warehouse loader is on by default (the embedded DuckDB file, not created by a read);
+    # retention reads no events: it is never behind.
     assert rows == [
         {"name": name, "running": False, "cursor": 0, "head": 0, "lag": 0, "dead_letters": 0}
-        for name in ("profiles", "warehouse")
+        for name in ("profiles", "warehouse", "retention")
     ]
     assert not (data / "warehouse.duckdb").exists()
     text = cli("consumers", "status", "--data-dir", str(data))

@@ -7,9 +7,12 @@ them through the environment (:meth:`Settings.to_env` / :meth:`Settings.from_env
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Final, Literal
+
+from trackyard.units import parse_duration, parse_size
 
 Durability = Literal["full", "process"]
 LogFormat = Literal["text", "json"]
@@ -31,9 +34,16 @@ _ENV_NAMES: Final = {
     "warehouse_url": "TRACKYARD_WAREHOUSE",
     "log_url": "TRACKYARD_LOG",
     "state_url": "TRACKYARD_STATE",
+    "retention_seconds": "TRACKYARD_RETENTION",
+    "retention_bytes": "TRACKYARD_RETENTION_SIZE",
+    "rejects_retention_seconds": "TRACKYARD_REJECTS_RETENTION",
+    "dead_letters_retention_seconds": "TRACKYARD_DEAD_LETTERS_RETENTION",
 }
 #: Settings that are text, where an empty variable means unset.
 _OPTIONAL_TEXT: Final = ("admin_token", "metrics_token", "store_url", "warehouse_url", "log_url", "state_url")
+#: Settings written as durations (``30d``) or sizes (``50GB``) in the environment (units.py).
+_DURATIONS: Final = ("retention_seconds", "rejects_retention_seconds", "dead_letters_retention_seconds")
+_SIZES: Final = ("retention_bytes",)
 
 
 def env_name(field: str) -> str:
@@ -87,6 +97,18 @@ class Settings:
     body_timeout_seconds: int = 30
     #: Seconds between the server log's traffic summaries (while there is traffic); 0 turns them off.
     traffic_summary_seconds: int = 10
+    #: Retention of the log (docs/storage.md#retention): events older than this (0: keep
+    #: forever, the default) or past this many bytes of log (0: no limit) are dropped, in
+    #: whole compacted blocks, once every enabled consumer has read them.
+    retention_seconds: int = 0
+    retention_bytes: int = 0
+    #: Drop by age and size even what a consumer has not read yet (the operator said so).
+    retention_ignore_consumers: bool = False
+    #: Rejects are kept this long (30 days); dead letters forever (0) unless set.
+    rejects_retention_seconds: int = 30 * 86_400
+    dead_letters_retention_seconds: int = 0
+    #: Seconds between the retention consumer's passes (compaction runs in between).
+    retention_interval_seconds: int = 60
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
     #: ``GET /metrics`` and the counting behind it (docs/metrics.md); off, requests count nothing.
@@ -117,7 +139,11 @@ class Settings:
                 values[f.name] = Path(raw)
             elif f.name in _OPTIONAL_TEXT:
                 values[f.name] = raw or None
-            elif f.name in ("metrics", "access_log"):
+            elif f.name in _DURATIONS:
+                values[f.name] = _parsed(f.name, raw, parse_duration)
+            elif f.name in _SIZES:
+                values[f.name] = _parsed(f.name, raw, parse_size)
+            elif f.name in ("metrics", "access_log", "retention_ignore_consumers"):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             elif f.name == "log_format":
                 if raw not in ("text", "json"):
@@ -130,3 +156,10 @@ class Settings:
             else:
                 values[f.name] = int(raw)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _parsed(field: str, raw: str, parse: Callable[[str], int]) -> int:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{env_name(field)}: {exc}") from None

@@ -15,7 +15,9 @@ class IngestError(Exception):
 
     ``retry_after`` (seconds) is set when retrying later can succeed. ``write_keys`` are the
     keys a decoder found in a body it then refused, so that the refusal can still be kept
-    for its source. ``parts`` are set when a format keeps a refused batch as one reject per
+    for its source; on an authentication refusal, the key refused (never stored: the
+    bounded reject of ``trackyard.ingest.auth_failures`` keeps only its fingerprint).
+    ``parts`` are set when a format keeps a refused batch as one reject per
     message rather than one for the whole body; ``errors`` list the refused items
     (``{index, code, message}``) when a format answers with them. ``of_event`` says the
     request was refused because its one event broke the rules, not because of the request.

@@ -95,7 +95,8 @@ def test_serve_with_two_workers_is_split_into_ingest_and_each_consumer(tmp_path:
         figures, cost = cpu.measure(root, load, server.data_dir, catch_up_s=60)
         assert figures == {"requests": 3, "non_2xx": 0}
         assert cost.caught_up
-        assert cost.applied == {"profiles": 300, "warehouse": 300}
+        assert cost.applied["profiles"] == 300 and cost.applied["warehouse"] == 300
+        assert set(cost.applied) == set(stages.pids) - {"ingest"}  # every consumer serve runs
         assert cost.ingest_cpu_s > 0
         assert cost.consumer_cpu_s["profiles"] > 0 and cost.consumer_cpu_s["warehouse"] > 0
         fields = cost.fields(requests=3, events=300)

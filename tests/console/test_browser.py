@@ -26,6 +26,7 @@ from tests.console.conftest import TOKEN
 from tests.sdk._page import watched_page
 from tests.sdk.conftest import browser  # noqa: F401 (fixture)
 from trackyard.cli._snippets import README_SNIPPETS
+from trackyard.ingest.auth_failures import fingerprint
 
 pytestmark = pytest.mark.browser
 
@@ -139,6 +140,15 @@ def test_sign_in_then_watch_filter_and_open_events(page: Any, server: Server) ->
     assert answer.json()["rejected"][0]["code"] == "write_key_mismatch"
     reject = page.locator("#events li.reject", has_text="write_key_mismatch")
     reject.wait_for()
+    # A wrong write key: refused with 401, and its refusal shows too, of no source, without the key.
+    wrong_key = "wrong-key-for-the-debugger"
+    unauthorized = httpx.post(
+        f"{server.url}/v1/track", json={"userId": "user-1", "event": "Lost"}, auth=(wrong_key, "")
+    )
+    assert unauthorized.status_code == 401
+    bad_key = page.locator("#events li.reject", has_text="invalid_write_key")
+    bad_key.wait_for()
+    assert "no source: wrong key" in bad_key.inner_text()
     shot(page, "live")
 
     # Keyboard: the first Tab reaches the skip link; an event opens with Enter.
@@ -159,6 +169,10 @@ def test_sign_in_then_watch_filter_and_open_events(page: Any, server: Server) ->
     reject.get_by_role("button").click()
     refused = json.loads(page.locator("#raw").inner_text())  # the refused item, key redacted
     assert refused["event"] == "Sneaky" and refused["writeKey"] == "[redacted]"
+    bad_key.get_by_role("button").click()
+    kept = json.loads(page.locator("#raw").inner_text())  # the key's fingerprint, never the key
+    assert kept == {"key": fingerprint(wrong_key), "client_ip": "127.0.0.1"}
+    assert wrong_key not in page.content()
 
     page.get_by_label("Event name").fill("order")
     page.get_by_role("button", name="Filter").click()
@@ -225,6 +239,8 @@ def test_destinations_dead_letters_and_replay(page: Any, server: Server, receive
     # The receiver's 422s are permanent: the events go to the dead letters at once.
     reload_until(page, "HTTP 422:  (permanent; 1 attempts")
     page.get_by_role("heading", name="hooks").wait_for()
+    # The requests by status class, from the registry the destination's process writes.
+    assert "4xx: " in page.locator("#destinations").inner_text()
     shot(page, "destinations")
     receiver.status = 200
     page.get_by_role("button", name="Replay the dead letters").click()

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, cli, start_server
+from tests.destinations.conftest import Answer, Receiver
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 _COUNTER_FILE = re.compile(r"counter_(\d+)\.db")
@@ -105,8 +106,11 @@ def test_counts_sum_over_two_workers_and_match_what_was_sent(two_workers: tuple[
     )
     assert answer.status_code == 200
 
-    rejects = Counter(reject["code"] for reject in server.rejects())
+    rejects = Counter(reject["code"] for reject in server.rejects() if reject["source_id"])
     assert sum(rejects.values()) == 1
+    # The unknown key's refusals are kept without a source, at most once a worker (10 s apart).
+    strangers = [reject["code"] for reject in server.rejects() if not reject["source_id"]]
+    assert 1 <= len(strangers) <= 2 and set(strangers) == {"invalid_write_key"}
     status = {
         row["name"]: row
         for row in map(
@@ -243,11 +247,57 @@ def test_destinations_are_read_from_the_registry(tmp_path: Path) -> None:
             ).is_success
         samples = scrape(server.url)
         assert value(samples, "trackyard_destination_enabled", destination="hook") == 1
-        assert value(samples, "trackyard_destination_events_delivered_total", destination="hook") == 0
+        assert (
+            value(samples, "trackyard_destination_events_total", destination="hook", outcome="delivered") == 0
+        )
         assert value(samples, "trackyard_consumer_lag_events", consumer="destination:hook") == 3
         assert value(samples, "trackyard_consumer_dead_letters_total", consumer="destination:hook") == 0
     finally:
         server.stop()
+
+
+def test_deliveries_by_status_class_retries_and_dead_letters(tmp_path: Path) -> None:
+    """A real receiver answers 500 then 200, then 400; the destination's own process records
+    it in the registry, and the server's scrape reads it there."""
+    data = tmp_path / "data"
+    receiver = Receiver()
+    receiver.answer(Answer(500), Answer(200), Answer(400))
+    hook = ["add", "hook", "--format", "webhook", "--url", receiver.url, "--batch-size", "1"]
+    cli("destinations", *hook, "--data-dir", str(data))
+    fast = {
+        "TRACKYARD_DESTINATION_BACKOFF_SECONDS": "0.01",
+        "TRACKYARD_DESTINATION_BACKOFF_CAP_SECONDS": "0.05",
+    }
+    server = start_server(data, env=fast)
+    try:
+        for i in range(3):
+            track = {"userId": "u", "event": "E", "messageId": f"m{i}"}
+            assert httpx.post(f"{server.url}/v1/track", json=track, auth=(server.write_key, "")).is_success
+        events = "trackyard_destination_events_total"
+        deadline = time.monotonic() + 30
+        while True:
+            samples = scrape(server.url)
+            if value(samples, events, destination="hook", outcome="delivered") == 2:
+                break
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.05)
+        requests = "trackyard_destination_requests_total"
+        assert value(samples, requests, destination="hook", status_class="2xx") == 2
+        assert value(samples, requests, destination="hook", status_class="4xx") == 1
+        assert value(samples, requests, destination="hook", status_class="5xx") == 1
+        assert (
+            value(
+                samples, "trackyard_destination_request_events_total", destination="hook", status_class="2xx"
+            )
+            == 2
+        )
+        assert value(samples, "trackyard_destination_retries_total", destination="hook") == 1
+        assert value(samples, events, destination="hook", outcome="dead_lettered") == 1
+        assert value(samples, events, destination="hook", outcome="skipped") == 0
+        assert value(samples, "trackyard_destination_last_error_timestamp_seconds", destination="hook") > 0
+    finally:
+        server.stop()
+        receiver.close()
 
 
 def test_a_killed_worker_keeps_its_counts_and_drops_its_live_gauge(two_workers: tuple[Server, Path]) -> None:

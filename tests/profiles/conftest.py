@@ -7,7 +7,7 @@ the consumer's lag is 0, with a deadline.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,14 @@ def stored(events: list[dict[str, Any]], first_seq: int = 1) -> list[StoredEvent
 
 
 def build(
-    path: Path, events: list[dict[str, Any]], settings: ProfileSettings | None = None, batch: int = 500
+    path: Path,
+    events: list[dict[str, Any]],
+    settings: ProfileSettings | None = None,
+    batch: int = 500,
+    store: Callable[[Path], SQLiteProfiles] = SQLiteProfiles,
 ) -> SQLiteProfiles:
     """Apply ``events`` to a fresh profile store under ``path``, ``batch`` events per transaction."""
-    profiles = SQLiteProfiles(path)
+    profiles = store(path)
     builder = ProfileBuilder(profiles, settings or ProfileSettings())
     log = stored(events)
     for start in range(0, len(log), batch):

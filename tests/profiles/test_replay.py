@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.profiles.conftest import at, build, stored
 from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.facts import split_key
 from trackyard.profiles.settings import ProfileSettings
+from trackyard.profiles.storage import ProfileState
 from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
 user_ids = st.sampled_from(["u1", "u2", "u3", "null"])
@@ -161,3 +163,26 @@ def _check_invariants(profiles: SQLiteProfiles, count: int) -> None:
         people_of_event[seq] += kinds[pid] == "p"
     assert all(n <= 1 for n in people_of_event.values()), "an event is about one person at most"
     assert dict(snapshot["meta"]).get("cursor", 0) == count
+
+
+class _RewritingProfiles(SQLiteProfiles):
+    """The reference path: every profile a batch touches is written whole, as it was before
+    rows were compared with what was loaded (a profile without ``stored`` is always written)."""
+
+    def load(self, ids: Collection[int]) -> dict[int, ProfileState]:
+        loaded = super().load(ids)
+        for state in loaded.values():
+            state.stored = None
+        return loaded
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_lists, batch=st.integers(1, 5))
+def test_writing_only_changed_profile_columns_gives_the_profiles_of_whole_rewrites(
+    events: list[dict[str, Any]], batch: int
+) -> None:
+    """Small batches, so that most profiles are loaded by a later batch: unchanged, counters only, or more."""
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = build(Path(tmp) / "reference", events, batch=batch, store=_RewritingProfiles)
+        partial = build(Path(tmp) / "partial", events, batch=batch)
+        assert partial.snapshot() == reference.snapshot()

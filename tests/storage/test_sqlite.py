@@ -107,6 +107,20 @@ def _wait_for_flush(store: SQLiteStore) -> None:
         time.sleep(0.01)
 
 
+def _wait_until_flushed_through(directory: Path, seq: int) -> None:
+    deadline = time.monotonic() + 10
+    conn = sqlite3.connect(directory / "trackyard.db")
+    try:
+        while True:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'dedup_flushed_seq'").fetchone()
+            if row is not None and row[0] >= seq:
+                return
+            assert time.monotonic() < deadline, "no writer flushed the dedup keys"
+            time.sleep(0.01)
+    finally:
+        conn.close()
+
+
 def test_reads_page_across_rows_and_filter_by_source_and_type(tmp_path: Path) -> None:
     store = SQLiteStore(Settings(data_dir=tmp_path))
     asyncio.run(store.append([record(f"a{i}", kind="identify" if i % 2 else "track") for i in range(5)], []))
@@ -153,7 +167,9 @@ def test_flushed_dedup_keys_still_dedup_in_this_writer_another_and_after_a_resta
     two = SQLiteStore(settings)
     assert _append(two, ids) == (10, 10)
     assert _append(one, ids) == (0, 20)
-    _wait_for_flush(two)
+    # Flushed by two, or by one first (then two lets go of the keys it had): either way
+    # every key is in the tables now.
+    _wait_until_flushed_through(tmp_path, 21)
     assert _append(two, ids) == (0, 20)
     one.close()
     two.close()

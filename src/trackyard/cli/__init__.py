@@ -17,6 +17,7 @@ from trackyard.cli.profiles import accounts, profiles
 from trackyard.cli.send import send
 from trackyard.cli.serve import serve
 from trackyard.cli.sources import sources
+from trackyard.cli.store import store
 from trackyard.cli.warehouse import export, sql, warehouse
 
 
@@ -51,5 +52,6 @@ for command in (
     export,
     destinations,
     migrate_command,
+    store,
 ):
     main.add_command(command)

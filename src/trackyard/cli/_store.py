@@ -32,9 +32,12 @@ def cli_settings(data_dir: Path) -> Settings:
 
 
 @contextlib.contextmanager
-def opened(data_dir: Path, *, create: bool = False) -> Iterator[Backends]:
-    """The backends, as a reader, closed on exit. Without ``create``, a missing store is an error."""
-    settings = cli_settings(data_dir)
+def opened(data_dir: Path, *, create: bool = False, settings: Settings | None = None) -> Iterator[Backends]:
+    """The backends, as a reader, closed on exit. Without ``create``, a missing store is an error.
+
+    ``settings``: the server's (``trackyard store`` needs its retention and warehouse); by
+    default only what :func:`cli_settings` reads."""
+    settings = settings or cli_settings(data_dir)
     try:
         if not create and not store_exists(settings):
             if settings.state_url:

@@ -17,7 +17,7 @@ from trackyard.cli._progress import progress_bar
 from trackyard.cli._store import cli_settings, opened
 from trackyard.destinations import replay
 from trackyard.destinations.kinds.webhook import DEFAULT_WEBHOOK_BATCH, MAX_WEBHOOK_BATCH
-from trackyard.destinations.status import iso, outstanding, status
+from trackyard.destinations.status import iso, outstanding, requests_line, status
 from trackyard.destinations.validation import InvalidDestination, check
 from trackyard.event import EVENT_TYPES
 from trackyard.storage.destinations import (
@@ -207,6 +207,10 @@ def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
     delivered      events delivered so far
     retrying       events in retry now (the request in hand, or parked when unordered),
                    and the most attempts among them
+    requests       requests sent, by the answer's class (2xx, 3xx, 4xx, 5xx) or why
+                   there was none (timeout, connection, error), with the events they
+                   carried and how many were retries
+    retries        attempts after a request's first, in all
     dead           dead letters not replayed yet (see `destinations dead NAME`)
     lag            events behind the log's head, and seconds: the age of the oldest
                    event not delivered yet (now - its receivedAt)
@@ -219,6 +223,7 @@ def destinations_show(name: str, as_json: bool, data_dir: Path) -> None:
         return
     error = row.pop("last_error")
     retrying = row.pop("retrying")
+    row["requests"] = requests_line(row["requests"])
     row["ordered"] = "per-user order kept" if row["ordered"] else "unordered (retries parked)"
     row["lag"] = f"{row['lag']} events, {row.pop('lag_seconds'):.1f}s"
     row["retrying"] = f"{retrying['events']} events ({retrying['attempts']} attempts at most)"

@@ -170,7 +170,13 @@ def rejects(data_dir: Path, source_name: str | None, limit: int, as_json: bool) 
     has its route, batch index, code, message and payload: the bytes sent, any writeKey
     redacted, at most the first 64 KiB (a longer one is cut, and its message gives its
     size). A body refused before it was read to the end (over a limit, bad gzip) has an
-    empty payload. Requests with no known key, and 429 or 503 refusals, are not kept.
+    empty payload. 429 and 503 refusals are not kept.
+
+    A request refused for its key (unknown, of a disabled source, a wrong secret) is kept
+    without a source (source_id 0) and without its body: its payload is the key's
+    fingerprint (first 4 characters and a hash, never the key) and the client's IP. Those
+    are sampled, since anyone can send them: at most one per client and key every 10 s,
+    and 60 a minute per worker (docs/security.md).
     """
     with opened(data_dir) as backends:
         rows = backends.rejects.read_rejects(0, limit, _source_filter(backends.sources, source_name))

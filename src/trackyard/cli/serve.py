@@ -21,6 +21,7 @@ from trackyard.http import server
 from trackyard.metrics.processes import end_multiprocess, start_multiprocess
 from trackyard.storage.base import StoreURLError
 from trackyard.storage.factory import describe_store, open_backends
+from trackyard.units import parse_duration, parse_size
 
 _console = Console(stderr=True)
 
@@ -97,7 +98,11 @@ _console = Console(stderr=True)
     "--admin-token",
     envvar="TRACKYARD_ADMIN_TOKEN",
     show_envvar=True,
-    help="Bearer token that unlocks the read and admin API (profiles, accounts). Without it that API is off.",
+    help=(
+        "Token that unlocks the web console at /console (sign in with it: live debugger, sources, "
+        "destinations, profiles) and, as a Bearer token, the read and admin API (profiles, accounts). "
+        "Without it both are off."
+    ),
 )
 @click.option(
     "--warehouse",
@@ -145,6 +150,30 @@ _console = Console(stderr=True)
     show_envvar=True,
     help="json: one JSON object a line (ts, level, logger, msg and the line's fields), for log shippers.",
 )
+@click.option(
+    "--retention",
+    envvar="TRACKYARD_RETENTION",
+    show_envvar=True,
+    metavar="DURATION",
+    help="Drop events older than this (30d, 12h; default: forever), in whole compacted blocks, once "
+    "every enabled consumer has read them. Rejects: TRACKYARD_REJECTS_RETENTION (30d).",
+)
+@click.option(
+    "--retention-size",
+    envvar="TRACKYARD_RETENTION_SIZE",
+    show_envvar=True,
+    metavar="SIZE",
+    help="Drop the oldest events while the log takes more than this on disk (50GB, 500MB; "
+    "default: no limit).",
+)
+@click.option(
+    "--retention-ignore-consumers",
+    is_flag=True,
+    default=None,
+    envvar="TRACKYARD_RETENTION_IGNORE_CONSUMERS",
+    show_envvar=True,
+    help="Let retention drop events an enabled consumer has not read yet (by default they are kept).",
+)
 @log_level_option
 def serve(
     role: str,
@@ -157,6 +186,9 @@ def serve(
     dedup_window: int,
     admin_token: str | None,
     warehouse_url: str | None,
+    retention: str | None,
+    retention_size: str | None,
+    retention_ignore_consumers: bool | None,
     no_warehouse: bool,
     metrics: bool,
     metrics_token: str | None,
@@ -189,6 +221,7 @@ def serve(
         access_log=access_log,
         log_format=log_format,  # type: ignore[arg-type]
     )
+    settings = _with_retention(settings, retention, retention_size, retention_ignore_consumers)
     try:
         backends = open_backends(settings)
     except (StoreURLError, StoreUnavailable) as exc:
@@ -221,6 +254,11 @@ def serve(
         f"workers: {workers}, durability: {durability}, role: {role})",
         err=False,
     )
+    if not settings.retention_seconds and not settings.retention_bytes:
+        click.echo(
+            "Retention: none set, so the log keeps every event (compacted once cold). "
+            "Set --retention 30d or --retention-size 50GB to bound it (docs/storage.md#retention)."
+        )
     sys.stdout.flush()
     # Before any worker starts (workers count into it). One worker counts in memory, at
     # half the cost per request (docs/metrics.md).
@@ -244,6 +282,21 @@ def serve(
             supervisor.stop()
         if metrics_dir is not None:
             end_multiprocess(metrics_dir)
+
+
+def _with_retention(
+    settings: Settings, retention: str | None, size: str | None, ignore_consumers: bool | None
+) -> Settings:
+    try:
+        if retention is not None:
+            settings = dataclasses.replace(settings, retention_seconds=parse_duration(retention))
+        if size is not None:
+            settings = dataclasses.replace(settings, retention_bytes=parse_size(size))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if ignore_consumers is not None:
+        settings = dataclasses.replace(settings, retention_ignore_consumers=ignore_consumers)
+    return settings
 
 
 def _run_consumers(settings: Settings, log_level: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 from starlette.concurrency import run_in_threadpool
 
-from trackyard.storage.base import EventLog, RejectStore, Source, StoredEvent, StoredReject
+from trackyard.storage.base import NO_SOURCE, EventLog, RejectStore, Source, StoredEvent, StoredReject
 
 #: How often a stream looks at the log: events show within a second of their acknowledgement.
 TICK_SECONDS: Final = 0.25
@@ -43,6 +43,9 @@ STREAM_SECONDS: Final = 5.0
 _RETRY_MS: Final = 250
 #: The most of a reject's body sent to the page.
 _REJECT_BODY_MAX: Final = 4_096
+
+#: What the page calls the source of a request refused for its credentials.
+_NO_SOURCE: Final = "(no source: wrong key)"
 
 _decode = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
@@ -112,7 +115,9 @@ def describe_reject(reject: StoredReject, source_names: dict[int, str]) -> dict[
     return {
         "kind": "reject",
         "seq": reject.seq,
-        "source": source_names.get(reject.source_id, str(reject.source_id)),
+        "source": _NO_SOURCE
+        if reject.source_id == NO_SOURCE
+        else source_names.get(reject.source_id, str(reject.source_id)),
         "route": reject.route,
         "code": reject.code,
         "message": reject.message,

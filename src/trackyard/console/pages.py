@@ -22,7 +22,7 @@ from trackyard.config import Settings
 from trackyard.console.app import PREFIX, Form, Guard
 from trackyard.console.live import Filters, LiveTail
 from trackyard.console.session import Session
-from trackyard.destinations.status import outstanding, status
+from trackyard.destinations.status import outstanding, requests_line, status
 from trackyard.event import EVENT_TYPES
 from trackyard.ingest.collector import Collector
 from trackyard.profiles.facts import PERSON
@@ -180,6 +180,7 @@ class Pages:
             rows = []
             for destination in registry.destinations():
                 row = status(self.backends, registry, destination)
+                row["requests"] = requests_line(row["requests"])
                 dead = outstanding(self.backends, destination)
                 row["dead_letters"] = [_dead_letter(letter) for letter in dead[-_DEAD_SHOWN:]]
                 rows.append(row)

@@ -61,6 +61,18 @@ def _warehouse_enabled(settings: Settings) -> bool:
     return enabled(settings.warehouse_url)
 
 
+def _retention(backends: Backends) -> Runner:
+    from trackyard.retention.consumer import open_runner
+
+    return open_runner(backends)
+
+
+def _retention_available(settings: Settings) -> bool:
+    from trackyard.storage.factory import maintenance_available
+
+    return maintenance_available(settings)
+
+
 def _destination_members(settings: Settings) -> list[ConsumerSpec]:
     from trackyard.destinations.consumer import members
 
@@ -88,6 +100,12 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             "loads Segment's warehouse tables (docs/warehouse.md); off with TRACKYARD_WAREHOUSE=off",
             _warehouse,
             enabled=_warehouse_enabled,
+        ),
+        ConsumerSpec(
+            "retention",
+            "compacts the cold log and drops what is past TRACKYARD_RETENTION(_SIZE) (docs/storage.md)",
+            _retention,
+            enabled=_retention_available,
         ),
     )
 }

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from trackyard.storage.base import CursorStore, DeadLetters, EventLog, StoredEvent
 
 log = logging.getLogger("trackyard.consumers")
+
+
+def mirror_name(consumer: str) -> str:
+    """Where the cursor store mirrors the position of a sink that keeps its own."""
+    return f"mirror:{consumer}"
 
 
 class Sink(Protocol):
@@ -53,6 +58,29 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class NoSink:
+    """The sink of a runner that delivers nothing itself (the destinations manager, whose
+    threads' runners deliver; retention, which reads no events). Closing it runs ``close``."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
+
+    def position(self) -> None:
+        return None
+
+    def before_read(self) -> None:
+        pass
+
+    def deliver(self, events: Sequence[StoredEvent]) -> None:
+        raise AssertionError("this consumer delivers no events itself")
+
+    def advance(self, seq: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self._close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +257,10 @@ class Runner:
                 continue
             if not self._sink_keeps_cursor:
                 self._cursor_store().commit(self.name, events[-1].seq)
+            elif self._cursors is not None:
+                # A mirror of the sink's own position, behind it at worst: retention reads
+                # it when the sink's store is held by the running consumer (DuckDB).
+                self._cursors.commit(mirror_name(self.name), events[-1].seq)
             return
 
     def _bury(self, event: StoredEvent, reason: str, attempts: int) -> None:

@@ -19,6 +19,7 @@ from trackyard.config import Settings
 from trackyard.consumers.registry import ConsumerSpec
 from trackyard.consumers.runner import Runner, RunPolicy, StopFlag
 from trackyard.destinations.delivery import DeliveryPolicy, DestinationSink
+from trackyard.destinations.kinds import kind_of
 from trackyard.storage.destinations import Destination, DestinationRegistry, NoSuchDestination
 from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 
@@ -56,11 +57,13 @@ def open_runner_for(
     *,
     owns_registry: bool = False,
 ) -> Runner:
-    """One destination's runner, its batches as large as the destination's batch size."""
+    """One destination's runner, its reads as large as the destination's batch size or its kind's read."""
     stop = stop or StopFlag()
     sink = open_sink(backends, registry, destination, stop, owns_registry=owns_registry)
     # The sink retries and dead-letters by itself; the runner's own retry is for the unexpected.
-    policy = RunPolicy(batch_size=max(destination.batch_size, 100), poll_interval=0.05)
+    policy = RunPolicy(
+        batch_size=max(destination.batch_size, kind_of(destination.kind).read_batch), poll_interval=0.05
+    )
     return Runner(
         destination.consumer, backends.log, sink, backends.cursors(), backends.dead_letters(), policy, stop
     )

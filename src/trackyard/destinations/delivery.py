@@ -37,7 +37,7 @@ from trackyard.destinations.kinds.base import OutgoingRequest, Skipped, Unsendab
 from trackyard.destinations.parking import Parking, give_up_reason
 from trackyard.destinations.routing import Router
 from trackyard.storage.base import DeadLetters, StoredEvent
-from trackyard.storage.destinations import Destination, DestinationRegistry
+from trackyard.storage.destinations import Destination, DestinationRegistry, RequestCounts
 
 log = logging.getLogger("trackyard.destinations")
 # httpx logs every request at info: a line an event for a webhook with batches of one.
@@ -102,6 +102,13 @@ def retryable(status: int) -> bool:
     return status in _RETRIED or (500 <= status <= 599 and status != 501)
 
 
+def error_class(error: httpx.HTTPError) -> str:
+    """The status class of a request that got no answer (``STATUS_CLASSES``)."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    return "connection" if isinstance(error, httpx.TransportError) else "error"
+
+
 class DestinationSink:
     """A :class:`~trackyard.consumers.runner.Sink` for one destination; the runner keeps the cursor."""
 
@@ -129,6 +136,9 @@ class DestinationSink:
         # True at first: a retry that a killed process left recorded is cleared by the first answer.
         self._in_retry = True
         self._parking = Parking(self, registry) if not destination.ordered else None
+        #: Request outcomes not recorded yet, by status class: written with the next failure
+        #: or the batch's delivered count, so a delivered request costs no write of its own.
+        self._tally: dict[str, RequestCounts] = {}
         #: Events this sink put in the dead letters (a replay's summary counts its own).
         self._buried = 0
 
@@ -163,9 +173,18 @@ class DestinationSink:
             self._registry.skip(
                 self.destination.name, [(s.event.seq, s.event.type, s.reason) for s in skipped]
             )
-        if delivered:
-            self._registry.record(self.destination.name, delivered)
+        if delivered or self._tally:
+            self.record(delivered)
         return delivered
+
+    def record(self, delivered: int, error: str | None = None) -> None:
+        """Record ``delivered`` events, ``error`` as the last one, and the requests tallied since."""
+        tally, self._tally = self._tally, {}
+        self._registry.record(self.destination.name, delivered, error, tally)
+
+    def _count(self, status_class: str, events: int, retry: bool) -> None:
+        counts = self._tally.setdefault(status_class, RequestCounts())
+        counts.add(RequestCounts(1, events, int(retry)))
 
     def _deliver(self, request: OutgoingRequest) -> int:
         """Send one request; park or dead-letter what failed. How many of its events were delivered."""
@@ -184,7 +203,7 @@ class DestinationSink:
         refused = self.kind.refused(request, response)
         if refused:
             at = datetime.now(UTC).isoformat(timespec="seconds")
-            self._registry.record(self.destination.name, 0, next(iter(refused.values())))
+            self.record(0, next(iter(refused.values())))
             for index, why in refused.items():
                 self.bury(request.events[index], f"{why} (permanent; in a 2xx answer; last at {at})", 1)
         return set(refused)
@@ -196,11 +215,15 @@ class DestinationSink:
         delivered = self._deliver_all(events)
         return delivered, self._buried - buried
 
-    def send(self, request: OutgoingRequest, *, keep_trying: bool = True) -> httpx.Response | Failure:
+    def send(
+        self, request: OutgoingRequest, *, keep_trying: bool = True, retry: bool = False
+    ) -> httpx.Response | Failure:
         """Send until a 2xx (its response), a permanent answer, or ``retry_for`` has passed;
-        without ``keep_trying``, the first retryable failure is returned too (not final)."""
+        without ``keep_trying``, the first retryable failure is returned too (not final).
+        ``retry``: the first attempt here is already a retry (of a parked request)."""
         started = time.monotonic()
         failures = 0
+        events = len(request.events)
         while True:
             retry_after: float | None = None
             try:
@@ -208,7 +231,9 @@ class DestinationSink:
             except httpx.HTTPError as error:
                 outcome = f"{type(error).__name__}: {error or 'no detail'}"
                 permanent = not isinstance(error, httpx.TransportError)
+                self._count(error_class(error), events, retry or failures > 0)
             else:
+                self._count(f"{response.status_code // 100}xx", events, retry or failures > 0)
                 if 200 <= response.status_code <= 299:
                     self._retry_over()
                     return response
@@ -217,7 +242,7 @@ class DestinationSink:
                 permanent = not retryable(response.status_code)
                 retry_after = _retry_after(response.headers.get("retry-after"))
             failures += 1
-            self._registry.record(self.destination.name, 0, f"{summary(request)}: {outcome}")
+            self.record(0, f"{summary(request)}: {outcome}")
             delay = self.policy.wait(failures, retry_after)
             if permanent or time.monotonic() - started + delay > self.policy.retry_for:
                 self._retry_over()

@@ -71,7 +71,7 @@ class Parking:
                 self._sink.bury(item.event, item.reason, by_seq[item.event.seq].attempts)
                 self._registry.unpark([by_seq[item.event.seq].id])
                 continue
-            outcome = self._sink.send(item, keep_trying=False)
+            outcome = self._sink.send(item, keep_trying=False, retry=True)
             parked = [by_seq[e.seq] for e in item.events]
             if isinstance(outcome, httpx.Response):
                 refused = self._sink.bury_refused(item, outcome)
@@ -82,7 +82,7 @@ class Parking:
                 self._after_failure(p, outcome)
         if delivered:
             self._registry.unpark(delivered)
-            self._registry.record(self._name, len(delivered))
+        self._sink.record(len(delivered))
 
     def _after_failure(self, parked: Parked, failure: Failure) -> None:
         attempts = parked.attempts + failure.attempts

@@ -63,6 +63,17 @@ def _last_error(error: str | None, at_ms: int | None) -> dict[str, Any] | None:
     return {"at": None if at_ms is None else iso(at_ms), "request": request, "response": response}
 
 
+def requests_line(requests: dict[str, dict[str, int]]) -> str:
+    """A status row's ``requests`` in one line: ``2xx: 2 (2 events, 1 retries), 5xx: ...``."""
+    return (
+        ", ".join(
+            f"{kind}: {c['requests']} ({c['events']} events, {c['retries']} retries)"
+            for kind, c in requests.items()
+        )
+        or "none yet"
+    )
+
+
 def status(backends: Backends, registry: DestinationRegistry, destination: Destination) -> dict[str, Any]:
     """Delivered, retrying, dead, lag (events and seconds), last error, and the settings shown."""
     cursor = backends.cursors().get(destination.consumer)
@@ -70,6 +81,7 @@ def status(backends: Backends, registry: DestinationRegistry, destination: Desti
     delivered, error, error_at = registry.status(destination.name)
     retrying, attempts = registry.retrying(destination.name)
     skips = registry.skip_counts(destination.name)
+    requests = registry.request_counts(destination.name)
     return {
         **destination.public(),
         "consumer": destination.consumer,
@@ -80,6 +92,11 @@ def status(backends: Backends, registry: DestinationRegistry, destination: Desti
         "lag_seconds": round(lag_seconds(backends, cursor), 3) if head > cursor else 0.0,
         "delivered": delivered,
         "retrying": {"events": retrying, "attempts": attempts},
+        "requests": {
+            kind: {"requests": c.requests, "events": c.events, "retries": c.retries}
+            for kind, c in requests.items()
+        },
+        "retries": sum(c.retries for c in requests.values()),
         "dead": len(outstanding(backends, destination)),
         "skipped": sum(skips.values()),
         "skipped_by_reason": skips,

@@ -9,9 +9,22 @@ from trackyard.storage.base import Source, SourceRegistry
 from trackyard.storage.secrets import verify_secret
 from trackyard.wire.base import Credentials
 
+#: The refusal codes of a request whose credentials are wrong: the ones kept as bounded
+#: rejects without a source (``trackyard.ingest.auth_failures``).
+AUTH_REFUSALS = frozenset(
+    {
+        "invalid_write_key",
+        "access_key_not_provided",
+        "invalid_project_id",
+        "access_key_not_found",
+        "invalid_secret",
+    }
+)
 
-def unauthorized(message: str) -> IngestError:
-    return IngestError("invalid_write_key", message)
+
+def unauthorized(message: str, write_key: str | None = None) -> IngestError:
+    """A refused key, kept on the error (``write_keys``) for its fingerprint, never stored."""
+    return IngestError("invalid_write_key", message, write_keys=(write_key,) if write_key else ())
 
 
 class SecretChecker:
@@ -54,12 +67,13 @@ class SourceCache:
         source = self._by_key.get(write_key)
         if source is None:
             raise unauthorized(
-                "Unknown write key. Check the key, or create a source: trackyard sources add NAME."
+                "Unknown write key. Check the key, or create a source: trackyard sources add NAME.", write_key
             )
         if not source.enabled:
             raise unauthorized(
                 f"The source {source.name!r} is disabled. "
-                f"Enable it with: trackyard sources enable {source.name}."
+                f"Enable it with: trackyard sources enable {source.name}.",
+                write_key,
             )
         return source
 
@@ -94,11 +108,13 @@ async def project_source(credentials: Credentials, sources: SourceCache, secrets
     try:
         source = sources.resolve(credentials.project)
     except IngestError:
-        raise IngestError("invalid_project_id", "Invalid project id") from None
+        raise IngestError(
+            "invalid_project_id", "Invalid project id", write_keys=(credentials.project or "",)
+        ) from None
     if credentials.forms[0] != source.write_key:
-        raise IngestError("access_key_not_found", "Access key not found")
+        raise IngestError("access_key_not_found", "Access key not found", write_keys=credentials.forms[:1])
     # The first check of a secret runs PBKDF2 (slow on purpose): keep it off the event loop.
     secret = credentials.secret
     if secret is not None and not await anyio.to_thread.run_sync(secrets.check, source, secret):
-        raise IngestError("invalid_secret", "invalid secret")
+        raise IngestError("invalid_secret", "invalid secret", write_keys=credentials.forms[:1])
     return source

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from trackyard.config import Settings
 from trackyard.errors import IngestError, Overloaded, StoreUnavailable
 from trackyard.ingest.auth import SecretChecker, SourceCache
+from trackyard.ingest.auth_failures import AuthFailures
 from trackyard.ingest.limits import RateLimiter
 from trackyard.storage.base import AppendResult, EventLog, EventRecord, RejectRecord, SourceRegistry
 
@@ -36,6 +37,8 @@ class Collector:
         self.sources = SourceCache(registry)
         self.secrets = SecretChecker()
         self.limiter = RateLimiter()
+        #: Refusals for bad credentials, kept as rejects of no source within a bound.
+        self.auth_failures = AuthFailures()
 
     async def commit(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
         """Write durably; turn the store's refusals into the answers clients retry on."""

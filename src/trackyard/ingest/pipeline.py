@@ -3,9 +3,11 @@
 A route reads the body and hands it over as an :class:`Incoming`; :func:`accept` does the
 rest and returns what the route answers with, or raises ``IngestError``. Every request
 refused once its source is known (bad body, bad JSON, a malformed or oversized batch, an
-invalid event) is kept in the rejects store here, the same way for every format. Unknown
-keys are not kept, nor refusals that retrying cures (a rate limit, an overloaded or
-unavailable store), since the client sends those again.
+invalid event) is kept in the rejects store here, the same way for every format. A refusal
+for wrong credentials is kept without a source, sampled and without its body
+(``trackyard.ingest.auth_failures``: anyone can send those). Refusals that retrying cures
+(a rate limit, an overloaded or unavailable store) are not kept, since the client sends
+those again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Final
 
 from trackyard.errors import CallError, IngestError
 from trackyard.event import now_micros
-from trackyard.ingest.auth import project_source, resolve_write_key
+from trackyard.ingest.auth import AUTH_REFUSALS, project_source, resolve_write_key
 from trackyard.ingest.collector import Collector
 from trackyard.storage.base import EventRecord, RejectRecord, Source
 from trackyard.wire.base import Credentials, Decoded, Format, Receipt, source_tag
@@ -85,6 +87,8 @@ async def accept(collector: Collector, fmt: Format[Any], incoming: Incoming) -> 
     except IngestError as refused:
         if collector.metrics is not None:
             collector.metrics.refused(fmt.name, refused.code)
+        if refused.code in AUTH_REFUSALS:
+            await collector.auth_failures.keep(collector.commit, incoming.route, incoming.client_ip, refused)
         raise
 
 

@@ -62,10 +62,10 @@ _PER_CONSUMER: dict[str, tuple[type[Family], str, str]] = {
     ),
 }
 _PER_DESTINATION: dict[str, tuple[type[Family], str, str]] = {
-    "delivered": (
+    "retries": (
         CounterMetricFamily,
-        "trackyard_destination_events_delivered",
-        "Events a destination acknowledged (2xx), by destination.",
+        "trackyard_destination_retries",
+        "Attempts after a request's first, by destination.",
     ),
     "last_error": (
         GaugeMetricFamily,
@@ -74,6 +74,19 @@ _PER_DESTINATION: dict[str, tuple[type[Family], str, str]] = {
     ),
     "enabled": (GaugeMetricFamily, "trackyard_destination_enabled", "1 while a destination is enabled."),
 }
+#: By destination and a second label: what became of its events, and of its requests.
+_EVENTS = (
+    "trackyard_destination_events",
+    "Events by destination and outcome: delivered, dead_lettered, skipped.",
+)
+_REQUESTS = (
+    "trackyard_destination_requests",
+    "Requests sent, by destination and status class (2xx, 3xx, 4xx, 5xx, timeout, connection, error).",
+)
+_REQUEST_EVENTS = (
+    "trackyard_destination_request_events",
+    "Events carried by requests, by destination and status class (a retried event counts each time).",
+)
 
 
 def _families(specs: dict[str, tuple[type[Family], str, str]], label: str) -> dict[str, Family]:
@@ -137,7 +150,10 @@ class StoreCollector(Collector):
     ) -> Iterator[Family]:
         """Each destination is a consumer of its own (``destination:NAME``) besides its counts."""
         per = _families(_PER_DESTINATION, "destination")
-        delivered, last_error, enabled = per["delivered"], per["last_error"], per["enabled"]
+        retries, last_error, enabled = per["retries"], per["last_error"], per["enabled"]
+        events = CounterMetricFamily(*_EVENTS, labels=["destination", "outcome"])
+        requests = CounterMetricFamily(*_REQUESTS, labels=["destination", "status_class"])
+        request_events = CounterMetricFamily(*_REQUEST_EVENTS, labels=["destination", "status_class"])
         head = backends.log.head_seq()
         cursors, letters = backends.cursors(), backends.dead_letters()
         registry = open_destinations(self._settings)
@@ -145,14 +161,22 @@ class StoreCollector(Collector):
             for destination in registry.destinations():
                 name, consumer = destination.name, destination.consumer
                 count, _, error_at_ms = registry.status(name)
-                delivered.add_metric([name], count)
+                buried = letters.count(consumer)
+                events.add_metric([name, "delivered"], count)
+                events.add_metric([name, "dead_lettered"], buried)
+                events.add_metric([name, "skipped"], sum(registry.skip_counts(name).values()))
+                counts = registry.request_counts(name)
+                for status_class, counted in counts.items():
+                    requests.add_metric([name, status_class], counted.requests)
+                    request_events.add_metric([name, status_class], counted.events)
+                retries.add_metric([name], sum(c.retries for c in counts.values()))
                 enabled.add_metric([name], 1 if destination.enabled else 0)
                 if error_at_ms is not None:
                     last_error.add_metric([name], error_at_ms / 1000)
                 cursor = cursors.get(consumer)
                 lag.add_metric([consumer], max(head - cursor, 0))
                 lag_seconds.add_metric([consumer], _age_seconds(backends.log, cursor, now))
-                dead.add_metric([consumer], letters.count(consumer))
+                dead.add_metric([consumer], buried)
         finally:
             registry.close()
-        yield from per.values()
+        yield from (events, requests, request_events, *per.values())

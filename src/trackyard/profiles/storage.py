@@ -29,6 +29,9 @@ class ProfileState:
     first_seen: int | None = None
     last_seen: int | None = None
     event_count: int = 0
+    #: The row this was loaded from (``None`` for a new profile): a batch rewrites a
+    #: profile's row only where it changed, so the store compares the two at commit.
+    stored: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ Written with ``?`` placeholders; each backend runs them with ``_all`` (a query),
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trackyard.storage.base import StoredEvent
@@ -17,6 +17,7 @@ from trackyard.storage.destinations import (
     Destination,
     NoSuchDestination,
     Parked,
+    RequestCounts,
     SkippedEvent,
     destination_from_row,
     destination_row,
@@ -27,7 +28,7 @@ _MARKS = ", ".join(["?"] * len(COLUMNS.split(",")))
 _INSERT = f"INSERT INTO destinations ({COLUMNS}) VALUES ({_MARKS})"
 _PARKED = "id, seq, source_id, type, body, attempts, first_failed_ms, due_ms, reason"
 #: The tables that hold something of a destination besides its definition.
-_PER_DESTINATION = ("delivery_status", "in_retry", "parked")
+_PER_DESTINATION = ("delivery_status", "delivery_counts", "in_retry", "parked")
 
 
 class DestinationTables:
@@ -85,12 +86,30 @@ class DestinationTables:
         )
         return destination
 
-    def record(self, name: str, delivered: int, error: str | None = None) -> None:
-        """Count ``delivered`` more events to ``name``, and keep ``error`` as its last one.
+    def record(
+        self,
+        name: str,
+        delivered: int,
+        error: str | None = None,
+        requests: Mapping[str, RequestCounts] | None = None,
+    ) -> None:
+        """Count ``delivered`` more events to ``name``, keep ``error`` as its last one, and add
+        ``requests`` to its counts by status class, in one transaction.
 
-        Once a request, not once an event: the counts are for ``destinations show``.
+        Once a request outcome or a batch, never once an event: the sink adds up its
+        deliveries in memory and records them with the batch (``destinations show``, /metrics).
         """
         at = _now_ms() if error is not None else None
+        counts: list[Statement] = [
+            (
+                "INSERT INTO delivery_counts AS c (name, class, requests, events, retries)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, class) DO UPDATE SET"
+                " requests = c.requests + excluded.requests, events = c.events + excluded.events,"
+                " retries = c.retries + excluded.retries",
+                (name, kind, c.requests, c.events, c.retries),
+            )
+            for kind, c in (requests or {}).items()
+        ]
         self._write(
             (
                 "INSERT INTO delivery_status AS s (name, delivered, last_error, last_error_at_ms)"
@@ -99,8 +118,16 @@ class DestinationTables:
                 " last_error = coalesce(excluded.last_error, s.last_error),"
                 " last_error_at_ms = coalesce(excluded.last_error_at_ms, s.last_error_at_ms)",
                 (name, delivered, error, at),
-            )
+            ),
+            *counts,
         )
+
+    def request_counts(self, name: str) -> dict[str, RequestCounts]:
+        rows = self._all(
+            "SELECT class, requests, events, retries FROM delivery_counts WHERE name = ? ORDER BY class",
+            (name,),
+        )
+        return {kind: RequestCounts(int(r), int(e), int(t)) for kind, r, e, t in rows}
 
     def status(self, name: str) -> tuple[int, str | None, int | None]:
         """Events delivered to ``name``, its last error and when (ms), from :meth:`record`."""

@@ -66,6 +66,10 @@ class EventRecord(NamedTuple):
     body: bytes
 
 
+#: The source id of a reject whose request named no source (a wrong key): source ids start at 1.
+NO_SOURCE = 0
+
+
 @dataclass(frozen=True, slots=True)
 class RejectRecord:
     """One refused event or request, kept with its reason so nothing vanishes silently."""
@@ -134,6 +138,80 @@ class EventLog(Protocol):
 
     def head_seq(self) -> int:
         """The seq of the newest event in the log, 0 when it is empty."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LogPart(NamedTuple):
+    """The oldest part of the log that retention can drop whole (a SQLite block, a partition)."""
+
+    first_seq: int
+    last_seq: int
+    #: When its newest event was received (epoch ms): the part is as old as that.
+    newest_received_ms: int
+    stored_bytes: int
+
+
+class LogExtent(NamedTuple):
+    """What the log holds now."""
+
+    events: int
+    #: Of which in compacted parts.
+    compacted_events: int
+    blocks: int
+    #: The seq of the oldest event kept (0 when the log is empty) and when it was received.
+    oldest_seq: int
+    oldest_received_ms: int | None
+    head_seq: int
+    #: The canonical JSON of the events kept, and what the log takes to store them.
+    json_bytes: int
+    stored_bytes: int
+
+
+class LogMaintenance(Protocol):
+    """Compaction and retention of the log, run by the ``retention`` consumer and ``trackyard store``.
+
+    Every step is one short transaction: a crash between two loses nothing and a restart
+    resumes. What to drop is decided by ``trackyard.retention``; the backend only offers
+    its oldest part and drops it when told.
+    """
+
+    def compact(self, force: bool = False, received_before_ms: int | None = None) -> int:
+        """Compact the oldest cold events (one part); how many. ``force``: also a partial part,
+        and of events received before ``received_before_ms`` only, when given."""
+        ...
+
+    def oldest_part(self) -> LogPart | None:
+        """The oldest compacted part (only compacted parts are dropped), ``None`` if there is none."""
+        ...
+
+    def oldest_hot_received_ms(self) -> int | None:
+        """When the oldest event not yet compacted was received."""
+        ...
+
+    def drop(self, part: LogPart) -> None: ...
+
+    def prune_rejects(self, before_ms: int) -> int:
+        """Delete the rejects received before ``before_ms``; how many."""
+        ...
+
+    def reclaim(self) -> int:
+        """Give freed space back to the OS; the bytes returned."""
+        ...
+
+    def returns_space(self) -> bool:
+        """Whether :meth:`reclaim` can shrink the files (a SQLite store made before retention cannot)."""
+        ...
+
+    def vacuum(self) -> None:
+        """Convert the store so that it can (a no-op where there is nothing to convert)."""
+        ...
+
+    def extent(self) -> LogExtent: ...
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk by part: ``log``, ``dedup``, ``rejects``, ``profiles``, ``warehouse``, ..."""
         ...
 
     def close(self) -> None: ...
@@ -304,5 +382,9 @@ class DeadLetters(Protocol):
         ...
 
     def count(self, consumer: str) -> int: ...
+
+    def prune(self, before_ms: int) -> int:
+        """Delete the dead letters that failed before ``before_ms`` (their own retention); how many."""
+        ...
 
     def close(self) -> None: ...

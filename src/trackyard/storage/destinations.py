@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trackyard.storage.base import StoredEvent
 
 KINDS = ("webhook", "segment", "koala", "bloomreach", "vitally")
+#: What became of a request to a destination: its answer's class, or why there was none.
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection", "error")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -79,6 +81,21 @@ class Destination:
         }
 
 
+@dataclass(slots=True)
+class RequestCounts:
+    """A destination's requests of one status class: how many, the events they carried, and
+    how many of them were retries (attempts after a request's first)."""
+
+    requests: int = 0
+    events: int = 0
+    retries: int = 0
+
+    def add(self, other: RequestCounts) -> None:
+        self.requests += other.requests
+        self.events += other.events
+        self.retries += other.retries
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedEvent:
     """An event a destination did not send because its format cannot express it."""
@@ -122,12 +139,23 @@ class DestinationRegistry(Protocol):
 
     def remove(self, name: str) -> Destination: ...
 
-    def record(self, name: str, delivered: int, error: str | None = None) -> None:
-        """Count ``delivered`` more events to ``name``, and keep ``error`` as its last one."""
+    def record(
+        self,
+        name: str,
+        delivered: int,
+        error: str | None = None,
+        requests: Mapping[str, RequestCounts] | None = None,
+    ) -> None:
+        """Count ``delivered`` more events to ``name``, keep ``error`` as its last one, and add
+        ``requests`` (by status class) to its request counts: all in one transaction."""
         ...
 
     def status(self, name: str) -> tuple[int, str | None, int | None]:
         """Events delivered to ``name``, its last error and when (ms)."""
+        ...
+
+    def request_counts(self, name: str) -> dict[str, RequestCounts]:
+        """``name``'s requests so far by status class (only the classes it has seen)."""
         ...
 
     def skip(self, name: str, skips: Sequence[tuple[int, str, str]]) -> None:

@@ -30,6 +30,7 @@ from trackyard.storage.base import (
     DeadLetters,
     EventLog,
     LeaseProvider,
+    LogMaintenance,
     RejectStore,
     SourceRegistry,
     StoreURLError,
@@ -396,6 +397,29 @@ def destinations_exist(settings: Settings) -> bool:
     from trackyard.storage.sqlite.destinations import registry_exists
 
     return registry_exists(settings.data_dir)
+
+
+def maintenance_available(settings: Settings) -> bool:
+    """Whether the configured log has compaction and retention here: the SQLite log has; a
+    JetStream log keeps its stream's own limits and a PostgreSQL log its table, neither
+    pruned by trackyard yet."""
+    layout = _layout(settings)
+    return layout.log == "state" and layout.state_url is None
+
+
+def open_maintenance(settings: Settings) -> LogMaintenance:
+    """Compaction and retention of the configured log (its own connection; the store must exist).
+
+    Raises ``StoreURLError`` for a log without them (see :func:`maintenance_available`)."""
+    if not maintenance_available(settings):
+        raise StoreURLError(
+            "compaction and retention are available for the embedded SQLite log only, not yet for a"
+            " JetStream log (set the stream's own max_age and max_bytes limits) or a PostgreSQL one"
+        )
+    _sqlite_directory(settings)
+    from trackyard.storage.sqlite.maintenance import SQLiteMaintenance
+
+    return SQLiteMaintenance(settings)
 
 
 def open_leases(settings: Settings) -> LeaseProvider:

@@ -129,13 +129,17 @@ def test_auth_answers_204_for_a_known_key_and_401_otherwise(shared_server: Serve
     assert_refused(bad, 401, "invalid_write_key", "Unknown write key")
 
 
-def test_an_unknown_key_gets_401_and_nothing_is_kept(shared_server: Server) -> None:
+def test_an_unknown_key_gets_401_and_only_its_fingerprint_is_kept(shared_server: Server) -> None:
     before = len(shared_server.rejects())
-    response = post(shared_server, PROFILE, {"profile_id": "x"}, key="not-a-key")
+    key = f"not-a-key-{uuid.uuid4().hex}"  # of its own: the kept refusals are bounded per key
+    response = post(shared_server, PROFILE, {"profile_id": "x"}, key=key)
     assert_refused(response, 401, "invalid_write_key", "Unknown write key")
     assert response.json()["error"] == "Unauthorized"
-    assert "not-a-key" not in response.text
-    assert len(shared_server.rejects()) == before
+    assert key not in response.text
+    (kept,) = shared_server.rejects()[before:]
+    assert (kept["source_id"], kept["code"]) == (0, "invalid_write_key")
+    assert kept["payload"]["key"] == f"{key[:4]}…{kept['payload']['key'][-8:]}"
+    assert key not in str(kept) and "profile_id" not in str(kept)
 
 
 def test_a_disabled_source_gets_401(server: Server) -> None:

@@ -2,19 +2,23 @@
 
 Whatever a known source sends and has refused (bad JSON, a malformed or oversized batch, a
 body over the limit, an invalid event) is kept in the rejects store with its code, its
-message and its bytes, cut at 64 KiB; refusals of strangers are not kept.
+message and its bytes, cut at 64 KiB; of a stranger's request only the key's refusal is
+kept, without a source and without its body (trackyard.ingest.auth_failures).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Server
+from trackyard.ingest.auth import AUTH_REFUSALS
+from trackyard.ingest.auth_failures import fingerprint
 
 BAD_JSON = b'{"userId": "bad-json", "event": '
 
@@ -115,10 +119,20 @@ def test_an_invalid_single_call_is_kept_whole(shared_server: Server) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "path", "route"), ROUTES, ids=[p for _, p, _ in ROUTES])
-def test_refusals_of_an_unknown_key_are_not_kept(
+def test_a_strangers_request_keeps_only_its_key_refusal_never_its_body(
     shared_server: Server, fmt: str, path: str, route: str
 ) -> None:
+    """A format that checks the key first keeps the refusal as a reject of no source, with
+    the key's fingerprint; one that reads the body first (Segment's keys may be in it)
+    answers the bad JSON, and a stranger's bad JSON is never kept."""
     before = len(shared_server.rejects())
-    response = _post(shared_server, fmt, path, BAD_JSON, key="not-a-key")
+    key = f"stranger-{uuid.uuid4().hex}"  # a key of its own: the bound is per client and key
+    response = _post(shared_server, fmt, path, BAD_JSON, key=key)
     assert response.status_code in (400, 401)
-    assert _new_rejects(shared_server, before) == []
+    new = _new_rejects(shared_server, before)
+    assert len(new) == (0 if fmt == "segment" else 1), new
+    for reject in new:
+        assert reject["source_id"] == 0 and reject["route"] == route
+        assert reject["code"] in AUTH_REFUSALS
+        assert reject["payload"] == {"key": fingerprint(key), "client_ip": "127.0.0.1"}
+        assert key not in json.dumps(reject) and "bad-json" not in json.dumps(reject)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from trackyard.storage.base import StoredEvent
-from trackyard.storage.destinations import Destination, DestinationExists, NoSuchDestination, Parked
+from trackyard.storage.destinations import (
+    Destination,
+    DestinationExists,
+    NoSuchDestination,
+    Parked,
+    RequestCounts,
+)
 from trackyard.storage.factory import Backends, destinations_exist, open_destinations
 
 
@@ -70,5 +76,25 @@ def test_skipped_retrying_and_parked_events(backends: Backends) -> None:
         registry.unpark([p.id for p in registry.due("hook", now_ms=1000, limit=10)])
         registry.set_retrying("hook", 0, 0)
         assert registry.retrying("hook") == (0, 0)
+    finally:
+        registry.close()
+
+
+def test_request_counts_add_up_by_status_class_with_the_delivered_count(backends: Backends) -> None:
+    registry = open_destinations(backends.settings)
+    try:
+        registry.add(Destination(name="hook", kind="webhook", url="https://example.com/in"))
+        assert registry.request_counts("hook") == {}
+        registry.record("hook", 0, "HTTP 500", {"5xx": RequestCounts(1, 3, 0)})
+        registry.record("hook", 3, None, {"2xx": RequestCounts(1, 3, 1), "timeout": RequestCounts(2, 6, 1)})
+        registry.record("hook", 2, None, {"2xx": RequestCounts(2, 2, 0)})
+        assert registry.request_counts("hook") == {
+            "2xx": RequestCounts(3, 5, 1),
+            "5xx": RequestCounts(1, 3, 0),
+            "timeout": RequestCounts(2, 6, 1),
+        }
+        assert registry.status("hook")[:2] == (5, "HTTP 500")
+        registry.remove("hook")
+        assert registry.request_counts("hook") == {}
     finally:
         registry.close()

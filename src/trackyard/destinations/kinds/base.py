@@ -58,6 +58,8 @@ class Kind:
     """One destination kind. Subclasses build the requests; most take a 2xx as delivered whole."""
 
     name: str
+    #: Events read from the log at once, at least (beside the destination's batch size).
+    read_batch: int = 100
 
     def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
         raise NotImplementedError

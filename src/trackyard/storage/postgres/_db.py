@@ -106,6 +106,15 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     last_error text,
     last_error_at_ms bigint
 );
+-- Requests by destination and status class (2xx, 4xx, timeout, ...), and how many were retries.
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    name text NOT NULL,
+    class text NOT NULL,
+    requests bigint NOT NULL,
+    events bigint NOT NULL,
+    retries bigint NOT NULL,
+    PRIMARY KEY (name, class)
+);
 -- Events a destination's format cannot express, each seq once.
 CREATE TABLE IF NOT EXISTS skipped (
     name text NOT NULL,

@@ -218,6 +218,10 @@ class PGDeadLetters:
         rows = self._pool.execute("SELECT count(*) FROM dead_letters WHERE consumer = %s", (consumer,))
         return int(rows[0][0])
 
+    def prune(self, before_ms: int) -> int:
+        with self._pool.connection() as conn:
+            return conn.execute("DELETE FROM dead_letters WHERE failed_at_ms < %s", (before_ms,)).rowcount
+
     def close(self) -> None:
         """The pool is the backends'."""
 

@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable, Collection
 
 _PREFIX = "dedup_h_"
+#: The bucket tables are named this plus the bucket number (for status, which counts their bytes).
+TABLE_PREFIX = _PREFIX
 # SQLite's default limit on bound parameters is far above this; the chunk keeps statements small.
 _CHUNK = 500
 #: How often the list of bucket tables is re-read (other worker processes create and drop them).

@@ -12,12 +12,15 @@ cursor) and counts therefore mean what they meant with one row per event.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
 
 from trackyard.storage.base import EventRecord, StoredEvent, dedup_key
+from trackyard.storage.sqlite._blocks import SCHEMA as _BLOCKS_SCHEMA
+from trackyard.storage.sqlite._blocks import BlockCache, DecodedRow, unpack_sizes
 from trackyard.storage.sqlite._dedup import FLUSHED_KEY, pack_hashes
 
 SCHEMA = """
@@ -34,6 +37,7 @@ CREATE TABLE IF NOT EXISTS log (
 -- Small named counters, such as how far dedup keys are flushed (see _dedup.py).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
+SCHEMA += _BLOCKS_SCHEMA + ";\n"
 
 TYPE_LETTERS = {"identify": "i", "track": "t", "page": "p", "screen": "s", "group": "g", "alias": "a"}
 _LETTER_TYPES = {letter: kind for kind, letter in TYPE_LETTERS.items()}
@@ -47,6 +51,12 @@ HEAD_SQL = (
 _FROM_SQL = (
     "SELECT seq, source_id, types, sizes, body FROM log"
     " WHERE seq >= coalesce((SELECT max(seq) FROM log WHERE seq <= ?), 0)"
+)
+#: A page of the blocks holding events from ``?`` on (the first ``?`` twice).
+_BLOCKS_SQL = (
+    "SELECT seq FROM log_blocks"
+    " WHERE seq >= coalesce((SELECT max(seq) FROM log_blocks WHERE seq <= ?), 0) AND seq + n > ?"
+    " ORDER BY seq LIMIT 8"
 )
 
 Row = tuple[int, int, int, int, str, bytes, bytes, bytes]
@@ -70,44 +80,89 @@ def pack(seq: int, events: Sequence[EventRecord], hashes: list[int]) -> Row:
 
 
 def read(
-    conn: sqlite3.Connection, after: int, limit: int, source_id: int | None, type: str | None
+    conn: sqlite3.Connection,
+    after: int,
+    limit: int,
+    source_id: int | None,
+    type: str | None,
+    cache: BlockCache | None = None,
 ) -> list[StoredEvent]:
-    """Up to ``limit`` events with ``seq > after``, oldest first, optionally of one source or type."""
-    sql = _FROM_SQL
-    params: list[object] = [after + 1]
+    """Up to ``limit`` events with ``seq > after``, oldest first, optionally of one source or type.
+
+    The compacted blocks first, then the rows of the hot part, in one read transaction:
+    compaction moves rows into a block in one commit, so the snapshot sees each event once.
+    """
     letter = None
-    if source_id is not None:
-        sql += " AND source_id = ?"
-        params.append(source_id)
     if type is not None:
         letter = TYPE_LETTERS.get(type)
         if letter is None:
             return []
-        sql += " AND instr(types, ?) > 0"
-        params.append(letter)
-    sql += " ORDER BY seq"
     events: list[StoredEvent] = []
-    for row in conn.execute(sql, params):
-        for event in _unpack(row, after, letter):
-            events.append(event)
-            if len(events) == limit:
+    conn.execute("BEGIN")
+    try:
+        for row in _block_rows(conn, after, cache or BlockCache()):
+            if source_id is not None and row[1] != source_id:
+                continue
+            if _collect(events, row, after, letter, limit):
                 return events
-    return events
+        sql = _FROM_SQL
+        params: list[object] = [after + 1]
+        if source_id is not None:
+            sql += " AND source_id = ?"
+            params.append(source_id)
+        if letter is not None:
+            sql += " AND instr(types, ?) > 0"
+            params.append(letter)
+        rows = conn.execute(sql + " ORDER BY seq", params)
+        try:
+            for row in rows:
+                if _collect(events, row, after, letter, limit):
+                    return events
+        finally:
+            rows.close()
+        return events
+    finally:
+        conn.execute("COMMIT")
+
+
+def _collect(events: list[StoredEvent], row: DecodedRow, after: int, letter: str | None, limit: int) -> bool:
+    """Add the row's events after ``after`` (of type ``letter``); whether ``limit`` is reached."""
+    if letter is not None and letter not in row[2]:
+        return False
+    for event in _unpack(row, after, letter):
+        events.append(event)
+        if len(events) == limit:
+            return True
+    return False
+
+
+def _block_rows(conn: sqlite3.Connection, after: int, cache: BlockCache) -> Iterator[DecodedRow]:
+    """The rows of the blocks that hold events after ``after``, oldest first."""
+    start = after + 1
+    while True:
+        page = [seq for (seq,) in conn.execute(_BLOCKS_SQL, (start, start)).fetchall()]
+        if not page:
+            return
+        for seq in page:
+            rows = cache.rows(seq, functools.partial(_block_data, conn, seq))
+            yield from rows
+            last = rows[-1]
+            start = last[0] + len(last[2])  # the seq after the block's last event
+
+
+def _block_data(conn: sqlite3.Connection, seq: int) -> bytes:
+    (data,) = conn.execute("SELECT data FROM log_blocks WHERE seq = ?", (seq,)).fetchone()
+    return bytes(data)
 
 
 def bodies(conn: sqlite3.Connection) -> Iterator[bytes]:
     """Every event's JSON in the log, oldest first (for checks that read the file directly)."""
-    for row in conn.execute("SELECT seq, source_id, types, sizes, body FROM log ORDER BY seq"):
-        for event in _unpack(row, 0, None):
-            yield event.body
+    return (event.body for event in read(conn, 0, sys.maxsize, None, None))
 
 
-def _unpack(row: tuple[int, int, str, bytes, bytes], after: int, letter: str | None) -> Iterator[StoredEvent]:
+def _unpack(row: DecodedRow, after: int, letter: str | None) -> Iterator[StoredEvent]:
     seq, source_id, types, sizes_blob, body = row
-    sizes = array("I")
-    sizes.frombytes(sizes_blob)
-    if sys.byteorder == "big":
-        sizes.byteswap()
+    sizes = unpack_sizes(sizes_blob)
     view = memoryview(body)
     offset = 0
     for index, size in enumerate(sizes):

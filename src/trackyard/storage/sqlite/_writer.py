@@ -112,6 +112,10 @@ class Writer(GroupCommitWriter):
         try:
             with write_transaction(self._conn):
                 self._catch_up()
+                # Catching up may have let go of segments another process just flushed:
+                # then only the open segment may be left, which must not be flushed.
+                if not self._dedup.flush_due():
+                    return
                 self._dedup.flush()
         except Exception:  # nothing may stop the writer thread
             # The keys stay in memory and the log still has them; the next commit retries.

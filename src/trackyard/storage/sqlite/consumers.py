@@ -128,6 +128,10 @@ class SQLiteDeadLetters:
         rows = self._db.execute("SELECT count(*) FROM dead_letters WHERE consumer = ?", (consumer,))
         return int(rows[0][0])
 
+    def prune(self, before_ms: int) -> int:
+        rows = self._db.execute("DELETE FROM dead_letters WHERE failed_at_ms < ? RETURNING id", (before_ms,))
+        return len(rows)
+
     def close(self) -> None:
         self._db.release()
 

@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     last_error TEXT,
     last_error_at_ms INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    name TEXT NOT NULL,
+    class TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    PRIMARY KEY (name, class)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS skipped (
     name TEXT NOT NULL,
     seq INTEGER NOT NULL,

@@ -31,13 +31,15 @@ from trackyard.storage.base import (
     StoreURLError,
 )
 from trackyard.storage.sqlite import _log
+from trackyard.storage.sqlite._blocks import BlockCache
 from trackyard.storage.sqlite._dedup import SQLiteDedup
 from trackyard.storage.sqlite._writer import Writer, write_transaction
 
 #: The database's file name in the store's directory.
 DATABASE_FILENAME = "trackyard.db"
 
-_SCHEMA_VERSION = 3
+# 4: log_blocks (compacted parts of the log); new files get auto_vacuum=INCREMENTAL.
+_SCHEMA_VERSION = 4
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -109,6 +111,9 @@ def connect(path: Path, durability: Durability) -> sqlite3.Connection:
     # crash but not a power loss (``process``).
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
+    # A checkpoint cuts the write-ahead log back to this: compaction's bursts would otherwise
+    # leave it at its largest size for good.
+    conn.execute("PRAGMA journal_size_limit=67108864")
     return conn
 
 
@@ -138,6 +143,8 @@ class SQLiteStore(SourceChanges):
         path = database_path(self.directory)
         self._lock = threading.Lock()
         self._conn = connect(path, settings.durability)
+        #: The compacted blocks this reader decoded last (consumers read a block in pages).
+        self._blocks = BlockCache()
         self._migrate()
         self._version_path = self.directory / "sources.version"
         if not self._version_path.exists():
@@ -166,6 +173,12 @@ class SQLiteStore(SourceChanges):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version >= _SCHEMA_VERSION:
                 return
+            if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                # Only a file without tables can take it: retention then gives dropped
+                # blocks' pages back to the OS (older stores: ``trackyard store vacuum``).
+                # A VACUUM of the empty file applies it (WAL mode has written the header already).
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
             with write_transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
@@ -199,7 +212,7 @@ class SQLiteStore(SourceChanges):
         self, after: int = 0, limit: int = 1000, source_id: int | None = None, type: str | None = None
     ) -> list[StoredEvent]:
         with self._lock:
-            return _log.read(self._conn, after, limit, source_id, type)
+            return _log.read(self._conn, after, limit, source_id, type, self._blocks)
 
     def head_seq(self) -> int:
         with self._lock:
@@ -241,7 +254,9 @@ class SQLiteStore(SourceChanges):
 
     def count_events(self) -> int:
         with self._lock:
-            (count,) = self._conn.execute("SELECT coalesce(sum(n), 0) FROM log").fetchone()
+            (count,) = self._conn.execute(
+                "SELECT (SELECT coalesce(sum(n), 0) FROM log) + (SELECT coalesce(sum(n), 0) FROM log_blocks)"
+            ).fetchone()
         return int(count)
 
     # -- sources -----------------------------------------------------------------
