@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.cpu import cpu_seconds as _cpu_seconds
 from bench.run import Process
 
 KEY_A = "benchdeliverya00000000000000000000"
@@ -48,7 +48,6 @@ KEY_B = "benchdeliveryb00000000000000000000"
 TOKEN = "bench-admin-token"
 FORMATS = ("segment", "webhook", "koala", "bloomreach", "vitally")
 console = Console(stderr=True)
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _trackyard(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,14 +59,6 @@ def _trackyard(*args: str) -> subprocess.CompletedProcess[str]:
 def _serve(data: Path) -> Process:
     command = [sys.executable, "-m", "trackyard", "serve", "--port", "0", "--data-dir", str(data)]
     return Process([*command, "--log-level", "warning", "--admin-token", TOKEN])
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
 def _epoch(iso: str) -> float:

@@ -3,10 +3,12 @@
 Starts trackyard (fresh data dir, default durable mode) and two ceiling apps on the same
 HTTP server and worker count (``bench/ceilings.py``), drives each scenario with wrk from
 loopback (fresh ids in every request, so dedup never short-cuts), and prints one table:
-requests/s, events/s, p50/p99 latency and the ratio to each ceiling, plus the server's
-peak RSS, and the bytes on disk per stored event beside the canonical JSON's (as written
-and once the server's retention consumer has compacted the cold log). The table is also
-written as JSON to ``bench/results/`` with the machine's facts.
+requests/s, events/s, p50/p99 latency and the ratio to each ceiling; then the CPU time
+per event of each stage (ingest, each consumer) beside the ceilings' (``bench/cpu.py``),
+the peak RSS of all of trackyard's processes, and the bytes on disk per stored event beside
+the canonical JSON's (as written and once the server's retention consumer has compacted the
+cold log). The tables are also written as JSON to ``bench/results/`` with the machine's
+facts; ``--profile`` adds py-spy flame graphs (``bench/profile.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,9 @@ from rich.table import Table
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # run as a script (`python bench/run.py`): bench.* for its helpers
+from bench import cpu  # noqa: E402  (needs the path above)
+from bench.profile import FirstLoad, py_spy  # noqa: E402
+
 KEY = "benchwritekey0000000000000000000"
 SECRET = "bench-secret"
 console = Console(stderr=True)
@@ -196,50 +203,15 @@ class Process:
                 break
         if not self.url:
             raise RuntimeError(f"{args} did not start")
-        self.peak_rss_kb = 0
-        self._stop = threading.Event()
-        threading.Thread(target=self._sample, daemon=True).start()
+        self.rss = cpu.PeakRss(self.proc.pid)
 
-    def _pids(self) -> list[int]:
-        """The server and its child processes (HTTP workers, consumers)."""
-        pids = [self.proc.pid]
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        if children.exists():
-            pids += [int(p) for p in children.read_text().split()]
-        return pids
-
-    def rss_kb(self) -> int:
-        """RSS of the server and its worker processes."""
-        total = 0
-        for pid in self._pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            if match := re.search(r"VmRSS:\s+(\d+)", status):
-                total += int(match.group(1))
-        return total
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server and its HTTP workers have used, consumers left
-        out. Per request, it shows a cost that throughput on a shared machine hides in noise."""
-        ticks = 0
-        for pid in self._pids():
-            try:
-                if b"consumers._child" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    continue
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak_rss_kb = max(self.peak_rss_kb, self.rss_kb())
+    @property
+    def peak_rss_kb(self) -> int:
+        """The peak of the RSS of the server and every process below it, consumers included."""
+        return self.rss.total_kb
 
     def stop(self) -> None:
-        self._stop.set()
+        self.rss.stop()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=60)
@@ -403,6 +375,22 @@ def wrk(
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "requests": int(total.group(1)) if total else 0,
     }
+
+
+def measured(
+    server: Process,
+    scenario: Scenario,
+    load: Callable[[], dict[str, Any]],
+    data: Path | None,
+    catch_up_s: float,
+) -> tuple[dict[str, Any], dict[str, Any], tuple[float, int]]:
+    """wrk's figures, the CPU by stage (``bench/cpu.py``) as a row's extra fields, and the
+    seconds the consumers of ``data`` were waited for after the load, with what profiles
+    applied in them."""
+    m, cost = cpu.measure(server.proc.pid, load, data, catch_up_s)
+    events = (m["requests"] - m["non_2xx"]) * scenario.events
+    extra = {"requests": m["requests"], **cost.fields(m["requests"], events)}
+    return m, extra, (cost.waited_s, cost.applied_after_load.get("profiles") or 0)
 
 
 def _json_from(*module_args: str) -> dict[str, Any]:
@@ -580,6 +568,12 @@ def main() -> int:
         help="pass ARG to `trackyard serve` (repeatable): --serve-arg=--no-metrics, --serve-arg=--access-log",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graphs of each trackyard process (ingest, each consumer) during the first "
+        "scenario run (choose it with --only), written to bench/results/<run>-<stage>.svg",
+    )
+    parser.add_argument(
         "--targets",
         default="trackyard,bare,decode",
         help="comma-separated servers to measure (default trackyard,bare,decode: trackyard and its ceilings)",
@@ -644,15 +638,27 @@ def main() -> int:
     if not chosen:
         targets = {}  # only the warehouse or delivery scenario: no server to start
     peak: dict[str, int] = {}
+    peak_by_stage: dict[str, dict[str, int]] = {}
     profiles: dict[str, Any] = {}
+    catch_up_s = args.seconds * 12  # how long the consumers are waited for after each load
+    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"  # names this run's files
+    spy = py_spy() if args.profile else None
+    if args.profile and spy is None:
+        console.print("[red]--profile needs py-spy: pip install -r requirements-dev.txt[/red]")
+        return 2
+    profiler = FirstLoad(spy, BENCH / "results", stamp)
     loader: dict[str, Any] = {}
     storage: dict[str, Any] = {}
     scrapes: dict[str, Any] | None = None
     watched: dict[str, Any] | None = None
     for target, command in targets.items():
         started = time.monotonic()
-        paused = (0.0, 0)
+        waits: list[tuple[float, int]] = []  # without load: seconds, and events profiles applied
         server = Process(command)
+        if not cpu.wait_until_idle(server.proc.pid):
+            console.print(f"[yellow]{target} still busy starting after 120 s: measuring anyway[/yellow]")
+        load_id = f"{run_id}-{target}"
+        consumers_of = data if target == "trackyard" else None  # the ceilings have none
         scraper = MetricsScraper(server.url) if args.scrape_metrics and target == "trackyard" else None
         watcher = (
             ConsoleWatcher(server.url, console_token)
@@ -662,9 +668,10 @@ def main() -> int:
         try:
             for scenario in chosen:
                 console.print(f"[dim]{target}: {scenario.name} ({args.seconds} s)[/dim]")
-                cpu_before = server.cpu_seconds()
-                m = wrk(server.url, scenario, tmp, args.seconds, f"{run_id}-{target}")
-                cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / max(m["requests"], 1)
+                load = partial(wrk, server.url, scenario, tmp, args.seconds, load_id)
+                with profiler.around(server.proc.pid, wanted=target == "trackyard"):
+                    m, extra, waited = measured(server, scenario, load, consumers_of, catch_up_s)
+                waits.append(waited)
                 results.append(
                     Result(
                         scenario.name,
@@ -674,7 +681,7 @@ def main() -> int:
                         m["p50"],
                         m["p99"],
                         m["non_2xx"],
-                        {"requests": m["requests"], "server_cpu_us_per_request": round(cpu_us, 1)},
+                        extra,
                     )
                 )
                 if target == "trackyard" and scenario.name == "segment track":
@@ -691,12 +698,22 @@ def main() -> int:
                     )
                     # Measured in steady state: not while the profile consumer still drains
                     # the backlog of the full-speed run, which competes for the same cores.
-                    paused = drain_backlog(data)
-                    p = wrk(
-                        server.url, paced, tmp, args.seconds, f"{run_id}-paced", delay_ms=16 * 1000 / rate
+                    waits.append(drain_backlog(data))
+                    load = partial(
+                        wrk,
+                        server.url,
+                        paced,
+                        tmp,
+                        args.seconds,
+                        f"{run_id}-paced",
+                        delay_ms=16 * 1000 / rate,
                     )
+                    p, extra, waited = measured(server, paced, load, consumers_of, catch_up_s)
+                    waits.append(waited)
                     results.append(
-                        Result(paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"])
+                        Result(
+                            paced.name, target, p["rps"], p["rps"], p["p50"], p["p99"], p["non_2xx"], extra
+                        )
                     )
             batch = next((sc for sc in chosen if sc.name == "segment batch 100"), None)
             if target == "trackyard" and batch is not None:
@@ -711,7 +728,9 @@ def main() -> int:
                     100,
                     connections=512,
                 )
-                o = wrk(server.url, flood, tmp, args.seconds, f"{run_id}-flood")
+                load = partial(wrk, server.url, flood, tmp, args.seconds, f"{run_id}-flood")
+                o, extra, waited = measured(server, flood, load, consumers_of, catch_up_s)
+                waits.append(waited)
                 ok_rps = o["rps"] - o["non_2xx"] / args.seconds
                 results.append(
                     Result(
@@ -722,17 +741,19 @@ def main() -> int:
                         o["p50"],
                         o["p99"],
                         o["non_2xx"],
-                        {"rss_mb_after": round(server.peak_rss_kb / 1024, 1)},
+                        {**extra, "rss_mb_after": round(server.peak_rss_kb / 1024, 1)},
                     )
                 )
             if target == "trackyard":
                 # serve runs the warehouse loader too (into its DuckDB file): how far behind
                 # the load it is at the end, and once the profile consumer has caught up.
                 loader["lag_at_end_of_load"] = warehouse_lag(data)
+                paused = (sum(w[0] for w in waits), sum(w[1] for w in waits))
                 profiles = consumer_catch_up(data, started, args.seconds * 12, paused)
                 storage = storage_figures(data, args.seconds * 12)
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
+            peak_by_stage[target] = dict(server.rss.by_stage_kb)
         finally:
             if scraper is not None:
                 scrapes = scraper.stop()
@@ -760,6 +781,13 @@ def main() -> int:
         )
     )
     report = build_report(results, peak, stored, args)
+    report["peak_rss_mb_by_stage"] = {
+        target: {stage: round(kb / 1024, 1) for stage, kb in stages.items()}
+        for target, stages in peak_by_stage.items()
+    }
+    report["profile_files"] = [str(path.relative_to(REPO)) for path in profiler.files]
+    for problem in profiler.problems:
+        console.print(f"[yellow]py-spy: {problem}[/yellow]")
     report["profiles"] = profiles
     report["storage"] = storage
     if not args.only or "delivery" in args.only:
@@ -775,7 +803,7 @@ def main() -> int:
     report["serve_args"] = args.serve_arg
     report["metrics_scrapes"] = scrapes
     report["console_watch"] = watched
-    out = BENCH / "results" / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out = BENCH / "results" / f"{stamp}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
     console.print(f"written to {out.relative_to(REPO)}")
@@ -799,6 +827,9 @@ def build_report(
                 "vs_decode": r.requests_per_s / decode.requests_per_s if decode else None,
                 "bare_rps": bare.requests_per_s if bare else None,
                 "decode_rps": decode.requests_per_s if decode else None,
+                **cpu.beside_ceilings(
+                    r.extra, bare.extra if bare else None, decode.extra if decode else None
+                ),
             }
         )
     return {
@@ -849,10 +880,14 @@ def print_table(report: dict[str, Any]) -> None:
         )
     if report["rows"]:
         out_console.print(table)
+        cpu.print_table(report, out_console)
         out_console.print(
             f"peak RSS (MB): {report['peak_rss_mb']}; events stored by trackyard: {report['events_stored']:,}"
         )
         out_console.print(f"profile consumer: {report.get('profiles')}")
+        out_console.print(f"peak RSS by stage (MB): {report.get('peak_rss_mb_by_stage')}")
+        for path in report.get("profile_files", []):
+            out_console.print(f"flame graph: {path}")
         for when, figures in report.get("storage", {}).items():
             if isinstance(figures, dict):
                 out_console.print(
