@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from trackyard.cli._options import data_dir_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
-from trackyard.retention.policy import PassReport, Policy, blocking, consumer_holds, due_part, run_pass
+from trackyard.retention.policy import PassReport, Policy, retention_status, run_pass
 from trackyard.storage.base import LogMaintenance, StoreURLError
 from trackyard.storage.factory import Backends, maintenance_available, open_maintenance
 from trackyard.units import format_duration, format_size, parse_duration, parse_size
@@ -71,11 +70,8 @@ def store_status(data_dir: Path, as_json: bool) -> None:
     settings = _settings(data_dir)
     policy = Policy.from_settings(settings)
     with _maintained(settings) as (backends, maintenance):
-        extent = maintenance.extent()
-        usage = maintenance.disk_usage()
-        holds = consumer_holds(backends)
-        due = due_part(maintenance, policy, extent.stored_bytes, int(time.time() * 1000))
-        held = [] if due is None or policy.ignore_consumers else blocking(holds, due)
+        now = retention_status(backends, maintenance, policy)
+        extent, usage, holds, held = now.extent, now.disk_usage, now.holds, now.held_by
         auto_vacuum = maintenance.returns_space()
     status: dict[str, Any] = {
         "events": extent.events,
