@@ -15,7 +15,7 @@ import msgspec
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from trackyard.cli._options import data_dir_option
+from trackyard.cli._options import backend_urls, data_dir_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
 from trackyard.retention.policy import PassReport, Policy, retention_status, run_pass
@@ -30,9 +30,17 @@ def store() -> None:
 
 
 def _settings(data_dir: Path) -> Settings:
-    """The server's settings (the TRACKYARD_* variables: retention, warehouse), for this data dir."""
+    """The server's settings (the TRACKYARD_* variables: retention, warehouse), for this data dir
+    and the --state and --log given."""
+    state_url, log_url = backend_urls()
     try:
-        return dataclasses.replace(Settings.from_env(), data_dir=data_dir)
+        settings = Settings.from_env()
+        return dataclasses.replace(
+            settings,
+            data_dir=data_dir,
+            state_url=state_url or settings.state_url,
+            log_url=log_url or settings.log_url,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
