@@ -36,21 +36,13 @@ def jetstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServers]
 
 @pytest.fixture
 def settings(tmp_path: Path, jetstream: NatsServers) -> Settings:
+    """The log on a stream of its own (conftest's ``backends`` opens these settings)."""
     return Settings(
         data_dir=tmp_path / "data",
         durability="process",
         warehouse_url="off",
         log_url=f"{jetstream.url}?stream=RET{next(_streams)}",
     )
-
-
-@pytest.fixture
-def backends(settings: Settings) -> Iterator[Backends]:
-    opened = open_backends(settings, writer=True)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture
