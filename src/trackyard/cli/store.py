@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +15,10 @@ import msgspec
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from trackyard.cli._options import data_dir_option
+from trackyard.cli._options import backend_urls, data_dir_option
 from trackyard.cli._store import opened
 from trackyard.config import Settings
-from trackyard.retention.policy import PassReport, Policy, blocking, consumer_holds, due_part, run_pass
+from trackyard.retention.policy import PassReport, Policy, retention_status, run_pass
 from trackyard.storage.base import LogMaintenance, StoreURLError
 from trackyard.storage.factory import Backends, maintenance_available, open_maintenance
 from trackyard.units import format_duration, format_size, parse_duration, parse_size
@@ -31,9 +30,17 @@ def store() -> None:
 
 
 def _settings(data_dir: Path) -> Settings:
-    """The server's settings (the TRACKYARD_* variables: retention, warehouse), for this data dir."""
+    """The server's settings (the TRACKYARD_* variables: retention, warehouse), for this data dir
+    and the --state and --log given."""
+    state_url, log_url = backend_urls()
     try:
-        return dataclasses.replace(Settings.from_env(), data_dir=data_dir)
+        settings = Settings.from_env()
+        return dataclasses.replace(
+            settings,
+            data_dir=data_dir,
+            state_url=state_url or settings.state_url,
+            log_url=log_url or settings.log_url,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -71,11 +78,8 @@ def store_status(data_dir: Path, as_json: bool) -> None:
     settings = _settings(data_dir)
     policy = Policy.from_settings(settings)
     with _maintained(settings) as (backends, maintenance):
-        extent = maintenance.extent()
-        usage = maintenance.disk_usage()
-        holds = consumer_holds(backends)
-        due = due_part(maintenance, policy, extent.stored_bytes, int(time.time() * 1000))
-        held = [] if due is None or policy.ignore_consumers else blocking(holds, due)
+        now = retention_status(backends, maintenance, policy)
+        extent, usage, holds, held = now.extent, now.disk_usage, now.holds, now.held_by
         auto_vacuum = maintenance.returns_space()
     status: dict[str, Any] = {
         "events": extent.events,

@@ -21,12 +21,15 @@ from prometheus_client.registry import Collector
 from trackyard.config import Settings
 from trackyard.consumers.status import consumer_statuses
 from trackyard.event import parse_timestamp
+from trackyard.retention.policy import Policy, retention_status
 from trackyard.storage.base import EventLog
 from trackyard.storage.factory import (
     Backends,
     destinations_exist,
+    maintenance_available,
     open_backends,
     open_destinations,
+    open_maintenance,
     store_bytes,
 )
 
@@ -118,8 +121,44 @@ class StoreCollector(Collector):
         backends = open_backends(self._settings)
         try:
             yield from self._consumers(backends)
+            if maintenance_available(self._settings):
+                yield from self._retention(backends)
         finally:
             backends.close()
+
+    def _retention(self, backends: Backends) -> Iterator[Family]:
+        """``trackyard store status``'s figures, read the same way."""
+        maintenance = open_maintenance(self._settings)
+        try:
+            now_ms = int(time.time() * 1000)
+            status = retention_status(backends, maintenance, Policy.from_settings(self._settings), now_ms)
+        finally:
+            maintenance.close()
+        events = GaugeMetricFamily("trackyard_store_events", "Events kept in the log.")
+        events.add_metric([], status.extent.events)
+        yield events
+        disk = GaugeMetricFamily(
+            "trackyard_store_disk_bytes", "Bytes on disk by part of the store.", labels=["part"]
+        )
+        for part, size in status.disk_usage.items():
+            disk.add_metric([part], size)
+        yield disk
+        oldest = GaugeMetricFamily(
+            "trackyard_store_oldest_event_age_seconds",
+            "How long ago the oldest event kept was received (0 when the log is empty).",
+        )
+        received_ms = status.extent.oldest_received_ms
+        oldest.add_metric([], 0 if received_ms is None else max(now_ms - received_ms, 0) / 1000)
+        yield oldest
+        held = GaugeMetricFamily(
+            "trackyard_retention_held_back",
+            "1 while a consumer keeps events retention would drop (it has not read them yet).",
+            labels=["consumer"],
+        )
+        holding = {hold.consumer for hold in status.held_by}
+        for hold in status.holds:
+            held.add_metric([hold.consumer], 1 if hold.consumer in holding else 0)
+        yield held
 
     def _consumers(self, backends: Backends) -> Iterator[Family]:
         now = time.time()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from trackyard.config import Settings
 from trackyard.consumers.registry import wanted
 from trackyard.consumers.runner import mirror_name
-from trackyard.storage.base import LogMaintenance, LogPart
+from trackyard.storage.base import LogExtent, LogMaintenance, LogPart
 from trackyard.storage.factory import Backends
 
 log = logging.getLogger("trackyard.retention")
@@ -109,6 +109,29 @@ def due_part(maintenance: LogMaintenance, policy: Policy, stored_bytes: int, now
 def blocking(holds: list[Hold], part: LogPart) -> list[Hold]:
     """The consumers that have not read all of ``part``."""
     return [hold for hold in holds if hold.position < part.last_seq]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionStatus:
+    """What ``trackyard store status`` and ``/metrics`` show: the log, its disk, its holds."""
+
+    extent: LogExtent
+    disk_usage: dict[str, int]
+    #: Every enabled consumer's position.
+    holds: list[Hold]
+    #: The consumers keeping the part retention would drop now (empty: none is).
+    held_by: list[Hold]
+
+
+def retention_status(
+    backends: Backends, maintenance: LogMaintenance, policy: Policy, now_ms: int | None = None
+) -> RetentionStatus:
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    extent = maintenance.extent()
+    holds = consumer_holds(backends)
+    due = due_part(maintenance, policy, extent.stored_bytes, now)
+    held = [] if due is None or policy.ignore_consumers else blocking(holds, due)
+    return RetentionStatus(extent, maintenance.disk_usage(), holds, held)
 
 
 def run_pass(

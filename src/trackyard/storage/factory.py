@@ -400,11 +400,10 @@ def destinations_exist(settings: Settings) -> bool:
 
 
 def maintenance_available(settings: Settings) -> bool:
-    """Whether the configured log has compaction and retention here: the SQLite log has; a
-    JetStream log keeps its stream's own limits and a PostgreSQL log its table, neither
-    pruned by trackyard yet."""
+    """Whether the configured log has compaction and retention here: the SQLite log has, and
+    a JetStream log (retention by purging the stream); a PostgreSQL log not yet."""
     layout = _layout(settings)
-    return layout.log == "state" and layout.state_url is None
+    return layout.log == "nats" or (layout.log == "state" and layout.state_url is None)
 
 
 def open_maintenance(settings: Settings) -> LogMaintenance:
@@ -413,13 +412,27 @@ def open_maintenance(settings: Settings) -> LogMaintenance:
     Raises ``StoreURLError`` for a log without them (see :func:`maintenance_available`)."""
     if not maintenance_available(settings):
         raise StoreURLError(
-            "compaction and retention are available for the embedded SQLite log only, not yet for a"
-            " JetStream log (set the stream's own max_age and max_bytes limits) or a PostgreSQL one"
+            "compaction and retention are available for the embedded SQLite log and a JetStream"
+            " log, not yet for a PostgreSQL one (see docs/storage.md#retention)"
         )
-    _sqlite_directory(settings)
-    from trackyard.storage.sqlite.maintenance import SQLiteMaintenance
+    layout = _layout(settings)
+    state: LogMaintenance | None = None
+    if layout.state_url is None:
+        _sqlite_directory(settings)
+        from trackyard.storage.sqlite.maintenance import SQLiteMaintenance
 
-    return SQLiteMaintenance(settings)
+        state = SQLiteMaintenance(settings)
+    if layout.jetstream is None:
+        assert state is not None
+        return state
+    from trackyard.storage.nats.maintenance import JetStreamMaintenance
+
+    try:
+        return JetStreamMaintenance(layout.jetstream, state)
+    except BaseException:
+        if state is not None:
+            state.close()
+        raise
 
 
 def open_leases(settings: Settings) -> LeaseProvider:

@@ -15,7 +15,7 @@ from trackyard.storage.factory import Backends, maintenance_available, open_main
 @pytest.fixture
 def maintenance(backends: Backends) -> Iterator[LogMaintenance]:
     if not maintenance_available(backends.settings):
-        pytest.skip("no compaction and retention of trackyard's for this log yet (JetStream: its own limits)")
+        pytest.skip("no compaction and retention of trackyard's for this log yet (PostgreSQL)")
     opened = open_maintenance(backends.settings)
     try:
         yield opened
@@ -42,7 +42,9 @@ def test_compaction_keeps_reads_the_same(backends: Backends, maintenance: LogMai
     while events := maintenance.compact(force=True):
         moved += events
     extent = maintenance.extent()
-    assert moved == extent.compacted_events > 0
+    assert moved == extent.compacted_events
+    # A JetStream stream compacts nothing of trackyard's (its own file store keeps it).
+    assert moved > 0 or backends.settings.log_url
     assert extent.events == 6_000 and extent.head_seq == log.head_seq() == 6_000
     assert [
         log.read_events(after=0, limit=10_000),
@@ -56,7 +58,8 @@ def test_dropping_the_oldest_part_drops_exactly_its_events(
     backends: Backends, maintenance: LogMaintenance
 ) -> None:
     _fill(backends)
-    assert maintenance.oldest_part() is None  # only compacted parts are dropped
+    if not backends.settings.log_url:
+        assert maintenance.oldest_part() is None  # only compacted blocks are dropped
     while maintenance.compact(force=True):
         pass
     before = backends.log.read_events(limit=10_000)

@@ -150,25 +150,10 @@ class JetStreamLog:
     # -- connection and stream ------------------------------------------------------
 
     async def _connect(self) -> tuple[Client, JetStreamContext]:
-        async def quiet(exc: Exception) -> None:
-            # nats-py logs every failed reconnect attempt; one line at debug level is enough.
-            log.debug("nats: %s", exc)
-
-        # Bounded here: nats-py retries the first connection as it does a reconnect, forever.
-        connecting = nats.connect(
-            servers=list(self.options.servers),
-            connect_timeout=2,
-            reconnect_time_wait=0.25,
-            max_reconnect_attempts=-1,
-            ping_interval=5,
-            max_outstanding_pings=2,
-            error_cb=quiet,
-            allow_reconnect=True,
-        )
-        nc = await asyncio.wait_for(connecting, _CONNECT_SECONDS)
+        nc = await connect(self.options)
         js = nc.jetstream(timeout=_REQUEST_TIMEOUT)
         try:
-            await _retrying(lambda: self._ensure_stream(js))
+            await retrying(lambda: self._ensure_stream(js))
         except BaseException:
             await nc.close()
             raise
@@ -379,7 +364,7 @@ class JetStreamLog:
         return {"commits": self._commits, "written": self._written, "pending": self._pending, "flushes": 0}
 
     def head_seq(self) -> int:
-        info = self._call(_retrying(lambda: self._reads.stream_info(self.options.stream)))
+        info = self._call(retrying(lambda: self._reads.stream_info(self.options.stream)))
         return int(info.state.last_seq)
 
     def read_events(
@@ -388,7 +373,7 @@ class JetStreamLog:
         if type is not None and type not in self._types:
             return []
         subject = f"{self._prefix}.{'*' if source_id is None else source_id}.{type or '*'}"
-        return self._call(_retrying(lambda: self._read(after, limit, subject)))
+        return self._call(retrying(lambda: self._read(after, limit, subject)))
 
     async def _read(self, after: int, limit: int, subject: str) -> list[StoredEvent]:
         reader = self._reader
@@ -457,7 +442,28 @@ class JetStreamLog:
         await self._nc.close()
 
 
-async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+async def connect(options: JetStreamOptions) -> Client:
+    """A client of the URL's servers that reconnects for ever (on the caller's loop)."""
+
+    async def quiet(exc: Exception) -> None:
+        # nats-py logs every failed reconnect attempt; one line at debug level is enough.
+        log.debug("nats: %s", exc)
+
+    # Bounded here: nats-py retries the first connection as it does a reconnect, forever.
+    connecting = nats.connect(
+        servers=list(options.servers),
+        connect_timeout=2,
+        reconnect_time_wait=0.25,
+        max_reconnect_attempts=-1,
+        ping_interval=5,
+        max_outstanding_pings=2,
+        error_cb=quiet,
+        allow_reconnect=True,
+    )
+    return await asyncio.wait_for(connecting, _CONNECT_SECONDS)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
     """``attempt()`` again while a node loss or a leader election makes it fail, up to
     ``_RETRY_SECONDS``; then its last error."""
     deadline = time.monotonic() + _RETRY_SECONDS
