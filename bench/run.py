@@ -205,6 +205,10 @@ class Process:
             raise RuntimeError(f"{args} did not start")
         self.rss = cpu.PeakRss(self.proc.pid)
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) used so far by the server and every process below it."""
+        return sum(cpu.sample(self.proc.pid).cpu_s.values())
+
     @property
     def peak_rss_kb(self) -> int:
         """The peak of the RSS of the server and every process below it, consumers included."""
