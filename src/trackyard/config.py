@@ -109,6 +109,9 @@ class Settings:
     dead_letters_retention_seconds: int = 0
     #: Seconds between the retention consumer's passes (compaction runs in between).
     retention_interval_seconds: int = 60
+    #: Seqs per partition of a PostgreSQL log: the unit retention drops there (each new
+    #: partition takes the value of the node that creates it).
+    log_partition_events: int = 1_000_000
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
     #: ``GET /metrics`` and the counting behind it (docs/metrics.md); off, requests count nothing.

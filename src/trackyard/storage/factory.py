@@ -400,38 +400,38 @@ def destinations_exist(settings: Settings) -> bool:
 
 
 def maintenance_available(settings: Settings) -> bool:
-    """Whether the configured log has compaction and retention here: the SQLite log has, and
-    a JetStream log (retention by purging the stream); a PostgreSQL log not yet."""
-    layout = _layout(settings)
-    return layout.log == "nats" or (layout.log == "state" and layout.state_url is None)
+    """Whether the configured log has retention here: every log has now (the SQLite log with
+    compaction, a JetStream log by purging the stream, a PostgreSQL log by dropping
+    partitions); kept as the one place to say otherwise for a future backend."""
+    _layout(settings)
+    return True
 
 
 def open_maintenance(settings: Settings) -> LogMaintenance:
-    """Compaction and retention of the configured log (its own connection; the store must exist).
-
-    Raises ``StoreURLError`` for a log without them (see :func:`maintenance_available`)."""
-    if not maintenance_available(settings):
-        raise StoreURLError(
-            "compaction and retention are available for the embedded SQLite log and a JetStream"
-            " log, not yet for a PostgreSQL one (see docs/storage.md#retention)"
-        )
+    """Compaction and retention of the configured log (its own connection; the store must exist)."""
     layout = _layout(settings)
-    state: LogMaintenance | None = None
+    if layout.jetstream is None and layout.pg_log_url is not None:
+        from trackyard.storage.postgres.maintenance import PGMaintenance
+
+        return PGMaintenance(layout.pg_log_url, settings.data_dir, layout.state_url)
+    state: LogMaintenance
     if layout.state_url is None:
         _sqlite_directory(settings)
         from trackyard.storage.sqlite.maintenance import SQLiteMaintenance
 
         state = SQLiteMaintenance(settings)
+    else:
+        from trackyard.storage.postgres.maintenance import PGMaintenance
+
+        state = PGMaintenance(layout.state_url, settings.data_dir)
     if layout.jetstream is None:
-        assert state is not None
         return state
     from trackyard.storage.nats.maintenance import JetStreamMaintenance
 
     try:
         return JetStreamMaintenance(layout.jetstream, state)
     except BaseException:
-        if state is not None:
-            state.close()
+        state.close()
         raise
 
 

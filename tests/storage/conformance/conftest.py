@@ -43,7 +43,8 @@ def _settings(name: str, data_dir: Path, request: pytest.FixtureRequest) -> Iter
         yield Settings(data_dir=data_dir)
     elif name == "postgresql":
         with fresh_database() as dsn:
-            yield Settings(data_dir=data_dir, state_url=dsn)
+            # Small partitions, so that the suite's logs of a few thousand events span several.
+            yield Settings(data_dir=data_dir, state_url=dsn, log_partition_events=1000)
     elif name in ("nats", "nats+postgresql"):
         servers: NatsServers = request.getfixturevalue("jetstream")
         # A stream of its own per test: every test starts on an empty log.

@@ -12,8 +12,8 @@ compresses them if the stream is configured with ``compression: s2``). ``compact
 nothing, so the policy goes straight to dropping ranges.
 
 **The rest** (rejects, the dedup index, profiles, consumers' stores) lives in the state
-backend: with SQLite state its maintenance prunes the rejects and returns their space, and
-reports its files; with PostgreSQL state trackyard does not prune rejects yet.
+backend: its maintenance (SQLite's or PostgreSQL's) prunes the rejects, returns their space
+where it can, and reports its files or tables.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ import psycopg
 
 from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import StoreURLError
+from trackyard.storage.postgres._partitions import EVENTS_TABLE, partition_existing
 
-SCHEMA_VERSION = 1
+#: 2: ``events`` partitioned by range of seq (``_partitions.py``), ``log_partition_sizes``.
+SCHEMA_VERSION = 2
 #: Advisory lock keys (``pg_advisory_*`` take a bigint): one for creating the schema, one
 #: ordering appends to the log. Lease keys are derived from names (``leases.py``).
 SCHEMA_LOCK = 0x7472_6B79_0001
@@ -45,15 +47,13 @@ CREATE TABLE IF NOT EXISTS removed_sources (
 -- Named counters: sources_version moves on every change to the sources.
 CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL);
 INSERT INTO counters (name, value) VALUES ('sources_version', 0) ON CONFLICT DO NOTHING;
--- The log: one row per event, seq dense and in commit order (appends hold LOG_LOCK).
-CREATE TABLE IF NOT EXISTS events (
-    seq bigint PRIMARY KEY,
-    source_id bigint NOT NULL,
-    type text NOT NULL,
-    received_at bigint NOT NULL,
-    body bytea NOT NULL
+-- The log (partitioned by seq: _partitions.EVENTS_TABLE) and, for each full partition,
+-- what it holds, measured once (trackyard store status reads it instead of every body).
+CREATE TABLE IF NOT EXISTS log_partition_sizes (
+    lower bigint PRIMARY KEY,
+    events bigint NOT NULL,
+    json_bytes bigint NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_source ON events (source_id, seq);
 -- The dedup index: the dedup_key of every event stored within the window.
 CREATE TABLE IF NOT EXISTS dedup_keys (key bigint PRIMARY KEY, received_at bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS dedup_keys_received ON dedup_keys (received_at);
@@ -312,7 +312,13 @@ def create_schema(pool: Pool) -> None:
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             if row is not None and row[0] is not None and row[0] >= SCHEMA_VERSION:
                 return
+        # Version 1's log is a plain table: appends wait (LOG_LOCK) while it becomes a partition.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_LOCK,))
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('events')").fetchone()
+        if kind is not None and kind[0] == "r":
+            partition_existing(conn)
         conn.execute(_SCHEMA.encode())
+        conn.execute(EVENTS_TABLE.encode())
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
 

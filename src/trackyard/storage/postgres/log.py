@@ -10,7 +10,9 @@ own. A commit takes everything waiting and, in one transaction:
 2. inserts the events' dedup keys with ``ON CONFLICT``, and keeps only the events whose
    key was new (or older than the window): the check and the insert are one statement
    under the same lock, so a duplicate is caught across nodes and restarts;
-3. inserts those events and the request's rejects, and commits.
+3. creates the log's next partitions if these events reach the newest one
+   (``_partitions.py``: one partition always waits ahead), inserts the events and the
+   request's rejects, and commits.
 
 The requests are answered only after the commit returned: with ``full`` durability
 PostgreSQL's ``synchronous_commit`` is on (the commit is flushed to its WAL, and to a
@@ -29,6 +31,7 @@ from trackyard.config import Settings
 from trackyard.errors import StoreUnavailable
 from trackyard.storage._group_commit import GroupCommitWriter, Job, writer_stats
 from trackyard.storage.base import AppendResult, EventRecord, RejectRecord, StoredEvent, dedup_key
+from trackyard.storage.postgres import _partitions
 from trackyard.storage.postgres._db import LOG_LOCK, Pool, connect, redact
 from trackyard.storage.postgres.state import REMEMBER_NEW_SQL, PGDedup, insert_rejects, read_page
 
@@ -43,6 +46,9 @@ class _Writer(GroupCommitWriter):
         self._settings = settings
         self._dedup = dedup
         self._conn: psycopg.Connection[Any] | None = None
+        #: Where the log's partitions reach (exclusive), as last seen: the catalog is read
+        #: only when a commit gets near it.
+        self._covered = 0
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -95,13 +101,11 @@ class _Writer(GroupCommitWriter):
                     head += 1
                     rows.append((head, event.source_id, event.type, event.received_at_ms, event.body))
                 results.append(AppendResult(stored=len(stored), duplicates=len(job.events) - len(stored)))
+            covered = self._covered
             if rows:
-                with (
-                    conn.cursor() as cur,
-                    cur.copy("COPY events (seq, source_id, type, received_at, body) FROM STDIN") as copy,
-                ):
-                    for row in rows:
-                        copy.write_row(row)
+                width = self._settings.log_partition_events
+                covered = _partitions.ensure(conn, rows[0][0], head, width, covered)
+                _copy(conn, rows)
             insert_rejects(conn, [r for job in jobs for r in job.rejects])
             if any(job.probe for job in jobs):
                 conn.execute(
@@ -109,6 +113,7 @@ class _Writer(GroupCommitWriter):
                     " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
                     (int(time.time()),),
                 )
+        self._covered = covered  # only once committed: a rolled-back partition does not exist
         self.commits += 1
         self.written += len(rows)
         return results
@@ -122,6 +127,15 @@ class _Writer(GroupCommitWriter):
             self.flushes += 1
         except Exception:  # upkeep never stops the writer; the next round retries
             return
+
+
+def _copy(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, str, int, bytes]]) -> None:
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY events (seq, source_id, type, received_at, body) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 class PGLog:
@@ -171,12 +185,10 @@ class PGLog:
         now = int(time.time() * 1000)
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_LOCK,))
-            with (
-                conn.cursor() as cur,
-                cur.copy("COPY events (seq, source_id, type, received_at, body) FROM STDIN") as copy,
-            ):
-                for row in events:
-                    copy.write_row(row)
+            if events:
+                width = self._settings.log_partition_events
+                _partitions.ensure(conn, events[0][0], events[-1][0], width, 0)
+                _copy(conn, events)
             conn.execute(
                 "INSERT INTO dedup_keys (key, received_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
                 " ON CONFLICT (key) DO UPDATE SET received_at = excluded.received_at",

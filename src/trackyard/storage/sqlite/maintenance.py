@@ -183,13 +183,17 @@ class SQLiteMaintenance:
         (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
         usage["free"] = free * page_size
         usage["wal"] = _size(self._path.with_name(self._path.name + "-wal"))
-        for part, names in _FILES.items():
-            usage[part] = sum(
-                _size(self._settings.data_dir / f"{name}{suffix}")
-                for name in names
-                for suffix in ("", "-wal", ".wal")
-            )
+        usage.update(file_usage(self._settings.data_dir))
         return usage
+
+
+def file_usage(data_dir: Path) -> dict[str, int]:
+    """Bytes of the data dir's other files by part: profiles, consumers, warehouse (0 for
+    what is not there, such as everything but the warehouse with PostgreSQL state)."""
+    return {
+        part: sum(_size(data_dir / f"{name}{suffix}") for name in names for suffix in ("", "-wal", ".wal"))
+        for part, names in _FILES.items()
+    }
 
 
 def _size(path: Path) -> int:

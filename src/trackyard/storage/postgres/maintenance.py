@@ -1,0 +1,227 @@
+"""The PostgreSQL backend's :class:`~trackyard.storage.base.LogMaintenance`: retention by
+dropping whole partitions of ``events``, rejects pruned by their own retention, and the
+bytes each part takes.
+
+**Parts** are the log's partitions (``_partitions.py``), aged by their newest event's
+``received_at``. Dropping one is ``DROP TABLE`` of it: no row is deleted one by one and its
+files go back to the OS at once. The partition holding the newest event is never a part
+(as on SQLite and JetStream, the head stays), so seqs go on from where they were.
+
+**Compaction** does not apply: PostgreSQL keeps each body as it was given (TOAST
+compresses only values over about 2 kB). ``compact`` moves nothing.
+
+The same class serves PostgreSQL *state* under a JetStream log: there it prunes the
+rejects and reports the state's tables, and the log's methods are not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from trackyard.storage.base import LogExtent, LogPart
+from trackyard.storage.postgres import _partitions
+from trackyard.storage.postgres._db import Pool
+from trackyard.storage.sqlite.maintenance import file_usage
+
+#: Rejects deleted per transaction.
+_REJECTS_PER_STEP = 5000
+#: How long a drop waits for ``events``' lock (readers finishing) before it gives up until
+#: the next pass: appends queue behind a waiting ``DROP TABLE``, so never for long.
+_DROP_LOCK_TIMEOUT = "2s"
+#: Tables by part of ``disk_usage``; the log's partitions are ``log``, the rest ``other``.
+_PARTS = {
+    "dedup": ("dedup_keys",),
+    "rejects": ("rejects",),
+    "profiles": (
+        "profiles",
+        "identities",
+        "profile_events",
+        "trait_history",
+        "memberships",
+        "merges",
+        "profile_meta",
+    ),
+    "consumers": (
+        "cursors",
+        "dead_letters",
+        "destinations",
+        "delivery_status",
+        "delivery_counts",
+        "skipped",
+        "in_retry",
+        "parked",
+    ),
+}
+_PART_OF = {table: part for part, tables in _PARTS.items() for table in tables}
+
+
+class PGMaintenance:
+    """Over the database with the log and the rejects (``url``), and the state's database
+    too (``state_url``) when it is another one, for its bytes."""
+
+    def __init__(self, url: str, data_dir: Path, state_url: str | None = None) -> None:
+        self._pool = Pool(url, size=1)
+        self._state = Pool(state_url, size=1) if state_url and state_url != url else None
+        self._data_dir = data_dir
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._state is not None:
+            self._state.close()
+
+    # -- compaction: none -------------------------------------------------------------
+
+    def compact(self, force: bool = False, received_before_ms: int | None = None) -> int:
+        return 0
+
+    def oldest_hot_received_ms(self) -> int | None:
+        return None  # nothing waits for a compaction
+
+    # -- retention --------------------------------------------------------------------
+
+    def oldest_part(self) -> LogPart | None:
+        with self._pool.connection() as conn:
+            head = _head(conn)
+            for partition in _partitions.partitions(conn):
+                if partition.upper > head:
+                    return None  # it holds the newest event (or is ahead of it): it stays
+                row = conn.execute(
+                    f"SELECT (SELECT min(seq) FROM {partition.name}), seq, received_at,"
+                    f" pg_total_relation_size('{partition.name}')"
+                    f" FROM (SELECT seq, received_at FROM {partition.name} ORDER BY seq DESC LIMIT 1) newest".encode()
+                ).fetchone()
+                if row is not None:
+                    return LogPart(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        return None
+
+    def drop(self, part: LogPart) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = '{_DROP_LOCK_TIMEOUT}'".encode())
+            for partition in _partitions.partitions(conn):
+                if partition.lower <= part.first_seq < partition.upper:
+                    # Never the head's partition, whatever the caller was told before.
+                    if partition.upper > _head(conn):
+                        return
+                    conn.execute(f"DROP TABLE {partition.name}".encode())
+                    conn.execute("DELETE FROM log_partition_sizes WHERE lower = %s", (partition.lower,))
+                    return
+
+    def prune_rejects(self, before_ms: int) -> int:
+        """Delete the rejects received before ``before_ms``, a few thousand per transaction."""
+        dropped = 0
+        while True:
+            with self._pool.connection() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM rejects WHERE seq IN"
+                    " (SELECT seq FROM rejects WHERE received_at < %s ORDER BY seq LIMIT %s)",
+                    (before_ms, _REJECTS_PER_STEP),
+                ).rowcount
+            dropped += deleted
+            if deleted < _REJECTS_PER_STEP:
+                return dropped
+
+    def reclaim(self) -> int:
+        # A dropped partition's files are gone already; deleted rejects leave space that
+        # autovacuum makes reusable (VACUUM does not shrink a table).
+        return 0
+
+    def returns_space(self) -> bool:
+        return True
+
+    def vacuum(self) -> None:
+        """Nothing to convert."""
+
+    # -- what there is ------------------------------------------------------------------
+
+    def extent(self) -> LogExtent:
+        with self._pool.connection() as conn:
+            head = _head(conn)
+            oldest = conn.execute("SELECT seq, received_at FROM events ORDER BY seq LIMIT 1").fetchone()
+            parts = _partitions.partitions(conn)
+            stored = 0
+            if parts:
+                (stored,) = conn.execute(
+                    "SELECT coalesce(sum(pg_total_relation_size(c)), 0)"
+                    " FROM unnest(%s::regclass[]) c",
+                    ([p.name for p in parts],),
+                ).fetchone() or (0,)
+            json_bytes = _json_bytes(conn, parts, head) if oldest is not None else 0
+        oldest_seq = 0 if oldest is None else int(oldest[0])
+        return LogExtent(
+            # Seqs are dense and only whole partitions from the oldest are dropped.
+            events=head - oldest_seq + 1 if oldest is not None else 0,
+            compacted_events=0,
+            blocks=len(parts),
+            oldest_seq=oldest_seq,
+            oldest_received_ms=None if oldest is None else int(oldest[1]),
+            head_seq=head,
+            json_bytes=json_bytes,
+            stored_bytes=int(stored),
+        )
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes by part: log (the partitions, with their indexes and TOAST), dedup, rejects,
+        profiles, consumers, other (sources, counters ...), and the files in the data dir
+        (warehouse, and SQLite state's profiles and consumers when the state is there)."""
+        usage = dict.fromkeys(("log", "dedup", "rejects", "profiles", "consumers", "other"), 0)
+        for pool in (self._pool, self._state):
+            if pool is not None:
+                with pool.connection() as conn:
+                    _add_tables(conn, usage)
+        for part, size in file_usage(self._data_dir).items():
+            usage[part] = usage.get(part, 0) + size
+        return usage
+
+
+def _head(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _json_bytes(conn: psycopg.Connection[Any], parts: list[_partitions.Partition], head: int) -> int:
+    """The bodies' bytes: each full partition's measured once (then kept in
+    ``log_partition_sizes``), the one being written estimated from them (or measured, when
+    no partition is full yet)."""
+    known = dict(conn.execute("SELECT lower, json_bytes FROM log_partition_sizes").fetchall())
+    counts = dict(conn.execute("SELECT lower, events FROM log_partition_sizes").fetchall())
+    total = 0
+    for partition in parts:
+        if partition.upper > head + 1:
+            continue  # not full yet: below
+        if partition.lower not in known:
+            row = conn.execute(
+                f"SELECT count(*), coalesce(sum(octet_length(body)), 0) FROM {partition.name}".encode()
+            ).fetchone()
+            events, size = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+            conn.execute(
+                "INSERT INTO log_partition_sizes (lower, events, json_bytes) VALUES (%s, %s, %s)"
+                " ON CONFLICT (lower) DO NOTHING",
+                (partition.lower, events, size),
+            )
+            known[partition.lower], counts[partition.lower] = size, events
+        total += known[partition.lower]
+    current = next((p for p in parts if p.lower <= head < p.upper), None)
+    if current is None or current.upper == head + 1:
+        return total
+    full_events = sum(counts.get(p.lower, 0) for p in parts if p.upper <= head + 1)
+    if full_events:
+        first = conn.execute(f"SELECT min(seq) FROM {current.name}".encode()).fetchone()
+        in_current = head - int(first[0]) + 1 if first is not None and first[0] is not None else 0
+        return total + in_current * total // full_events
+    row = conn.execute(f"SELECT coalesce(sum(octet_length(body)), 0) FROM {current.name}".encode()).fetchone()
+    return total + (int(row[0]) if row is not None else 0)
+
+
+def _add_tables(conn: psycopg.Connection[Any], usage: dict[str, int]) -> None:
+    log_tables = {p.name for p in _partitions.partitions(conn)}
+    rows = conn.execute(
+        "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')"
+    ).fetchall()
+    for name, size in rows:
+        part = "log" if name in log_tables or name == "events" else _PART_OF.get(name, "other")
+        usage[part] += int(size)
