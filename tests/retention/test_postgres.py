@@ -68,7 +68,10 @@ def _partitions(dsn: str) -> list[tuple[str, int, int]]:
         ]
         found = []
         for name in names:
-            low, high = conn.execute(f"SELECT min(seq), max(seq) FROM {name}".encode()).fetchone() or (None, None)
+            low, high = conn.execute(f"SELECT min(seq), max(seq) FROM {name}".encode()).fetchone() or (
+                None,
+                None,
+            )
             if low is not None:
                 found.append((name, int(low), int(high)))
     return sorted(found, key=lambda part: part[1])
@@ -103,7 +106,9 @@ def test_the_writer_keeps_a_partition_ahead(backends: Backends, settings: Settin
         (10_001, 12_000),
     ]
     with psycopg.connect(settings.state_url) as conn:
-        (count,) = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass").fetchone() or (0,)
+        (count,) = conn.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
+        ).fetchone() or (0,)
     assert count == 4  # the one being written, and the next one, empty, already there
 
 
@@ -243,7 +248,9 @@ CREATE INDEX events_source ON events (source_id, seq);
 """
 
 
-def test_an_unpartitioned_database_is_partitioned_with_every_event_kept(backends: Backends, settings: Settings) -> None:
+def test_an_unpartitioned_database_is_partitioned_with_every_event_kept(
+    backends: Backends, settings: Settings
+) -> None:
     write(backends, 7_500)
     before = everything(backends)
     backends.close()
@@ -286,7 +293,10 @@ def test_an_unpartitioned_database_is_partitioned_with_every_event_kept(backends
 def test_postgresql_state_under_a_jetstream_log_prunes_its_rejects(tmp_path: Path) -> None:
     with fresh_database() as dsn, nats_servers(tmp_path / "nats") as servers:
         settings = Settings(
-            data_dir=tmp_path / "data", warehouse_url="off", state_url=dsn, log_url=f"{servers.url}?stream=PGR"
+            data_dir=tmp_path / "data",
+            warehouse_url="off",
+            state_url=dsn,
+            log_url=f"{servers.url}?stream=PGR",
         )
         backends = open_backends(settings, writer=True)
         try:

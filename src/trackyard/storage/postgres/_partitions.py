@@ -77,10 +77,14 @@ def ensure(conn: psycopg.Connection[Any], first: int, last: int, width: int, cov
         lower, upper = upper, upper + width
         name = name_of(lower)
         conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)".encode())
-        conn.execute(
-            f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lower}) TO ({upper})".encode()
-        )
+        _attach(conn, name, lower, upper)
     return upper
+
+
+def _attach(conn: psycopg.Connection[Any], name: str, lower: int, upper: int) -> None:
+    conn.execute(
+        f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lower}) TO ({upper})".encode()
+    )
 
 
 def partition_existing(conn: psycopg.Connection[Any]) -> None:
@@ -108,6 +112,8 @@ def partition_existing(conn: psycopg.Connection[Any]) -> None:
         f"ALTER TABLE {name} ADD CONSTRAINT {name}_range CHECK (seq >= {lower} AND seq < {upper})".encode()
     )
     conn.execute(EVENTS_TABLE.encode())
-    conn.execute(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lower}) TO ({upper})".encode())
+    conn.execute(
+        f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lower}) TO ({upper})".encode()
+    )
     # The partition's own bound says the same from now on.
     conn.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_range".encode())

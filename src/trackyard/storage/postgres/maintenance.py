@@ -88,10 +88,11 @@ class PGMaintenance:
             for partition in _partitions.partitions(conn):
                 if partition.upper > head:
                     return None  # it holds the newest event (or is ahead of it): it stays
+                name = partition.name
                 row = conn.execute(
-                    f"SELECT (SELECT min(seq) FROM {partition.name}), seq, received_at,"
-                    f" pg_total_relation_size('{partition.name}')"
-                    f" FROM (SELECT seq, received_at FROM {partition.name} ORDER BY seq DESC LIMIT 1) newest".encode()
+                    f"SELECT (SELECT min(seq) FROM {name}), seq, received_at,"
+                    f" pg_total_relation_size('{name}')"
+                    f" FROM (SELECT seq, received_at FROM {name} ORDER BY seq DESC LIMIT 1) newest".encode()
                 ).fetchone()
                 if row is not None:
                     return LogPart(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
@@ -144,8 +145,7 @@ class PGMaintenance:
             stored = 0
             if parts:
                 (stored,) = conn.execute(
-                    "SELECT coalesce(sum(pg_total_relation_size(c)), 0)"
-                    " FROM unnest(%s::regclass[]) c",
+                    "SELECT coalesce(sum(pg_total_relation_size(c)), 0) FROM unnest(%s::regclass[]) c",
                     ([p.name for p in parts],),
                 ).fetchone() or (0,)
             json_bytes = _json_bytes(conn, parts, head) if oldest is not None else 0
@@ -185,34 +185,36 @@ def _json_bytes(conn: psycopg.Connection[Any], parts: list[_partitions.Partition
     """The bodies' bytes: each full partition's measured once (then kept in
     ``log_partition_sizes``), the one being written estimated from them (or measured, when
     no partition is full yet)."""
-    known = dict(conn.execute("SELECT lower, json_bytes FROM log_partition_sizes").fetchall())
-    counts = dict(conn.execute("SELECT lower, events FROM log_partition_sizes").fetchall())
-    total = 0
-    for partition in parts:
-        if partition.upper > head + 1:
-            continue  # not full yet: below
+    rows = conn.execute("SELECT lower, events, json_bytes FROM log_partition_sizes").fetchall()
+    known: dict[int, tuple[int, int]] = {int(lower): (int(n), int(size)) for lower, n, size in rows}
+    full = [partition for partition in parts if partition.upper <= head + 1]
+    for partition in full:
         if partition.lower not in known:
-            row = conn.execute(
-                f"SELECT count(*), coalesce(sum(octet_length(body)), 0) FROM {partition.name}".encode()
-            ).fetchone()
-            events, size = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+            measured = _measure(conn, partition.name)
             conn.execute(
                 "INSERT INTO log_partition_sizes (lower, events, json_bytes) VALUES (%s, %s, %s)"
                 " ON CONFLICT (lower) DO NOTHING",
-                (partition.lower, events, size),
+                (partition.lower, *measured),
             )
-            known[partition.lower], counts[partition.lower] = size, events
-        total += known[partition.lower]
+            known[partition.lower] = measured
+    full_events = sum(known[p.lower][0] for p in full)
+    total = sum(known[p.lower][1] for p in full)
     current = next((p for p in parts if p.lower <= head < p.upper), None)
     if current is None or current.upper == head + 1:
         return total
-    full_events = sum(counts.get(p.lower, 0) for p in parts if p.upper <= head + 1)
-    if full_events:
-        first = conn.execute(f"SELECT min(seq) FROM {current.name}".encode()).fetchone()
-        in_current = head - int(first[0]) + 1 if first is not None and first[0] is not None else 0
-        return total + in_current * total // full_events
-    row = conn.execute(f"SELECT coalesce(sum(octet_length(body)), 0) FROM {current.name}".encode()).fetchone()
-    return total + (int(row[0]) if row is not None else 0)
+    if not full_events:
+        return total + _measure(conn, current.name)[1]
+    row = conn.execute(f"SELECT min(seq) FROM {current.name}".encode()).fetchone()
+    in_current = head - int(row[0]) + 1 if row is not None and row[0] is not None else 0
+    return total + in_current * total // full_events
+
+
+def _measure(conn: psycopg.Connection[Any], table: str) -> tuple[int, int]:
+    """The events in ``table`` and their bodies' bytes (reads every row)."""
+    row = conn.execute(
+        f"SELECT count(*), coalesce(sum(octet_length(body)), 0) FROM {table}".encode()
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 def _add_tables(conn: psycopg.Connection[Any], usage: dict[str, int]) -> None:
