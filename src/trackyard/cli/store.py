@@ -71,7 +71,8 @@ def store_status(data_dir: Path, as_json: bool) -> None:
     Parts: log (the events, hot and compacted), dedup (the messageIds of the dedup
     window), rejects, profiles, consumers (cursors, dead letters, destinations),
     warehouse (the embedded DuckDB file), other (sources), free (pages kept for reuse),
-    wal (SQLite's write-ahead log, cut back to 64 MB at checkpoints).
+    wal (SQLite's write-ahead log, cut back to 64 MB at checkpoints). On PostgreSQL each
+    part is its tables' size (log: the partitions of events; other: the rest).
     Retention is set on the server: TRACKYARD_RETENTION, TRACKYARD_RETENTION_SIZE
     (serve --retention, --retention-size); this command reads the same variables.
     """
@@ -175,8 +176,9 @@ def _iso(ms: int | None) -> str | None:
     help="Drop also what an enabled consumer (profiles, a destination, the warehouse) has not read yet.",
 )
 def store_prune(data_dir: Path, older_than: str | None, size: str | None, ignore_consumers: bool) -> None:
-    """Run retention now: compact, drop whole blocks past the limits, prune rejects and dead
-    letters, and give the space back to the OS.
+    """Run retention now: compact, drop whole blocks past the limits (a PostgreSQL log's
+    partitions, a JetStream stream's ranges), prune rejects and dead letters, and give the
+    space back to the OS.
 
     Safe while the server runs (each step is one short transaction) and when interrupted:
     what was dropped is gone, the rest is whole. Events an enabled consumer has not read
@@ -218,7 +220,7 @@ def store_prune(data_dir: Path, older_than: str | None, size: str | None, ignore
         extent = maintenance.extent()
     click.echo(
         f"dropped {report.dropped_events:,} events ({format_size(report.dropped_bytes)} on disk) in "
-        f"{report.dropped_parts:,} blocks, {report.rejects:,} rejects, {report.dead_letters:,} dead letters; "
+        f"{report.dropped_parts:,} parts, {report.rejects:,} rejects, {report.dead_letters:,} dead letters; "
         f"{format_size(report.reclaimed_bytes)} returned to the OS; {extent.events:,} events kept"
     )
     if report.held_by:
