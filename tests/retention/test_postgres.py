@@ -23,6 +23,7 @@ from tests.retention.conftest import DAY_MS, everything, write
 from tests.storage.nats_servers import nats_servers
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, wanted
+from trackyard.errors import StoreUnavailable
 from trackyard.retention.policy import Policy, retention_status, run_pass
 from trackyard.storage.base import EventRecord, LogMaintenance, RejectRecord
 from trackyard.storage.factory import Backends, maintenance_available, open_backends, open_maintenance
@@ -316,3 +317,19 @@ def test_postgresql_state_under_a_jetstream_log_prunes_its_rejects(tmp_path: Pat
             assert usage["log"] > 0 and usage["rejects"] > 0 and usage["dedup"] > 0
         finally:
             backends.close()
+
+
+def test_a_drop_gives_up_on_a_reader_holding_the_log_and_the_next_pass_drops(
+    backends: Backends, maintenance: LogMaintenance, settings: Settings
+) -> None:
+    write(backends, 11_000)
+    assert settings.state_url
+    policy = Policy(max_bytes=1, ignore_consumers=True)
+    with psycopg.connect(settings.state_url) as reader:  # a transaction left open on events
+        reader.execute("SELECT seq FROM events LIMIT 1").fetchall()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="lock timeout"):
+            run_pass(backends, maintenance, policy)
+        assert time.monotonic() - started < 30
+        assert len(everything(backends)) == 11_000
+    assert run_pass(backends, maintenance, policy).dropped_events == 10_000

@@ -99,13 +99,16 @@ class PGMaintenance:
         return None
 
     def drop(self, part: LogPart) -> None:
+        """``DROP TABLE`` of the partition that holds ``part`` (gone already: nothing to do).
+
+        Raises ``StoreUnavailable`` when readers keep ``events`` locked past the lock
+        timeout: the pass stops there and the next one tries again."""
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(f"SET LOCAL lock_timeout = '{_DROP_LOCK_TIMEOUT}'".encode())
             for partition in _partitions.partitions(conn):
                 if partition.lower <= part.first_seq < partition.upper:
-                    # Never the head's partition, whatever the caller was told before.
-                    if partition.upper > _head(conn):
-                        return
+                    if partition.upper > _head(conn):  # never the head's (a part is never that)
+                        raise ValueError(f"{partition.name} holds the newest event: it is not a part")
                     conn.execute(f"DROP TABLE {partition.name}".encode())
                     conn.execute("DELETE FROM log_partition_sizes WHERE lower = %s", (partition.lower,))
                     return
