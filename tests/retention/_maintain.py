@@ -1,8 +1,9 @@
 """A child process for the SIGKILL test: compaction and retention in a loop until killed.
 
-``python -m tests.retention._maintain DATA_DIR loop|once``: prints ``started`` once its
-connections are open, then compacts and prunes (30 days, ignoring consumers) over and over;
-``once`` stops when there is nothing left to do.
+``python -m tests.retention._maintain DATA_DIR loop|once[-size] [STATE_URL]``: prints
+``started`` once its connections are open (to the SQLite store, or to PostgreSQL state and
+log), then compacts and prunes (30 days, or with ``-size`` a size limit of 1 byte; ignoring
+consumers) over and over; ``once`` stops when there is nothing left to do.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from trackyard.retention.policy import Policy, run_pass
 from trackyard.storage.factory import open_backends, open_maintenance
 
 
-def main(data_dir: str, mode: str) -> int:
-    settings = Settings(data_dir=Path(data_dir), durability="process")
+def main(data_dir: str, mode: str, state_url: str | None = None) -> int:
+    settings = Settings(data_dir=Path(data_dir), durability="process", state_url=state_url)
     backends = open_backends(settings)
     maintenance = open_maintenance(settings)
-    policy = Policy(max_age_seconds=30 * 86_400, ignore_consumers=True, rejects_seconds=0)
+    mode, _, by = mode.partition("-")
+    limit = {"max_bytes": 1} if by == "size" else {"max_age_seconds": 30 * 86_400}
+    policy = Policy(ignore_consumers=True, rejects_seconds=0, **limit)
     print("started", flush=True)
     while True:
         moved = 0
@@ -31,4 +34,4 @@ def main(data_dir: str, mode: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:4]))

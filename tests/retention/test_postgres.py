@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ import pytest
 from tests.conftest import cli
 from tests.pg_databases import fresh_database
 from tests.retention.conftest import DAY_MS, everything, write
+from tests.retention.test_sigkill import append_recorded, check_kept, maintaining_child
 from tests.storage.nats_servers import nats_servers
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, wanted
@@ -333,3 +336,30 @@ def test_a_drop_gives_up_on_a_reader_holding_the_log_and_the_next_pass_drops(
         assert time.monotonic() - started < 30
         assert len(everything(backends)) == 11_000
     assert run_pass(backends, maintenance, policy).dropped_events == 10_000
+
+
+def test_sigkill_during_pruning_loses_nothing_kept_and_a_restart_resumes(settings: Settings) -> None:
+    settings = dataclasses.replace(settings, log_partition_events=1_000)
+    assert settings.state_url
+    backends = open_backends(settings, writer=True)
+    rng = random.Random(18)
+    written: dict[str, bytes] = {}
+    now = int(time.time() * 1000)
+    try:
+        for round in range(6):
+            append_recorded(backends, range(round * 6_000, (round + 1) * 6_000), now, written)
+            # Drops everything but the head's partition, one DROP TABLE after another.
+            child = maintaining_child(settings.data_dir, "loop-size", settings.state_url)
+            time.sleep(rng.uniform(0.0, 0.2))  # the kill point, not a wait for anything
+            child.send_signal(signal.SIGKILL)
+            assert child.wait() == -signal.SIGKILL
+            check_kept(backends, written, set())  # dense up to the head, byte for byte
+            assert everything(backends)[0].seq <= (round + 1) * 6_000 - 999  # the head's partition kept
+        finisher = maintaining_child(settings.data_dir, "once-size", settings.state_url)
+        assert finisher.wait(timeout=300) == 0
+        assert [event.seq for event in everything(backends)] == list(range(35_001, 36_001))
+        check_kept(backends, written, {f"m-{i}" for i in range(35_000, 36_000)})
+        retried = [EventRecord(1, f"m-{i}", "track", now, b"{}") for i in range(0, 36_000, 9)]
+        assert asyncio.run(backends.log.append(retried, [])).duplicates == len(retried)
+    finally:
+        backends.close()

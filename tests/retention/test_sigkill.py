@@ -21,9 +21,10 @@ _ROUNDS = 8
 _PER_ROUND = 3_000  # events received 40 days ago, then as many received now, each round
 
 
-def _child(data_dir: Path, mode: str) -> subprocess.Popen[str]:
+def maintaining_child(data_dir: Path, mode: str, *state_url: str) -> subprocess.Popen[str]:
+    """``_maintain.py`` in a child process, once its connections are open."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.retention._maintain", str(data_dir), mode],
+        [sys.executable, "-m", "tests.retention._maintain", str(data_dir), mode, *state_url],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -32,7 +33,7 @@ def _child(data_dir: Path, mode: str) -> subprocess.Popen[str]:
     return child
 
 
-def _append(backends: Backends, ids: range, received_ms: int, written: dict[str, bytes]) -> None:
+def append_recorded(backends: Backends, ids: range, received_ms: int, written: dict[str, bytes]) -> None:
     rng = random.Random(ids.start)
     for first in range(ids.start, ids.stop, 100):
         events = []
@@ -49,6 +50,11 @@ def _check(backends: Backends, written: dict[str, bytes], recent: set[str]) -> N
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
+    check_kept(backends, written, recent)
+
+
+def check_kept(backends: Backends, written: dict[str, bytes], recent: set[str]) -> None:
+    """The log is dense up to its head, byte-identical to what was written, with every recent event."""
     kept = everything(backends)
     seqs = [e.seq for e in kept]
     assert seqs == list(range(seqs[0], seqs[-1] + 1))  # dense: no hole anywhere
@@ -70,12 +76,12 @@ def test_sigkill_during_compaction_and_pruning_loses_nothing_kept(backends: Back
     next_id = 0
     killed_busy = 0
     for _ in range(_ROUNDS):
-        _append(backends, range(next_id, next_id + _PER_ROUND), now - 40 * DAY_MS, written)
+        append_recorded(backends, range(next_id, next_id + _PER_ROUND), now - 40 * DAY_MS, written)
         next_id += _PER_ROUND
-        _append(backends, range(next_id, next_id + _PER_ROUND), now, written)
+        append_recorded(backends, range(next_id, next_id + _PER_ROUND), now, written)
         recent |= {f"m-{i}" for i in range(next_id, next_id + _PER_ROUND)}
         next_id += _PER_ROUND
-        child = _child(data_dir, "loop")
+        child = maintaining_child(data_dir, "loop")
         time.sleep(rng.uniform(0.0, 0.4))  # the kill point, not a wait for anything
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -84,7 +90,7 @@ def test_sigkill_during_compaction_and_pruning_loses_nothing_kept(backends: Back
     assert killed_busy == _ROUNDS
     # A restart resumes: run to the end, then every cold row is compacted and the only old
     # events left are those behind recent ones (retention drops from the oldest end only).
-    finisher = _child(data_dir, "once")
+    finisher = maintaining_child(data_dir, "once")
     assert finisher.wait(timeout=300) == 0
     _check(backends, written, recent)
     kept = everything(backends)
