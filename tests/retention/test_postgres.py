@@ -273,6 +273,10 @@ def test_an_unpartitioned_database_is_partitioned_with_every_event_kept(
         assert everything(again) == before
         # The old table is the first partition, whole; appends go on in new ones.
         assert [(low, high) for _, low, high in _partitions(settings.state_url)] == [(1, 7_500)]
+        with psycopg.connect(settings.state_url) as conn:
+            sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'events_p1'"
+            indexes = conn.execute(sql).fetchall()
+        assert sorted(indexes) == [("events_p1_pkey",), ("events_p1_source",)]  # its own, not rebuilt
         assert _again(again, range(0, 7_500, 13)) == (0, len(range(0, 7_500, 13)))  # its keys kept
         write(again, 6_000, start=7_500)
         assert [(low, high) for _, low, high in _partitions(settings.state_url)] == [
