@@ -158,6 +158,8 @@ class Settings:
                 values[f.name] = raw
             else:
                 values[f.name] = int(raw)
+        if values.get("log_partition_events", 1) < 1:  # type: ignore[operator]
+            raise ValueError("TRACKYARD_LOG_PARTITION_EVENTS must be at least 1")
         return cls(**values)  # type: ignore[arg-type]
 
 

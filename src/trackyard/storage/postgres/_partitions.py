@@ -69,6 +69,7 @@ def ensure(conn: psycopg.Connection[Any], first: int, last: int, width: int, cov
     ``covered`` is what the caller knew they reached: partitions are never removed from
     the top, so when it is enough the catalog is not even read.
     """
+    width = max(width, 1)
     if covered > last + width:
         return covered
     existing = partitions(conn)
