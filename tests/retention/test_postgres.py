@@ -367,3 +367,25 @@ def test_sigkill_during_pruning_loses_nothing_kept_and_a_restart_resumes(setting
         assert asyncio.run(backends.log.append(retried, [])).duplicates == len(retried)
     finally:
         backends.close()
+
+
+def test_a_postgresql_log_beside_sqlite_state(tmp_path: Path) -> None:
+    with fresh_database() as dsn:
+        settings = Settings(
+            data_dir=tmp_path / "data", warehouse_url="off", log_url=dsn, log_partition_events=_WIDTH
+        )
+        backends = open_backends(settings, writer=True)
+        try:
+            write(backends, 11_000)
+            _profiles_read(backends, None)  # its store is SQLite's profiles.db, in the data dir
+            maintenance = open_maintenance(settings)
+            try:
+                report = run_pass(backends, maintenance, Policy(max_bytes=1))
+                usage = maintenance.disk_usage()
+            finally:
+                maintenance.close()
+            assert report.dropped_events == 10_000 and report.held_by == []
+            assert [event.seq for event in everything(backends)] == list(range(10_001, 11_001))
+            assert usage["log"] > 0 and usage["dedup"] > 0 and usage["profiles"] > 0
+        finally:
+            backends.close()
