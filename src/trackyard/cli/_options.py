@@ -52,8 +52,9 @@ _log = click.option(
     show_envvar=True,
     expose_value=False,
     callback=_remember,
-    help="Where the event log is. Unset: in the state backend. postgresql://...: a PostgreSQL log "
-    "(nats:// for NATS JetStream is planned).",
+    help="Where the event log is. Unset: in the state backend. postgresql://...: a PostgreSQL log. "
+    "nats://host:port[,host:port...]: a NATS JetStream stream, R3 when three or more servers are "
+    "listed (docs/deployment.md).",
 )
 
 
