@@ -303,6 +303,7 @@ def _compose(
         closers.append(pg_log.close)
         log, rejects = pg_log, PGRejects(log_pool)
     if layout.state_url is not None:
+        from trackyard.storage.postgres._db import Pool
         from trackyard.storage.postgres.profiles import PGProfiles
         from trackyard.storage.postgres.state import PGCursors, PGDeadLetters, PGSources
 
@@ -318,7 +319,10 @@ def _compose(
 
             pg_rejects = PGRejects(state_pool)
             rejects, reject_writer = pg_rejects, _InThread(pg_rejects.add_rejects)
-            dedup = PGDedup(state_pool, settings.dedup_window_seconds)
+            # The dedup keys on connections of their own, committed asynchronously (PGDedup).
+            dedup_pool = Pool(state_url, session=PGDedup.SESSION)
+            closers.append(dedup_pool.close)
+            dedup = PGDedup(dedup_pool, settings.dedup_window_seconds)
     else:
         from trackyard.storage.sqlite.consumers import open_consumer_stores as open_sqlite_consumer_stores
         from trackyard.storage.sqlite.profiles import SQLiteProfiles

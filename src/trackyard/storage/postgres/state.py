@@ -240,7 +240,20 @@ class PGDedup:
 
     For a log kept elsewhere (JetStream); the PostgreSQL log does its check and insert in
     its own append transaction with :data:`REMEMBER_NEW_SQL`.
+
+    The JetStream log opens it on a pool of its own whose connections run :attr:`SESSION`:
+    its keys are committed without waiting for the WAL flush (an fsync per request, the
+    largest and least steady part of a request's time). Committed, they are visible to
+    every node at once, and kept across restarts and any crash of trackyard; only a crash
+    of the PostgreSQL server (or its machine) can lose the last keys not yet flushed,
+    under a second's worth (``wal_writer_delay`` is 200 ms). The events themselves are
+    durable by the stream's quorum ack, not by PostgreSQL, and a lost key only re-opens
+    the long window for its event: a copy sent again after JetStream's own window (2
+    minutes) would be stored a second time, the case a collector dying between its
+    publishes and remembering the keys already has.
     """
+
+    SESSION = "SET synchronous_commit = off"
 
     def __init__(self, pool: Pool, window_seconds: int) -> None:
         self._pool = pool
