@@ -25,7 +25,7 @@ from trackyard.storage.base import (
     StoredEvent,
     StoredReject,
 )
-from trackyard.storage.postgres._db import Pool
+from trackyard.storage.postgres._db import AsyncPool, Pool
 
 VERSION_POLL_SECONDS = 0.25
 
@@ -235,6 +235,24 @@ REMEMBER_NEW_SQL = (
 )
 
 
+_SEEN_SQL = "SELECT key FROM dedup_keys WHERE key = ANY(%s) AND received_at >= %s"
+_REMEMBER_SQL = (
+    "INSERT INTO dedup_keys (key, received_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
+    " ON CONFLICT (key) DO UPDATE"
+    " SET received_at = greatest(dedup_keys.received_at, excluded.received_at)"
+)
+
+
+def _remember_params(parts: Collection[tuple[int, Collection[int]]]) -> tuple[list[int], list[int]]:
+    """The keys and their receipt times, each key once (``ON CONFLICT`` takes a key once per
+    statement) at its latest time."""
+    latest: dict[int, int] = {}
+    for received_at_ms, keys in parts:
+        for key in keys:
+            latest[key] = max(received_at_ms, latest.get(key, received_at_ms))
+    return list(latest), list(latest.values())
+
+
 class PGDedup:
     """:class:`~trackyard.storage.base.DedupIndex` in the ``dedup_keys`` table.
 
@@ -258,6 +276,8 @@ class PGDedup:
     def __init__(self, pool: Pool, window_seconds: int) -> None:
         self._pool = pool
         self._window = window_seconds
+        # The same statements awaited on one event loop (the JetStream log's): *_async.
+        self._async_pool = AsyncPool(pool.url, session=pool.session)
 
     @property
     def window_seconds(self) -> int:
@@ -266,21 +286,28 @@ class PGDedup:
     def seen(self, keys: set[int]) -> set[int]:
         if not keys:
             return set()
-        rows = self._pool.execute(
-            "SELECT key FROM dedup_keys WHERE key = ANY(%s) AND received_at >= %s",
-            (list(keys), _now_ms() - self._window * 1000),
-        )
-        return {int(row[0]) for row in rows}
+        return {int(row[0]) for row in self._pool.execute(_SEEN_SQL, self._seen_params(keys))}
+
+    async def seen_async(self, keys: set[int]) -> set[int]:
+        if not keys:
+            return set()
+        return {int(row[0]) for row in await self._async_pool.execute(_SEEN_SQL, self._seen_params(keys))}
+
+    def _seen_params(self, keys: set[int]) -> tuple[list[int], int]:
+        return list(keys), _now_ms() - self._window * 1000
 
     def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
-        if not keys:
-            return
-        self._pool.execute(
-            "INSERT INTO dedup_keys (key, received_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
-            " ON CONFLICT (key) DO UPDATE"
-            " SET received_at = greatest(dedup_keys.received_at, excluded.received_at)",
-            (list(keys), [received_at_ms] * len(keys)),
-        )
+        if keys:
+            self._pool.execute(_REMEMBER_SQL, _remember_params([(received_at_ms, keys)]))
+
+    async def remember_many_async(self, parts: Collection[tuple[int, Collection[int]]]) -> None:
+        """Several :meth:`remember` calls in one statement."""
+        if any(keys for _, keys in parts):
+            await self._async_pool.execute(_REMEMBER_SQL, _remember_params(parts))
+
+    async def close_async(self) -> None:
+        """Close the connections of the ``*_async`` methods (on their loop)."""
+        await self._async_pool.close()
 
     def expire(self) -> int:
         """Forget keys older than the window; how many were dropped."""
