@@ -235,7 +235,11 @@ REMEMBER_NEW_SQL = (
 )
 
 
-_SEEN_SQL = "SELECT key FROM dedup_keys WHERE key = ANY(%s) AND received_at >= %s"
+#: The keys' receipt times are compared here, not in SQL: with ``received_at >= %s`` the
+#: planner may pick the ``received_at`` index (statistics taken while the table was still
+#: small estimate few recent rows) and scan every key in the window: a lookup that grows
+#: with the table, 25 ms at 34,000 keys.
+_SEEN_SQL = "SELECT key, received_at FROM dedup_keys WHERE key = ANY(%s)"
 _REMEMBER_SQL = (
     "INSERT INTO dedup_keys (key, received_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
     " ON CONFLICT (key) DO UPDATE"
@@ -286,15 +290,16 @@ class PGDedup:
     def seen(self, keys: set[int]) -> set[int]:
         if not keys:
             return set()
-        return {int(row[0]) for row in self._pool.execute(_SEEN_SQL, self._seen_params(keys))}
+        return self._in_window(self._pool.execute(_SEEN_SQL, (list(keys),)))
 
     async def seen_async(self, keys: set[int]) -> set[int]:
         if not keys:
             return set()
-        return {int(row[0]) for row in await self._async_pool.execute(_SEEN_SQL, self._seen_params(keys))}
+        return self._in_window(await self._async_pool.execute(_SEEN_SQL, (list(keys),)))
 
-    def _seen_params(self, keys: set[int]) -> tuple[list[int], int]:
-        return list(keys), _now_ms() - self._window * 1000
+    def _in_window(self, rows: list[Any]) -> set[int]:
+        start = _now_ms() - self._window * 1000
+        return {int(key) for key, received_at in rows if received_at >= start}
 
     def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
         if keys:
