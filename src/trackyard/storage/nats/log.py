@@ -35,8 +35,8 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 import nats
 import nats.errors
@@ -91,18 +91,6 @@ _RETRY = (
 )
 
 
-@runtime_checkable
-class AsyncDedup(Protocol):
-    """A dedup index that can also be awaited on the log's own loop (PostgreSQL's): the
-    whole append then runs there, with no thread to hand its statements to and back."""
-
-    async def seen_async(self, keys: set[int]) -> set[int]: ...
-
-    async def remember_many_async(self, parts: Collection[tuple[int, Collection[int]]]) -> None: ...
-
-    async def close_async(self) -> None: ...
-
-
 class RejectWriter(Protocol):
     """Where the rejects of a request go: the state backend's store."""
 
@@ -135,7 +123,6 @@ class JetStreamLog:
     ) -> None:
         self.options = options
         self._dedup = dedup
-        self._async_dedup = dedup if isinstance(dedup, AsyncDedup) else None
         self._rejects = rejects
         self._writer = writer
         self._max_pending = max_pending_events
@@ -213,43 +200,29 @@ class JetStreamLog:
             self._pending -= size
 
     async def _append(self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
-        stored = await self._bridge.run(self._store(events)) if events else 0
-        if rejects:
-            await self._rejects.add_rejects(rejects)
-        self._commits += 1
-        self._written += stored
-        return AppendResult(stored=stored, duplicates=len(events) - stored)
-
-    async def _store(self, events: Sequence[EventRecord]) -> int:
-        """On the bridge's loop, one hop for the whole request: the dedup check, the
-        publishes, remembering the keys; how many events were new."""
         keys = [dedup_key(e.source_id, e.message_id) for e in events]
-        seen = await self._seen(set(keys))
+        seen = await asyncio.to_thread(self._dedup.seen, set(keys)) if keys else set()
         fresh: list[tuple[EventRecord, int]] = []
         for event, key in zip(events, keys, strict=True):
             if key not in seen:
                 seen.add(key)  # a messageId twice in one request is stored once
                 fresh.append((event, key))
-        if not fresh:
-            return 0
-        stored = await self._publish_all([event for event, _ in fresh])
-        by_receipt: dict[int, list[int]] = defaultdict(list)
-        for event, key in fresh:
-            by_receipt[event.received_at_ms].append(key)
-        try:
-            if self._async_dedup is not None:
-                await self._async_dedup.remember_many_async(list(by_receipt.items()))
-            else:
+        stored = 0
+        if fresh:
+            stored = await self._bridge.run(self._publish_all([event for event, _ in fresh]))
+            by_receipt: dict[int, list[int]] = defaultdict(list)
+            for event, key in fresh:
+                by_receipt[event.received_at_ms].append(key)
+            try:
                 await asyncio.to_thread(self._remember, list(by_receipt.items()))
-        except Exception as exc:
-            # The events are in the stream: the client's retry is dropped there, by its ids.
-            raise StoreUnavailable(f"the dedup index cannot write ({type(exc).__name__})") from None
-        return stored
-
-    async def _seen(self, keys: set[int]) -> set[int]:
-        if self._async_dedup is not None:
-            return await self._async_dedup.seen_async(keys)
-        return await asyncio.to_thread(self._dedup.seen, keys)
+            except Exception as exc:
+                # The events are in the stream: the client's retry is dropped there, by its ids.
+                raise StoreUnavailable(f"the dedup index cannot write ({type(exc).__name__})") from None
+        if rejects:
+            await self._rejects.add_rejects(rejects)
+        self._commits += 1
+        self._written += stored
+        return AppendResult(stored=stored, duplicates=len(events) - stored)
 
     def _remember(self, parts: list[tuple[int, list[int]]]) -> None:
         remember_many = getattr(self._dedup, "remember_many", None)
@@ -465,8 +438,6 @@ class JetStreamLog:
     async def _shutdown(self) -> None:
         await self._drop_reader()
         await self._nc.close()
-        if self._async_dedup is not None:
-            await self._async_dedup.close_async()
 
 
 async def connect(options: JetStreamOptions) -> Client:

@@ -8,7 +8,6 @@ lock so that nodes starting together do not race, and recorded in ``schema_versi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import queue
 import threading
@@ -235,10 +234,6 @@ def connect(url: str, *, redacted: str | None = None) -> psycopg.Connection[Any]
         raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {_first_line(exc)}") from None
 
 
-def _unavailable(url: str, exc: BaseException, what: str = "PostgreSQL at") -> StoreUnavailable:
-    return StoreUnavailable(f"{what} {redact(url)}: {_first_line(exc)}")
-
-
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -251,7 +246,7 @@ class Pool:
 
     def __init__(self, url: str, size: int = 4, *, session: str | None = None) -> None:
         self.url = url
-        self.session = session
+        self._session = session
         self._idle: queue.LifoQueue[psycopg.Connection[Any] | None] = queue.LifoQueue()
         for _ in range(size):
             self._idle.put(None)  # a slot: a connection is opened when the slot is first used
@@ -269,14 +264,14 @@ class Pool:
         except BaseException:
             self._idle.put(None)
             raise
-        if self.session is not None:
+        if self._session is not None:
             try:
-                conn.execute(self.session.encode())
+                conn.execute(self._session.encode())
             except BaseException as exc:
                 conn.close()
                 self._idle.put(None)
                 if isinstance(exc, psycopg.OperationalError):
-                    raise _unavailable(self.url, exc) from None
+                    raise StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {_first_line(exc)}") from None
                 raise
         with self._lock:
             self._open.add(conn)
@@ -289,7 +284,7 @@ class Pool:
         try:
             yield conn
         except psycopg.OperationalError as exc:
-            raise _unavailable(self.url, exc) from None
+            raise StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {_first_line(exc)}") from None
         finally:
             self._idle.put(conn)
 
@@ -308,7 +303,7 @@ class Pool:
             except psycopg.OperationalError as exc:
                 if attempt == 1 and reused and conn.broken:
                     continue
-                raise _unavailable(self.url, exc) from None
+                raise StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {_first_line(exc)}") from None
             finally:
                 self._idle.put(conn)
         raise AssertionError("unreachable")
@@ -319,65 +314,6 @@ class Pool:
             for conn in self._open:
                 conn.close()
             self._open.clear()
-
-
-class AsyncPool:
-    """:class:`Pool`'s async twin, for one event loop (the JetStream log's): a request's
-    dedup statements then run on that loop, with no thread to hand them to and back."""
-
-    def __init__(self, url: str, size: int = 8, *, session: str | None = None) -> None:
-        self.url = url
-        self._session = session
-        self._size = size
-        self._slots: asyncio.Semaphore | None = None  # made on the loop that uses it
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
-
-    async def _take(self) -> tuple[psycopg.AsyncConnection[Any], bool]:
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed and not conn.broken:
-                return conn, True
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, connect_timeout=10, application_name="trackyard"
-            )
-        except psycopg.OperationalError as exc:
-            raise _unavailable(self.url, exc, "cannot connect to PostgreSQL at") from None
-        if self._session is not None:
-            try:
-                await conn.execute(self._session.encode())
-            except BaseException as exc:
-                await conn.close()
-                if isinstance(exc, psycopg.OperationalError):
-                    raise _unavailable(self.url, exc) from None
-                raise
-        return conn, False
-
-    async def execute(self, sql: str, params: Any = None) -> list[Any]:
-        """As :meth:`Pool.execute`: one statement, run again once on a new connection when an
-        idle one turns out to be broken."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._size)
-        async with self._slots:
-            for attempt in (1, 2):
-                conn, reused = await self._take()
-                try:
-                    cursor = await conn.execute(sql, params)
-                    return await cursor.fetchall() if cursor.description is not None else []
-                except psycopg.OperationalError as exc:
-                    if attempt == 1 and reused and conn.broken:
-                        continue
-                    raise _unavailable(self.url, exc) from None
-                finally:
-                    if not conn.closed and not conn.broken:
-                        self._idle.append(conn)
-        raise AssertionError("unreachable")
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
 
 def create_schema(pool: Pool) -> None:

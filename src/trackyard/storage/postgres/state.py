@@ -25,7 +25,7 @@ from trackyard.storage.base import (
     StoredEvent,
     StoredReject,
 )
-from trackyard.storage.postgres._db import AsyncPool, Pool
+from trackyard.storage.postgres._db import Pool
 
 VERSION_POLL_SECONDS = 0.25
 
@@ -280,8 +280,6 @@ class PGDedup:
     def __init__(self, pool: Pool, window_seconds: int) -> None:
         self._pool = pool
         self._window = window_seconds
-        # The same statements awaited on one event loop (the JetStream log's): *_async.
-        self._async_pool = AsyncPool(pool.url, session=pool.session)
 
     @property
     def window_seconds(self) -> int:
@@ -290,29 +288,17 @@ class PGDedup:
     def seen(self, keys: set[int]) -> set[int]:
         if not keys:
             return set()
-        return self._in_window(self._pool.execute(_SEEN_SQL, (list(keys),)))
-
-    async def seen_async(self, keys: set[int]) -> set[int]:
-        if not keys:
-            return set()
-        return self._in_window(await self._async_pool.execute(_SEEN_SQL, (list(keys),)))
-
-    def _in_window(self, rows: list[Any]) -> set[int]:
         start = _now_ms() - self._window * 1000
+        rows = self._pool.execute(_SEEN_SQL, (list(keys),))
         return {int(key) for key, received_at in rows if received_at >= start}
 
     def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
-        if keys:
-            self._pool.execute(_REMEMBER_SQL, _remember_params([(received_at_ms, keys)]))
+        self.remember_many([(received_at_ms, keys)])
 
-    async def remember_many_async(self, parts: Collection[tuple[int, Collection[int]]]) -> None:
+    def remember_many(self, parts: Collection[tuple[int, Collection[int]]]) -> None:
         """Several :meth:`remember` calls in one statement."""
         if any(keys for _, keys in parts):
-            await self._async_pool.execute(_REMEMBER_SQL, _remember_params(parts))
-
-    async def close_async(self) -> None:
-        """Close the connections of the ``*_async`` methods (on their loop)."""
-        await self._async_pool.close()
+            self._pool.execute(_REMEMBER_SQL, _remember_params(parts))
 
     def expire(self) -> int:
         """Forget keys older than the window; how many were dropped."""
