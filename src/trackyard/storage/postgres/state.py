@@ -280,6 +280,27 @@ class PGDedup:
     def __init__(self, pool: Pool, window_seconds: int) -> None:
         self._pool = pool
         self._window = window_seconds
+        self._stop = threading.Event()
+        self._expirer: threading.Thread | None = None
+
+    def expire_every(self, seconds: float) -> None:
+        """:meth:`expire` every ``seconds`` in a thread of its own until :meth:`close`: for a
+        log (JetStream's) that has no writer of its own to do it between commits."""
+
+        def run() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    self.expire()
+                except Exception:  # PostgreSQL away for a moment: the next round retries
+                    continue
+
+        self._expirer = threading.Thread(target=run, name="trackyard-dedup-expiry", daemon=True)
+        self._expirer.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._expirer is not None:
+            self._expirer.join()
 
     @property
     def window_seconds(self) -> int:
