@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -27,7 +28,18 @@ from typing import Any
 
 from rich.table import Table
 
-from bench.run import BENCH, KEY, REPO, SECRET, Process, Scenario, console, out_console, wrk
+from bench.run import (
+    BENCH,
+    KEY,
+    REPO,
+    SECRET,
+    Process,
+    Scenario,
+    console,
+    out_console,
+    write_gzip_bodies,
+    wrk,
+)
 
 HALF_LOAD_SCENARIO = "segment batch 100"
 
@@ -57,10 +69,21 @@ def _serve(data_dir: Path, workers: int) -> list[str]:
             "--data-dir", str(data_dir), "--log-level", "warning", "--workers", str(workers)]  # fmt: skip
 
 
+def _fresh_ids(scenario: Scenario, tmp: Path, tag: str) -> Scenario:
+    """``scenario`` with gzip bodies of its own for ``tag``: the cluster layouts share one
+    dedup window, so bodies replayed on another layout or node would be duplicates, answered
+    without a publish."""
+    if scenario.gzip_template is None:
+        return scenario
+    bodies = write_gzip_bodies(tmp / f"{tag}.gz.bodies", scenario.gzip_template, tag)
+    return dataclasses.replace(scenario, body=f"BODIES {bodies}")
+
+
 def _measure(
     nodes: list[Process], scenario: Scenario, tmp: Path, seconds: int, run_id: str, delay_ms: float = 0
 ) -> list[dict[str, Any]]:
     """One wrk per node at once; per node: events/s, p50/p99 and CPU µs per event."""
+    fresh = [_fresh_ids(scenario, tmp, f"{run_id}-n{i}") for i in range(len(nodes))]
     before = [node.cpu_seconds() for node in nodes]
     figures: list[dict[str, Any]] = [{} for _ in nodes]
     failures: list[BaseException] = []
@@ -70,7 +93,7 @@ def _measure(
         own = tmp / f"wrk-n{i}"
         own.mkdir(exist_ok=True)
         try:
-            figures[i] = wrk(nodes[i].url, scenario, own, seconds, f"{run_id}-n{i}", delay_ms=delay_ms)
+            figures[i] = wrk(nodes[i].url, fresh[i], own, seconds, f"{run_id}-n{i}", delay_ms=delay_ms)
         except BaseException as exc:
             failures.append(exc)
 

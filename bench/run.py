@@ -60,6 +60,9 @@ class Scenario:
     body: str  # a template with {{ID}} slots, or "BODIES <file>"
     events: int  # events per request
     connections: int = 32
+    #: For a "BODIES" scenario of gzip bodies: the template they were made from, to make
+    #: fresh ones (write_gzip_bodies) where the same ids must not be sent twice.
+    gzip_template: str | None = None
 
 
 @dataclass
@@ -88,6 +91,19 @@ def _track(slot: str = "{{ID}}") -> dict[str, Any]:
     }
 
 
+def write_gzip_bodies(path: Path, template: str, tag: str, count: int = 6000) -> Path:
+    """``count`` gzip bodies of ``template``, each ``{{ID}}`` stamped with an id that has
+    ``tag`` in it (gzip bodies cannot be stamped per request: enough distinct ones for a
+    run are built beforehand and replayed in order)."""
+    parts = template.split("{{ID}}")
+    with path.open("wb") as out:
+        for n in range(count):
+            stamped = "".join(f"{part}{tag}-{n}-{i}" for i, part in enumerate(parts[:-1])) + parts[-1]
+            body = gzip.compress(stamped.encode(), compresslevel=6)
+            out.write(f"{len(body)}\n".encode() + body)
+    return path
+
+
 def scenarios(tmp: Path) -> list[Scenario]:
     basic = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
     js = {"Content-Type": "application/json", "Authorization": basic}
@@ -95,14 +111,8 @@ def scenarios(tmp: Path) -> list[Scenario]:
         "batch": [{**_track(), "type": "track"} for _ in range(100)],
         "sentAt": "2026-01-01T12:00:01.000Z",
     }
-    # gzip bodies cannot be stamped per request: build enough distinct ones for the run.
-    gz_file = tmp / "batch.gz.bodies"
-    with gz_file.open("wb") as out:
-        parts = json.dumps(batch).split("{{ID}}")
-        for n in range(6000):
-            stamped = "".join(f"{part}gz-{n}-{i}" for i, part in enumerate(parts[:-1])) + parts[-1]
-            body = gzip.compress(stamped.encode(), compresslevel=6)
-            out.write(f"{len(body)}\n".encode() + body)
+    gz_template = json.dumps(batch)
+    gz_file = write_gzip_bodies(tmp / "batch.gz.bodies", gz_template, "gz")
     commands = [
         {
             "name": "customers/events",
@@ -152,6 +162,7 @@ def scenarios(tmp: Path) -> list[Scenario]:
             f"BODIES {gz_file}",
             100,
             connections=16,
+            gzip_template=gz_template,
         ),
         Scenario(
             "bloomreach batch 50",

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import nats
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -20,6 +21,8 @@ from tests.storage.conformance.conftest import append, event
 from tests.storage.nats_servers import NatsServers, free_port, nats_servers, wait_until
 from trackyard.cli import main
 from trackyard.config import Settings
+from trackyard.errors import StoreUnavailable
+from trackyard.storage import factory
 from trackyard.storage.factory import open_backends
 
 
@@ -61,6 +64,56 @@ def test_an_event_published_before_a_crash_is_not_stored_again_on_retry(
         assert [e.body for e in backends.log.read_events()] == [first.body, event("m2").body]
         # Now remembered in the state: caught there, even past JetStream's window.
         assert append(backends, [event("m1")]).duplicates == 1
+    finally:
+        backends.close()
+
+
+def test_a_publish_answered_with_an_error_is_not_taken_for_stored(
+    tmp_path: Path, single: NatsServers
+) -> None:
+    # Another stream took the log's subjects: the server answers each publish with an error
+    # (not the expected stream) instead of an ack. The append fails, remembers no key, and
+    # the same event is stored once the log's stream is back.
+    backends = open_backends(Settings(data_dir=tmp_path / "data", log_url=single.url), writer=True)
+    subjects = ["trackyard.trackyard_events.>"]
+
+    async def swap(drop: str, add: str) -> None:
+        nc = await nats.connect(single.url)
+        try:
+            await nc.jetstream().delete_stream(drop)
+            await nc.jetstream().add_stream(name=add, subjects=subjects)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(swap("TRACKYARD_EVENTS", "SOMEONE_ELSES"))
+        with pytest.raises(StoreUnavailable, match="refused"):
+            append(backends, [event("m1")])
+        asyncio.run(swap("SOMEONE_ELSES", "TRACKYARD_EVENTS"))
+        assert append(backends, [event("m1")]).stored == 1
+        assert [e.body for e in backends.log.read_events()] == [event("m1").body]
+    finally:
+        backends.close()
+
+
+def test_collectors_forget_dedup_keys_older_than_the_window(
+    tmp_path: Path, single: NatsServers, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the log on JetStream no log writer deletes expired keys from PostgreSQL: the
+    # collector's own thread does, so the table does not grow past the window.
+    monkeypatch.setattr(factory, "DEDUP_EXPIRE_SECONDS", 0.05)
+    settings = Settings(
+        data_dir=tmp_path / "data", log_url=single.url, state_url=pg_dsn, dedup_window_seconds=1
+    )
+    backends = open_backends(settings, writer=True)
+    try:
+        assert append(backends, [event("m1"), event("m2")]).stored == 2
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            wait_until(
+                lambda: conn.execute("SELECT count(*) FROM dedup_keys").fetchone() == (0,),
+                "the expired keys deleted",
+                10,
+            )
     finally:
         backends.close()
 

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from trackyard.storage.postgres._db import Pool
 
 _POSTGRES = ("postgresql", "postgres")
+#: Seconds between two deletions of expired dedup keys in PostgreSQL beside a JetStream log.
+DEDUP_EXPIRE_SECONDS = 60.0
 _STATE_FORMS = "unset (SQLite in the data dir) or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
 _LOG_FORMS = (
     "unset (the log lives in the state backend), postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE "
@@ -303,6 +305,7 @@ def _compose(
         closers.append(pg_log.close)
         log, rejects = pg_log, PGRejects(log_pool)
     if layout.state_url is not None:
+        from trackyard.storage.postgres._db import Pool
         from trackyard.storage.postgres.profiles import PGProfiles
         from trackyard.storage.postgres.state import PGCursors, PGDeadLetters, PGSources
 
@@ -318,7 +321,13 @@ def _compose(
 
             pg_rejects = PGRejects(state_pool)
             rejects, reject_writer = pg_rejects, _InThread(pg_rejects.add_rejects)
-            dedup = PGDedup(state_pool, settings.dedup_window_seconds)
+            # The dedup keys on connections of their own, committed asynchronously (PGDedup).
+            dedup_pool = Pool(state_url, session=PGDedup.SESSION)
+            pg_dedup = PGDedup(dedup_pool, settings.dedup_window_seconds)
+            if writer:  # collectors forget expired keys, as the PostgreSQL log's writer does
+                pg_dedup.expire_every(DEDUP_EXPIRE_SECONDS)
+            closers.extend((pg_dedup.close, dedup_pool.close))
+            dedup = pg_dedup
     else:
         from trackyard.storage.sqlite.consumers import open_consumer_stores as open_sqlite_consumer_stores
         from trackyard.storage.sqlite.profiles import SQLiteProfiles

@@ -53,6 +53,7 @@ from trackyard.storage.base import (
     StoredEvent,
     dedup_key,
 )
+from trackyard.storage.nats._acks import AckInbox
 from trackyard.storage.nats._bridge import Bridge
 from trackyard.storage.nats._url import JetStreamOptions
 
@@ -134,6 +135,7 @@ class JetStreamLog:
         self._reader: _Reader | None = None
         self._closed = False
         self._bridge = Bridge()
+        self._acks: AckInbox
         try:
             self._nc, self._js = self._bridge.call(self._connect(), _RETRY_SECONDS + _REQUEST_TIMEOUT)
             self._reads = self._nc.jetstream(timeout=_READ_TIMEOUT)
@@ -154,6 +156,8 @@ class JetStreamLog:
         js = nc.jetstream(timeout=_REQUEST_TIMEOUT)
         try:
             await retrying(lambda: self._ensure_stream(js))
+            self._acks = AckInbox(nc)
+            await self._acks.start()
         except BaseException:
             await nc.close()
             raise
@@ -232,6 +236,8 @@ class JetStreamLog:
         """On the bridge's loop: publish every event and wait for all acks; how many were new."""
         deadline = time.monotonic() + self.options.ack_timeout
         first = await self._pipelined(events, min(_PUBLISH_TIMEOUT, self.options.ack_timeout))
+        if None not in first:  # every first try acked: nothing to retry
+            return sum(1 for new in first if new)
         gate = asyncio.Semaphore(_IN_FLIGHT)
 
         async def one(event: EventRecord, acked: bool | None) -> bool:
@@ -253,31 +259,23 @@ class JetStreamLog:
         return sum(1 for new in outcomes if new)
 
     async def _pipelined(self, events: list[EventRecord], timeout: float) -> list[bool | None]:
-        """The first try of every publish, pipelined on one reply subscription (no request
-        and timer per event, which is most of a publish's CPU); per event whether it was new,
-        or ``None`` when it got no ack (or an error) in ``timeout`` and :meth:`_publish`
-        must try again. Sent in order, so the stream stores a request's events in order."""
-        msg_id = api.Header.MSG_ID.value
-        futures: list[asyncio.Future[api.PubAck]] = []
-        with contextlib.suppress(*_RETRY, nats.errors.Error):
-            for event in events:
-                futures.append(
-                    await self._js.publish_async(
-                        f"{self._prefix}.{event.source_id}.{event.type}",
-                        event.body,
-                        stream=self.options.stream,
-                        headers={msg_id: f"{event.source_id}:{event.message_id}"},
-                    )
+        """The first try of every publish, pipelined on one reply subscription (no request,
+        timer or future per event, which was most of a publish's CPU); per event whether it
+        was new, or ``None`` when it got no ack (or an error) in ``timeout`` and
+        :meth:`_publish` must try again. Sent in order, so the stream stores a request's
+        events in order."""
+        msg_id, stream = api.Header.MSG_ID.value, api.Header.EXPECTED_STREAM.value
+        return await self._acks.publish(
+            [
+                (
+                    f"{self._prefix}.{event.source_id}.{event.type}",
+                    event.body,
+                    {msg_id: f"{event.source_id}:{event.message_id}", stream: self.options.stream},
                 )
-        if futures:
-            await asyncio.wait(futures, timeout=timeout)
-        acked: list[bool | None] = [None] * len(events)
-        for i, future in enumerate(futures):
-            if future.done() and not future.cancelled() and future.exception() is None:
-                acked[i] = not future.result().duplicate
-            else:
-                future.cancel()  # its ack, if it comes late, is not waited for: a retry follows
-        return acked
+                for event in events
+            ],
+            timeout,
+        )
 
     async def _publish(self, event: EventRecord, deadline: float, *, tried: bool = False) -> bool:
         """Publish one event until acked; whether it is new (a retry whose first try was stored

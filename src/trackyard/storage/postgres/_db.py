@@ -239,10 +239,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Pool:
-    """A fixed number of connections to one database, opened on demand and replaced when broken."""
+    """A fixed number of connections to one database, opened on demand and replaced when broken.
 
-    def __init__(self, url: str, size: int = 4) -> None:
+    ``session`` is a statement each connection runs once when opened (a ``SET`` of its own).
+    """
+
+    def __init__(self, url: str, size: int = 4, *, session: str | None = None) -> None:
         self.url = url
+        self._session = session
         self._idle: queue.LifoQueue[psycopg.Connection[Any] | None] = queue.LifoQueue()
         for _ in range(size):
             self._idle.put(None)  # a slot: a connection is opened when the slot is first used
@@ -260,6 +264,15 @@ class Pool:
         except BaseException:
             self._idle.put(None)
             raise
+        if self._session is not None:
+            try:
+                conn.execute(self._session.encode())
+            except BaseException as exc:
+                conn.close()
+                self._idle.put(None)
+                if isinstance(exc, psycopg.OperationalError):
+                    raise StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {_first_line(exc)}") from None
+                raise
         with self._lock:
             self._open.add(conn)
         return conn, False
