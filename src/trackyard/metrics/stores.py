@@ -1,11 +1,10 @@
-"""Gauges and counters read from the stores at scrape time: what other processes own.
+"""Gauges and counters read from the stores: what other processes own.
 
 Consumers and destinations run in processes of their own (``trackyard.consumers``), often
 not under this server at all (``trackyard consume`` beside ``serve --role ingest``), so
 their progress is read where they keep it: the cursors, the dead letters and the
-destination registry, through the same code ``trackyard consumers status`` runs. A scrape
-opens the backends as a reader and closes them again; it runs in a thread, off the event
-loop that serves events.
+destination registry, through the same code ``trackyard consumers status`` runs. The
+``metrics`` consumer reads them every few seconds, never a scrape (:mod:`trackyard.metrics.gauges`).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from trackyard.storage.factory import (
     Backends,
     destinations_exist,
     maintenance_available,
-    open_backends,
     open_destinations,
     open_maintenance,
     store_bytes,
@@ -111,20 +109,23 @@ def _age_seconds(events: EventLog, cursor: int, now: float) -> float:
 class StoreCollector(Collector):
     """The store's size, each consumer's lag in events and seconds, dead letters, destinations."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backends: Backends) -> None:
         self._settings = settings
+        self._backends = backends
 
     def collect(self) -> Iterator[Family]:
+        stamp = GaugeMetricFamily(
+            "trackyard_store_gauges_timestamp_seconds",
+            "When the metrics consumer read the store gauges of this scrape (Unix time).",
+        )
+        stamp.add_metric([], time.time())
+        yield stamp
         size = GaugeMetricFamily("trackyard_store_size_bytes", "The event store's size on disk.")
         size.add_metric([], store_bytes(self._settings))
         yield size
-        backends = open_backends(self._settings)
-        try:
-            yield from self._consumers(backends)
-            if maintenance_available(self._settings):
-                yield from self._retention(backends)
-        finally:
-            backends.close()
+        yield from self._consumers(self._backends)
+        if maintenance_available(self._settings):
+            yield from self._retention(self._backends)
 
     def _retention(self, backends: Backends) -> Iterator[Family]:
         """``trackyard store status``'s figures, read the same way."""
