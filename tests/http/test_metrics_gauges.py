@@ -3,6 +3,8 @@
 A ``serve --role ingest`` node runs no consumers: its scrapes serve the counters alone until
 a ``trackyard consume metrics`` on its data dir writes the cache, and then the gauges
 within a reading. A copy whose writer has stopped is served until it is stale, then no more.
+With PostgreSQL state the consumer may run on another machine (another data dir): the
+copy in the database reaches the collectors.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import start_server
+from tests.conftest import Server, cli, start_server
 from tests.http.test_metrics import FAST_GAUGES, gauges_reader, scrape, scrape_until, value
+from tests.pg_databases import fresh_database
 from trackyard.config import Settings
 from trackyard.metrics.gauges import gauges_path, stale_after
 from trackyard.storage.sqlite.consumers import FILENAME as CURSORS_FILE
@@ -92,3 +96,24 @@ def test_a_scrape_answers_while_another_writer_holds_the_stores(tmp_path: Path) 
                 holder.close()
     finally:
         server.stop()
+
+
+def test_with_postgresql_state_a_collector_serves_what_a_consumer_elsewhere_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fresh_database() as dsn:
+        monkeypatch.setenv("TRACKYARD_STATE", dsn)  # the in-process CLI's, and the processes'
+        collector = Server(tmp_path / "collector", "--role", "ingest", env=FAST_GAUGES).start()
+        try:
+            collector.write_key = cli("sources", "add", "test", "--data-dir", str(tmp_path / "admin")).strip()
+            _track(collector.url, collector.write_key, 4)
+            assert not _has_store_gauges(scrape(collector.url))
+            # The consumers' node: a data dir of its own, the same database.
+            with gauges_reader(tmp_path / "consumers"):
+                samples = scrape_until(collector.url, lambda s: value(s, "trackyard_log_head_seq") == 4)
+                assert value(samples, "trackyard_consumer_lag_events", consumer="profiles") == 4
+                assert value(samples, "trackyard_store_size_bytes") > 0
+            assert not gauges_path(Settings(data_dir=tmp_path / "collector")).exists()
+            assert gauges_path(Settings(data_dir=tmp_path / "consumers")).exists()
+        finally:
+            collector.stop()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from trackyard.consumers.runner import NoSink, Runner, RunPolicy
 from trackyard.metrics.gauges import read_store_gauges, write_store_gauges
-from trackyard.storage.factory import Backends
+from trackyard.storage.factory import Backends, shared_gauges
+
+if TYPE_CHECKING:
+    from trackyard.storage.postgres.gauges import SharedGauges
 
 log = logging.getLogger("trackyard.metrics")
 
@@ -24,7 +27,9 @@ NAME: Final = "metrics"
 
 class GaugesRunner(Runner):
     def __init__(self, backends: Backends) -> None:
-        super().__init__(NAME, backends.log, NoSink(lambda: None), None, None, RunPolicy())
+        # Opened on the first write: status readers open this runner too, for its position.
+        self._shared: SharedGauges | None = None
+        super().__init__(NAME, backends.log, NoSink(self._close), None, None, RunPolicy())
         self._backends = backends
 
     def position(self) -> int:
@@ -45,7 +50,13 @@ class GaugesRunner(Runner):
 
     def write_once(self) -> None:
         settings = self._backends.settings
-        write_store_gauges(settings, read_store_gauges(settings, self._backends))
+        if self._shared is None:
+            self._shared = shared_gauges(settings)
+        write_store_gauges(settings, read_store_gauges(settings, self._backends), self._shared)
+
+    def _close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
 
 
 def open_runner(backends: Backends) -> Runner:

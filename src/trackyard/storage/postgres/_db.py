@@ -20,7 +20,7 @@ import psycopg
 from trackyard.errors import StoreUnavailable
 from trackyard.storage.base import StoreURLError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Advisory lock keys (``pg_advisory_*`` take a bigint): one for creating the schema, one
 #: ordering appends to the log. Lease keys are derived from names (``leases.py``).
 SCHEMA_LOCK = 0x7472_6B79_0001
@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS rejects (
     body bytea NOT NULL
 );
 CREATE TABLE IF NOT EXISTS health (id integer PRIMARY KEY, probed_at bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS store_gauges (
+    id integer PRIMARY KEY,
+    text bytea NOT NULL,
+    written_at double precision NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cursors (
     consumer text PRIMARY KEY,
     cursor bigint NOT NULL,
