@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import Server, cli, start_server
 from tests.http.test_metrics import FAST_GAUGES, gauges_reader, scrape, scrape_until, value
 from tests.pg_databases import fresh_database
+from tests.storage.nats_servers import nats_servers
 from trackyard.config import Settings
 from trackyard.metrics.gauges import gauges_path, stale_after
 from trackyard.storage.sqlite.consumers import FILENAME as CURSORS_FILE
@@ -117,3 +118,20 @@ def test_with_postgresql_state_a_collector_serves_what_a_consumer_elsewhere_read
             assert gauges_path(Settings(data_dir=tmp_path / "consumers")).exists()
         finally:
             collector.stop()
+
+
+def test_on_a_jetstream_log_the_served_node_reads_its_own_gauges(tmp_path: Path) -> None:
+    """``serve`` (every role) on a JetStream log: its metrics consumer reads the stream's
+    head and retention figures, and the scrape serves them."""
+    with nats_servers(tmp_path / "nats") as jetstream:
+        env = {**FAST_GAUGES, "TRACKYARD_LOG": f"{jetstream.url}?stream=GAUGES", "TRACKYARD_WAREHOUSE": "off"}
+        server = start_server(tmp_path / "data", env=env)
+        try:
+            _track(server.url, server.write_key, 3)
+            samples = scrape_until(
+                server.url,
+                lambda s: value(s, "trackyard_log_head_seq") == 3 and value(s, "trackyard_store_events") == 3,
+            )
+            assert value(samples, "trackyard_consumer_running", consumer="metrics") == 1
+        finally:
+            server.stop()
