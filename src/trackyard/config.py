@@ -117,7 +117,7 @@ class Settings:
     metrics_token: str | None = None
     #: Seconds between the ``metrics`` consumer's readings of the store gauges (lag, sizes,
     #: destinations), which ``/metrics`` serves from a file (trackyard.metrics.gauges).
-    metrics_interval_seconds: int = 5
+    metrics_interval_seconds: int = 10
     #: A line per request on the ``trackyard.access`` logger, at INFO.
     access_log: bool = False
     #: ``text`` or ``json`` (a JSON object a line) for every log line.

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from trackyard.config import Settings
-from trackyard.consumers.status import consumer_statuses
+from trackyard.consumers.status import Positions, consumer_statuses
 from trackyard.event import parse_timestamp
 from trackyard.retention.policy import Policy, retention_status
 from trackyard.storage.base import EventLog
@@ -123,16 +123,18 @@ class StoreCollector(Collector):
         size = GaugeMetricFamily("trackyard_store_size_bytes", "The event store's size on disk.")
         size.add_metric([], store_bytes(self._settings))
         yield size
-        yield from self._consumers(self._backends)
+        positions = Positions(self._backends)  # asked twice: for the lag and for retention's holds
+        yield from self._consumers(self._backends, positions)
         if maintenance_available(self._settings):
-            yield from self._retention(self._backends)
+            yield from self._retention(self._backends, positions)
 
-    def _retention(self, backends: Backends) -> Iterator[Family]:
+    def _retention(self, backends: Backends, positions: Positions) -> Iterator[Family]:
         """``trackyard store status``'s figures, read the same way."""
         maintenance = open_maintenance(self._settings)
         try:
             now_ms = int(time.time() * 1000)
-            status = retention_status(backends, maintenance, Policy.from_settings(self._settings), now_ms)
+            policy = Policy.from_settings(self._settings)
+            status = retention_status(backends, maintenance, policy, now_ms, positions)
         finally:
             maintenance.close()
         events = GaugeMetricFamily("trackyard_store_events", "Events kept in the log.")
@@ -161,14 +163,14 @@ class StoreCollector(Collector):
             held.add_metric([hold.consumer], 1 if hold.consumer in holding else 0)
         yield held
 
-    def _consumers(self, backends: Backends) -> Iterator[Family]:
+    def _consumers(self, backends: Backends, positions: Positions) -> Iterator[Family]:
         now = time.time()
         head = GaugeMetricFamily("trackyard_log_head_seq", "The seq of the newest event in the log.")
         head.add_metric([], backends.log.head_seq())
         yield head
         per = _families(_PER_CONSUMER, "consumer")
         lag, lag_seconds, running, dead = per["lag"], per["lag_seconds"], per["running"], per["dead"]
-        for status in consumer_statuses(backends, self._settings):
+        for status in consumer_statuses(backends, self._settings, positions):
             running.add_metric([status.name], 1 if status.running else 0)
             dead.add_metric([status.name], status.dead_letters)
             if status.cursor is None:  # its store cannot be read now (the scrape says so below)
