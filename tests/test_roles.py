@@ -105,7 +105,8 @@ def test_consume_names_the_known_consumers_when_given_an_unknown_one(tmp_path: P
     result = CliRunner().invoke(main, ["consume", "nope", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert (
-        "no consumer named 'nope'; there are: profiles, warehouse, retention, destinations" in result.output
+        "no consumer named 'nope'; there are: profiles, warehouse, retention, metrics, destinations"
+        in result.output
     )
 
 
@@ -118,10 +119,10 @@ def test_consumers_status_shows_cursor_head_lag_running_and_dead_letters(tmp_pat
         if line
     ]
     # The warehouse loader is on by default (the embedded DuckDB file, not created by a read);
-    # retention reads no events: it is never behind.
+    # retention and metrics read no events: they are never behind.
     assert rows == [
         {"name": name, "running": False, "cursor": 0, "head": 0, "lag": 0, "dead_letters": 0}
-        for name in ("profiles", "warehouse", "retention")
+        for name in ("profiles", "warehouse", "retention", "metrics")
     ]
     assert not (data / "warehouse.duckdb").exists()
     text = cli("consumers", "status", "--data-dir", str(data))

@@ -118,6 +118,9 @@ class Settings:
     metrics: bool = True
     #: Bearer token ``GET /metrics`` asks for; ``None`` leaves it open.
     metrics_token: str | None = None
+    #: Seconds between the ``metrics`` consumer's readings of the store gauges (lag, sizes,
+    #: destinations), which ``/metrics`` serves from a file (trackyard.metrics.gauges).
+    metrics_interval_seconds: int = 10
     #: A line per request on the ``trackyard.access`` logger, at INFO.
     access_log: bool = False
     #: ``text`` or ``json`` (a JSON object a line) for every log line.

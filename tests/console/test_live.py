@@ -89,14 +89,21 @@ def test_a_flood_is_sampled_and_says_so(console_server: Server) -> None:
     post_batch(console_server, flood)
     with signed_in(console_server) as client:
         batch = first_batch(client, resume="0:0")
+        # A filter the read cannot apply (the user): the newest SCAN_MAX are read and decoded
+        # until SEND_MAX match.
+        filtered = first_batch(client, "user=flood", resume="0:0")
     status = batch["status"]
     head = status["head"]
     assert status["sampling"] is True
-    assert status["scanned"] == SCAN_MAX
-    # Everything before the newest SCAN_MAX, and all but the newest SEND_MAX of those, left out.
+    # No filters: only the newest SEND_MAX are read, the ones sent; the rest is left out.
+    assert status["scanned"] == SEND_MAX
     assert status["left_out"] == head - SEND_MAX
     assert [e["seq"] for e in batch["events"]] == list(range(head - SEND_MAX + 1, head + 1))
     assert batch["events"][-1]["event"] == "Flood 2499"
+    # Everything before the newest SCAN_MAX, and all but the newest SEND_MAX of those, left out.
+    assert filtered["status"]["scanned"] == SCAN_MAX
+    assert filtered["status"]["left_out"] == head - SEND_MAX
+    assert [e["seq"] for e in filtered["events"]] == list(range(head - SEND_MAX + 1, head + 1))
 
 
 def test_the_snippets_are_the_readmes() -> None:

@@ -109,8 +109,9 @@ def test_a_graceful_stop_commits_and_exits_zero_and_releases_the_lease(backends:
     supervisor.start()
     _until(lambda: backends.profiles().progress().cursor > 0, "the consumer has committed a batch")
     supervisor.stop()
-    # Every enabled consumer: the profiles, the warehouse loader (on by default), retention.
-    assert supervisor.exits() == {"profiles": [0], "warehouse": [0], "retention": [0]}
+    # Every enabled consumer: the profiles, the warehouse loader (on by default), retention,
+    # the metrics reader.
+    assert supervisor.exits() == {"profiles": [0], "warehouse": [0], "retention": [0], "metrics": [0]}
     assert supervisor.pids() == {} and not backends.leases().held("profiles")
     assert not backends.leases().held("warehouse")
     progress = backends.profiles().progress()

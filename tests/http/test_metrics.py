@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -42,6 +45,45 @@ def scrape(url: str, token: str | None = None) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+#: The metrics consumer reads the store gauges every second in these tests (5 s by default).
+FAST_GAUGES = {"TRACKYARD_METRICS_INTERVAL_SECONDS": "1"}
+
+
+def scrape_until(
+    url: str, done: Callable[[Samples], bool], token: str | None = None, timeout: float = 30.0
+) -> Samples:
+    """Scrape until ``done``: the store gauges are as old as the metrics consumer's last reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(url, token)
+        if done(samples):
+            return samples
+        assert time.monotonic() < deadline, samples
+        time.sleep(0.05)
+
+
+@contextmanager
+def gauges_reader(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``trackyard consume metrics`` on a ``serve --role ingest`` node's data dir: that server
+    runs no consumers, so this is what reads the store gauges its scrapes serve (with its own
+    settings: the retention policy the figures are measured against is the consumers')."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trackyard", "consume", "metrics", "--data-dir", str(data_dir)],
+        env={**os.environ, **FAST_GAUGES, "TRACKYARD_LOG_LEVEL": "warning", **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def counting_pids(tmp: Path) -> set[int]:
@@ -120,9 +162,11 @@ def test_counts_sum_over_two_workers_and_match_what_was_sent(two_workers: tuple[
     }
     stored = len(server.events())
     assert stored == sent + 4
-    # Several scrapes, each answered by either worker, all with the whole sum.
-    for _ in range(4):
-        samples = scrape(url)
+    with gauges_reader(server.data_dir):
+        scrape_until(url, lambda samples: value(samples, "trackyard_log_head_seq") == stored)
+        # Several scrapes, each answered by either worker, all with the whole sum.
+        samples_of_four = [scrape(url) for _ in range(4)]
+    for samples in samples_of_four:
         stored_by = {
             fmt: value(samples, "trackyard_events_stored_total", source="test", format=fmt)
             for fmt in ("segment", "koala", "vitally", "bloomreach")
@@ -167,7 +211,7 @@ def test_counts_sum_over_two_workers_and_match_what_was_sent(two_workers: tuple[
 
 
 def test_metrics_token_no_metrics_and_a_running_consumer(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", "--metrics-token", "s3cret")
+    server = start_server(tmp_path / "data", "--metrics-token", "s3cret", env=FAST_GAUGES)
     try:
         refused = httpx.get(f"{server.url}/metrics")
         assert refused.status_code == 401
@@ -179,13 +223,14 @@ def test_metrics_token_no_metrics_and_a_running_consumer(tmp_path: Path) -> None
             f"{server.url}/v1/track", json={"userId": "u", "event": "E"}, auth=(server.write_key, "")
         ).is_success
         # Under --role all the profiles consumer runs and catches up: its lag comes down to 0.
-        deadline = time.monotonic() + 30
-        while True:
-            samples = scrape(server.url, token="s3cret")
-            if value(samples, "trackyard_consumer_lag_events", consumer="profiles") == 0:
-                break
-            assert time.monotonic() < deadline, samples
-            time.sleep(0.05)
+        samples = scrape_until(
+            server.url,
+            lambda samples: (
+                value(samples, "trackyard_log_head_seq") == 1
+                and value(samples, "trackyard_consumer_lag_events", consumer="profiles") == 0
+            ),
+            token="s3cret",
+        )
         assert value(samples, "trackyard_consumer_running", consumer="profiles") == 1
         assert value(samples, "trackyard_consumer_lag_seconds", consumer="profiles") == 0
         assert value(samples, "trackyard_log_head_seq") == 1
@@ -245,7 +290,13 @@ def test_destinations_are_read_from_the_registry(tmp_path: Path) -> None:
             assert httpx.post(
                 f"{server.url}/v1/track", json={"userId": "u", "event": "E"}, auth=(server.write_key, "")
             ).is_success
-        samples = scrape(server.url)
+        with gauges_reader(data):
+            samples = scrape_until(
+                server.url,
+                lambda samples: (
+                    value(samples, "trackyard_consumer_lag_events", consumer="destination:hook") == 3
+                ),
+            )
         assert value(samples, "trackyard_destination_enabled", destination="hook") == 1
         assert (
             value(samples, "trackyard_destination_events_total", destination="hook", outcome="delivered") == 0
@@ -268,19 +319,19 @@ def test_deliveries_by_status_class_retries_and_dead_letters(tmp_path: Path) -> 
         "TRACKYARD_DESTINATION_BACKOFF_SECONDS": "0.01",
         "TRACKYARD_DESTINATION_BACKOFF_CAP_SECONDS": "0.05",
     }
-    server = start_server(data, env=fast)
+    server = start_server(data, env=fast | FAST_GAUGES)
     try:
         for i in range(3):
             track = {"userId": "u", "event": "E", "messageId": f"m{i}"}
             assert httpx.post(f"{server.url}/v1/track", json=track, auth=(server.write_key, "")).is_success
         events = "trackyard_destination_events_total"
-        deadline = time.monotonic() + 30
-        while True:
-            samples = scrape(server.url)
-            if value(samples, events, destination="hook", outcome="delivered") == 2:
-                break
-            assert time.monotonic() < deadline, samples
-            time.sleep(0.05)
+        samples = scrape_until(
+            server.url,
+            lambda samples: (
+                value(samples, events, destination="hook", outcome="delivered") == 2
+                and value(samples, events, destination="hook", outcome="dead_lettered") == 1
+            ),
+        )
         requests = "trackyard_destination_requests_total"
         assert value(samples, requests, destination="hook", status_class="2xx") == 2
         assert value(samples, requests, destination="hook", status_class="4xx") == 1

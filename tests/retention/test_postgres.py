@@ -27,6 +27,7 @@ from tests.storage.nats_servers import nats_servers
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, wanted
 from trackyard.errors import StoreUnavailable
+from trackyard.storage.postgres._db import SCHEMA_VERSION
 from trackyard.retention.policy import Policy, retention_status, run_pass
 from trackyard.storage.base import EventRecord, LogMaintenance, RejectRecord
 from trackyard.storage.factory import Backends, maintenance_available, open_backends, open_maintenance
@@ -286,7 +287,7 @@ def test_an_unpartitioned_database_is_partitioned_with_every_event_kept(
         ]
         assert everything(again)[:7_500] == before
         with psycopg.connect(settings.state_url) as conn:
-            assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+            assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
         maintenance = open_maintenance(settings)
         try:
             report = run_pass(again, maintenance, Policy(max_bytes=1, ignore_consumers=True))

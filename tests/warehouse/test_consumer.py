@@ -58,10 +58,24 @@ def test_the_runner_loads_the_warehouse_and_its_cursor_is_the_warehouses(tmp_pat
 
 
 def test_the_warehouse_consumer_runs_by_default_unless_turned_off() -> None:
-    assert [spec.name for spec in resolve((), Settings())] == ["profiles", "warehouse", "retention"]
+    assert [spec.name for spec in resolve((), Settings())] == [
+        "profiles",
+        "warehouse",
+        "retention",
+        "metrics",
+    ]
     with_warehouse = Settings(warehouse_url="postgresql://localhost/db")
-    assert [spec.name for spec in resolve((), with_warehouse)] == ["profiles", "warehouse", "retention"]
-    assert [spec.name for spec in resolve((), Settings(warehouse_url="off"))] == ["profiles", "retention"]
+    assert [spec.name for spec in resolve((), with_warehouse)] == [
+        "profiles",
+        "warehouse",
+        "retention",
+        "metrics",
+    ]
+    assert [spec.name for spec in resolve((), Settings(warehouse_url="off"))] == [
+        "profiles",
+        "retention",
+        "metrics",
+    ]
     assert [spec.name for spec in resolve(("warehouse",), Settings())] == ["warehouse"]
 
 

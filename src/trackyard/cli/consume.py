@@ -42,7 +42,9 @@ def consume(names: tuple[str, ...], data_dir: Path, log_level: str) -> None:
     TRACKYARD_WAREHOUSE names; TRACKYARD_WAREHOUSE=off turns it off); destinations
     (every enabled destination, each its own consumer destination:NAME,
     docs/destinations.md; destinations added, changed or removed later start and stop
-    within a second); destination:NAME (that one only).
+    within a second); destination:NAME (that one only); retention (compaction and
+    retention, docs/storage.md); metrics (reads the store gauges /metrics serves,
+    docs/metrics.md: run it beside a `serve --role ingest`).
     Each runs in a process of its own under a lease, so one instance of a consumer runs
     per data dir (or per --state database, on any number of nodes): started twice, the
     second waits and takes over when the first stops. A consumer that dies is restarted.

@@ -6,7 +6,8 @@ writer never knows a debugger is open. What one client costs is bounded: a read 
 :data:`SCAN_MAX` events every :data:`TICK_SECONDS`, and at most :data:`SEND_MAX` of them
 sent. When more arrive than that (over 200 events/s; at 1,000/s it always does), the stream
 samples: it jumps ahead to the newest events, sends the newest matches, and says how many
-it left out.
+it left out. A stream without filters reads only the :data:`SEND_MAX` newest, since it
+would send no other.
 The number of streams a process serves at once is bounded too (:data:`MAX_STREAMS`).
 """
 
@@ -178,10 +179,12 @@ class LiveTail:
         if filters.source and source_id is None:
             return {"error": f"No source named {filters.source!r}."}
         head = self._log.head_seq()
+        # Without filters every event read is one sent: read no more than a tick sends.
+        window = SEND_MAX if source_id is None and not filters.type and not filters.needs_body() else SCAN_MAX
         skipped = 0
-        if head - cursor.events > SCAN_MAX:  # too far behind to read it all: sample the newest
-            skipped = head - SCAN_MAX - cursor.events
-            cursor.events = head - SCAN_MAX
+        if head - cursor.events > window:  # too far behind to read it all: sample the newest
+            skipped = head - window - cursor.events
+            cursor.events = head - window
         rows = self._log.read_events(cursor.events, SCAN_MAX, source_id, filters.type or None)
         scanned = len(rows)
         if rows:

@@ -26,6 +26,8 @@ class ConsumerSpec:
     enabled: Callable[[Settings], bool] = lambda settings: True
     #: Changes when the member's configuration does: the supervisor restarts it then.
     revision: str = ""
+    #: Whether it follows the log (retention and the metrics reader do not: they hold nothing back).
+    reads_log: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,16 @@ def _retention_available(settings: Settings) -> bool:
     return maintenance_available(settings)
 
 
+def _metrics(backends: Backends) -> Runner:
+    from trackyard.metrics.consumer import open_runner
+
+    return open_runner(backends)
+
+
+def _metrics_enabled(settings: Settings) -> bool:
+    return settings.metrics
+
+
 def _destination_members(settings: Settings) -> list[ConsumerSpec]:
     from trackyard.destinations.consumer import members
 
@@ -106,6 +118,15 @@ CONSUMERS: dict[str, ConsumerSpec] = {
             "compacts the cold log and drops what is past TRACKYARD_RETENTION(_SIZE) (docs/storage.md)",
             _retention,
             enabled=_retention_available,
+            reads_log=False,
+        ),
+        ConsumerSpec(
+            "metrics",
+            "reads the store gauges /metrics serves (lag, sizes, destinations) every "
+            "TRACKYARD_METRICS_INTERVAL_SECONDS (docs/metrics.md); off with --no-metrics",
+            _metrics,
+            enabled=_metrics_enabled,
+            reads_log=False,
         ),
     )
 }

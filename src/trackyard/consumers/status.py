@@ -5,8 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trackyard.config import Settings
-from trackyard.consumers.registry import CONSUMERS, FAMILIES, resolve
+from trackyard.consumers.registry import CONSUMERS, FAMILIES, ConsumerSpec, resolve
 from trackyard.storage.factory import Backends
+
+
+class Positions:
+    """Each consumer's position, read once by opening its runner, then kept.
+
+    Opening some runners is not cheap (the warehouse loader's connects to its DuckDB file),
+    and one reading of the store gauges asks twice: for the lag, and for retention's holds.
+    """
+
+    def __init__(self, backends: Backends) -> None:
+        self._backends = backends
+        self._found: dict[str, int | Exception] = {}
+
+    def of(self, spec: ConsumerSpec) -> int:
+        """Its position, or the exception opening its runner raised."""
+        found = self._found.get(spec.name)
+        if found is None:
+            try:
+                runner = spec.open_runner(self._backends)
+            except Exception as problem:  # e.g. an embedded DuckDB file the running loader holds
+                found = problem
+            else:
+                try:
+                    found = runner.position()
+                finally:
+                    runner.sink.close()
+            self._found[spec.name] = found
+        if isinstance(found, Exception):
+            raise found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +55,13 @@ class ConsumerStatus:
         return None if self.cursor is None else max(self.head - self.cursor, 0)
 
 
-def consumer_statuses(backends: Backends, settings: Settings) -> list[ConsumerStatus]:
+def consumer_statuses(
+    backends: Backends, settings: Settings, positions: Positions | None = None
+) -> list[ConsumerStatus]:
     """Every consumer ``settings`` configure or that is running, in the registry's order, then
     each family's members (a destination is ``destination:NAME``, disabled ones included:
     they keep their cursor)."""
+    positions = positions or Positions(backends)
     enabled = {spec.name for spec in resolve((), settings)}
     statuses = []
     for spec in CONSUMERS.values():
@@ -38,15 +71,10 @@ def consumer_statuses(backends: Backends, settings: Settings) -> list[ConsumerSt
         head = backends.log.head_seq()
         error = None
         try:
-            runner = spec.open_runner(backends)
+            cursor: int | None = positions.of(spec)
         except Exception as problem:  # e.g. an embedded DuckDB file the running loader holds
-            cursor: int | None = None
+            cursor = None
             error = f"{type(problem).__name__}: {problem}"
-        else:
-            try:
-                cursor = runner.position()
-            finally:
-                runner.sink.close()
         statuses.append(
             ConsumerStatus(spec.name, running, cursor, head, backends.dead_letters().count(spec.name), error)
         )

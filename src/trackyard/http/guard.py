@@ -10,7 +10,8 @@
   burst of many small batches fits where a count of requests would refuse it, and
   memory stays bounded by the worst case. One request is always let in, however large,
   so a bound set below the request limit slows clients down instead of stalling them.
-  Health probes are exempt.
+  Health probes are exempt, and so is ``/metrics``: it has no body, costs the formatting
+  of counters (the store gauges are cached), and overload is when it must answer.
 - While the writer's queue is full, a POST is refused the same way before anything is
   read or decoded: under overload, shedding must cost as little as possible.
 - The 429s carry CORS headers: they hold no data, and a browser SDK that cannot read
@@ -32,7 +33,7 @@ from trackyard.config import Settings
 from trackyard.http.answers import error_body
 from trackyard.http.collection import cors_headers
 
-_EXEMPT = frozenset({"/healthz", "/readyz"})
+_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 _IDENTITY = (b"", b"identity")
 
 

@@ -140,7 +140,7 @@ def metrics_route(exposition: Exposition, token: str | None) -> Route:
             return admin_error(
                 401, "invalid_metrics_token", "/metrics needs 'Authorization: Bearer <metrics token>'."
             )
-        # Reading the stores blocks: off the event loop that serves events.
+        # Summing the workers' files reads them: off the event loop that serves events.
         body = await run_in_threadpool(exposition.render)
         return Response(body, media_type=_TEXT_FORMAT)
 

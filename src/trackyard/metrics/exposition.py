@@ -1,13 +1,17 @@
-"""What a scrape of ``GET /metrics`` returns: the workers' counts and the stores' gauges."""
+"""What a scrape of ``GET /metrics`` returns: the workers' counts and the stores' gauges.
+
+The store gauges come from the cache the ``metrics`` consumer writes (trackyard.metrics.gauges):
+a scrape formats the counters and appends that file, and never queries a store.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess, values
 
 from trackyard.config import Settings
+from trackyard.metrics.gauges import CachedGauges
 from trackyard.metrics.instruments import Metrics
 from trackyard.metrics.processes import multiprocess_dir
-from trackyard.metrics.stores import StoreCollector
 
 
 class Exposition:
@@ -28,8 +32,8 @@ class Exposition:
             values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
             multiprocess.MultiProcessCollector(self.registry, str(directory))  # type: ignore[no-untyped-call]
             self.metrics = Metrics(None)
-        self.registry.register(StoreCollector(settings))
+        self._gauges = CachedGauges(settings)
 
     def render(self) -> bytes:
         """The text format (version 0.0.4), which every Prometheus scrapes."""
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + self._gauges.text()

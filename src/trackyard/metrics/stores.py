@@ -1,11 +1,10 @@
-"""Gauges and counters read from the stores at scrape time: what other processes own.
+"""Gauges and counters read from the stores: what other processes own.
 
 Consumers and destinations run in processes of their own (``trackyard.consumers``), often
 not under this server at all (``trackyard consume`` beside ``serve --role ingest``), so
 their progress is read where they keep it: the cursors, the dead letters and the
-destination registry, through the same code ``trackyard consumers status`` runs. A scrape
-opens the backends as a reader and closes them again; it runs in a thread, off the event
-loop that serves events.
+destination registry, through the same code ``trackyard consumers status`` runs. The
+``metrics`` consumer reads them every few seconds, never a scrape (:mod:`trackyard.metrics.gauges`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from trackyard.config import Settings
-from trackyard.consumers.status import consumer_statuses
+from trackyard.consumers.status import Positions, consumer_statuses
 from trackyard.event import parse_timestamp
 from trackyard.retention.policy import Policy, retention_status
 from trackyard.storage.base import EventLog
@@ -27,7 +26,6 @@ from trackyard.storage.factory import (
     Backends,
     destinations_exist,
     maintenance_available,
-    open_backends,
     open_destinations,
     open_maintenance,
     store_bytes,
@@ -111,27 +109,32 @@ def _age_seconds(events: EventLog, cursor: int, now: float) -> float:
 class StoreCollector(Collector):
     """The store's size, each consumer's lag in events and seconds, dead letters, destinations."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backends: Backends) -> None:
         self._settings = settings
+        self._backends = backends
 
     def collect(self) -> Iterator[Family]:
+        stamp = GaugeMetricFamily(
+            "trackyard_store_gauges_timestamp_seconds",
+            "When the metrics consumer read the store gauges of this scrape (Unix time).",
+        )
+        stamp.add_metric([], time.time())
+        yield stamp
         size = GaugeMetricFamily("trackyard_store_size_bytes", "The event store's size on disk.")
         size.add_metric([], store_bytes(self._settings))
         yield size
-        backends = open_backends(self._settings)
-        try:
-            yield from self._consumers(backends)
-            if maintenance_available(self._settings):
-                yield from self._retention(backends)
-        finally:
-            backends.close()
+        positions = Positions(self._backends)  # asked twice: for the lag and for retention's holds
+        yield from self._consumers(self._backends, positions)
+        if maintenance_available(self._settings):
+            yield from self._retention(self._backends, positions)
 
-    def _retention(self, backends: Backends) -> Iterator[Family]:
+    def _retention(self, backends: Backends, positions: Positions) -> Iterator[Family]:
         """``trackyard store status``'s figures, read the same way."""
         maintenance = open_maintenance(self._settings)
         try:
             now_ms = int(time.time() * 1000)
-            status = retention_status(backends, maintenance, Policy.from_settings(self._settings), now_ms)
+            policy = Policy.from_settings(self._settings)
+            status = retention_status(backends, maintenance, policy, now_ms, positions)
         finally:
             maintenance.close()
         events = GaugeMetricFamily("trackyard_store_events", "Events kept in the log.")
@@ -160,14 +163,14 @@ class StoreCollector(Collector):
             held.add_metric([hold.consumer], 1 if hold.consumer in holding else 0)
         yield held
 
-    def _consumers(self, backends: Backends) -> Iterator[Family]:
+    def _consumers(self, backends: Backends, positions: Positions) -> Iterator[Family]:
         now = time.time()
         head = GaugeMetricFamily("trackyard_log_head_seq", "The seq of the newest event in the log.")
         head.add_metric([], backends.log.head_seq())
         yield head
         per = _families(_PER_CONSUMER, "consumer")
         lag, lag_seconds, running, dead = per["lag"], per["lag_seconds"], per["running"], per["dead"]
-        for status in consumer_statuses(backends, self._settings):
+        for status in consumer_statuses(backends, self._settings, positions):
             running.add_metric([status.name], 1 if status.running else 0)
             dead.add_metric([status.name], status.dead_letters)
             if status.cursor is None:  # its store cannot be read now (the scrape says so below)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from trackyard.config import Settings
 from trackyard.consumers.registry import wanted
 from trackyard.consumers.runner import mirror_name
+from trackyard.consumers.status import Positions
 from trackyard.storage.base import LogExtent, LogMaintenance, LogPart
 from trackyard.storage.factory import Backends
 
@@ -61,24 +62,20 @@ class Hold:
     note: str | None = None
 
 
-def consumer_holds(backends: Backends) -> list[Hold]:
+def consumer_holds(backends: Backends, positions: Positions | None = None) -> list[Hold]:
     """The position of every enabled consumer (each destination, ``destination:NAME``, on its own)."""
+    positions = positions or Positions(backends)
     holds: list[Hold] = []
     for spec in wanted((), backends.settings):
-        if spec.name == NAME:
+        if not spec.reads_log:  # retention itself, the metrics reader: they hold nothing back
             continue
         try:
-            runner = spec.open_runner(backends)
+            holds.append(Hold(spec.name, positions.of(spec)))
         except Exception as error:  # e.g. the running loader holds its DuckDB file
             # The runner mirrors its position into the cursor store after each batch: a
             # lower bound of the real one, so retention stays on the safe side.
             note = f"position from its last mirrored cursor ({type(error).__name__}: {error})"
             holds.append(Hold(spec.name, backends.cursors().get(mirror_name(spec.name)), note))
-            continue
-        try:
-            holds.append(Hold(spec.name, runner.position()))
-        finally:
-            runner.sink.close()
     return holds
 
 
@@ -124,11 +121,15 @@ class RetentionStatus:
 
 
 def retention_status(
-    backends: Backends, maintenance: LogMaintenance, policy: Policy, now_ms: int | None = None
+    backends: Backends,
+    maintenance: LogMaintenance,
+    policy: Policy,
+    now_ms: int | None = None,
+    positions: Positions | None = None,
 ) -> RetentionStatus:
     now = int(time.time() * 1000) if now_ms is None else now_ms
     extent = maintenance.extent()
-    holds = consumer_holds(backends)
+    holds = consumer_holds(backends, positions)
     due = due_part(maintenance, policy, extent.stored_bytes, now)
     held = [] if due is None or policy.ignore_consumers else blocking(holds, due)
     return RetentionStatus(extent, maintenance.disk_usage(), holds, held)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from trackyard.storage.nats._url import JetStreamOptions
     from trackyard.storage.nats.log import RejectWriter
     from trackyard.storage.postgres._db import Pool
+    from trackyard.storage.postgres.gauges import SharedGauges
 
 _POSTGRES = ("postgresql", "postgres")
 #: Seconds between two deletions of expired dedup keys in PostgreSQL beside a JetStream log.
@@ -222,6 +223,17 @@ def store_exists(settings: Settings) -> bool:
     from trackyard.storage.sqlite.store import database_path
 
     return database_path(_sqlite_directory(settings)).exists()
+
+
+def shared_gauges(settings: Settings) -> SharedGauges | None:
+    """Where the metrics consumer's reading is shared between nodes: the PostgreSQL state
+    database's row; ``None`` with SQLite state, whose nodes share the data dir's file."""
+    layout = _layout(settings)
+    if layout.state_url is None:
+        return None
+    from trackyard.storage.postgres.gauges import SharedGauges
+
+    return SharedGauges(layout.state_url)
 
 
 def store_bytes(settings: Settings) -> int:

@@ -22,7 +22,8 @@ from trackyard.storage.base import StoreURLError
 from trackyard.storage.postgres._partitions import EVENTS_TABLE, partition_existing
 
 #: 2: ``events`` partitioned by range of seq (``_partitions.py``), ``log_partition_sizes``.
-SCHEMA_VERSION = 2
+#: 3: ``store_gauges`` (the metrics consumer's reading). A step re-runs the idempotent schema.
+SCHEMA_VERSION = 3
 #: Advisory lock keys (``pg_advisory_*`` take a bigint): one for creating the schema, one
 #: ordering appends to the log. Lease keys are derived from names (``leases.py``).
 SCHEMA_LOCK = 0x7472_6B79_0001
@@ -68,6 +69,11 @@ CREATE TABLE IF NOT EXISTS rejects (
     body bytea NOT NULL
 );
 CREATE TABLE IF NOT EXISTS health (id integer PRIMARY KEY, probed_at bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS store_gauges (
+    id integer PRIMARY KEY,
+    text bytea NOT NULL,
+    written_at double precision NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cursors (
     consumer text PRIMARY KEY,
     cursor bigint NOT NULL,
