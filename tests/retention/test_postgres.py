@@ -27,10 +27,10 @@ from tests.storage.nats_servers import nats_servers
 from trackyard.config import Settings
 from trackyard.consumers.registry import CONSUMERS, wanted
 from trackyard.errors import StoreUnavailable
-from trackyard.storage.postgres._db import SCHEMA_VERSION
 from trackyard.retention.policy import Policy, retention_status, run_pass
 from trackyard.storage.base import EventRecord, LogMaintenance, RejectRecord
 from trackyard.storage.factory import Backends, maintenance_available, open_backends, open_maintenance
+from trackyard.storage.postgres._db import SCHEMA_VERSION
 
 #: Seqs per partition here: a few partitions from a few thousand events.
 _WIDTH = 5_000
