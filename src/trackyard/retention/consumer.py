@@ -19,7 +19,7 @@ from trackyard.units import format_duration, format_size
 
 log = logging.getLogger("trackyard.retention")
 
-#: Seconds between rounds of compaction (passes of retention: TRACKYARD_RETENTION_INTERVAL).
+#: Seconds between rounds of compaction (passes of retention: TRACKYARD_RETENTION_INTERVAL_SECONDS).
 COMPACT_SECONDS = 2.0
 #: Blocks compacted per round at most, so a stop is never far.
 _BLOCKS_PER_ROUND = 32
