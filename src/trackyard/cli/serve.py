@@ -11,8 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from trackyard import __version__
-from trackyard import snippets
+from trackyard import __version__, snippets
 from trackyard.cli._options import backend_urls, data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
