@@ -168,7 +168,7 @@ def test_serve_stops_promptly_amid_a_batch_of_thousands_of_tables_and_loads_it_a
         answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch}, auth=(server.write_key, ""))
         assert answer.status_code == 200
         deadline = time.monotonic() + 120
-        while not 0 < (loaded := _loaded_tables(data)):  # the loader is inside the batch
+        while (loaded := _loaded_tables(data)) == 0:  # until the loader is inside the batch
             assert time.monotonic() < deadline, "the loader never started"
     finally:
         started = time.monotonic()
