@@ -245,7 +245,9 @@ def test_a_log_entry_that_is_not_an_object_is_kept_in_discards(sink: WarehouseSi
     assert sink.position() == 1
 
 
-def test_a_batch_of_many_tables_commits_in_parts_and_a_stop_ends_it_between_them(tmp_path: Path) -> None:
+def test_a_batch_of_many_tables_commits_in_parts_and_a_stop_ends_it_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stop = StopFlag()
     sink = WarehouseSink.open(None, tmp_path, stop=stop)
     events = Feed()(*(track({"n": i}, event=f"Event {i}") for i in range(250)))
@@ -255,7 +257,7 @@ def test_a_batch_of_many_tables_commits_in_parts_and_a_stop_ends_it_between_them
         commit(name, seq)
         stop.set()
 
-    sink.backend.set_position = commit_then_stop  # type: ignore[method-assign]
+    monkeypatch.setattr(sink.backend, "set_position", commit_then_stop)
     with pytest.raises(Interrupted):
         sink.apply(events)
     sink.close()
