@@ -11,6 +11,11 @@ Ingest is charged for the load run alone (sampled before and after wrk); a consu
 the load run and the time it then takes to catch up with the log's head, divided by the
 events it applied meanwhile (its cursor's advance), so each stage's figure is per event it
 handled. A process that exits inside a window takes its CPU with it (a consumer restart).
+
+Memory is sampled as RSS and PSS. Summed over processes, RSS counts a page shared by
+several of them (the interpreter's and the libraries' code, what a worker inherits) once
+in each; PSS (``/proc/PID/smaps_rollup``) splits each shared page between its sharers, so
+the PSS sum is the memory the tree really takes.
 """
 
 from __future__ import annotations
@@ -66,6 +71,14 @@ def _stat(pid: int) -> tuple[float, int]:
     return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE_KB  # utime, stime; rss
 
 
+def pss_kb(pid: int) -> int:
+    """Process ``pid``'s proportional set size in KB; OSError when it has ended."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) process ``pid`` has used; 0 when it has ended."""
     try:
@@ -76,31 +89,40 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One look at a process tree: per stage, the CPU seconds used so far, the RSS (KB) and pids."""
+    """One look at a process tree: per stage, the CPU seconds used so far, the RSS and PSS
+    (KB; PSS only when asked for) and pids."""
 
     cpu_s: dict[str, float] = field(default_factory=dict)
     rss_kb: dict[str, int] = field(default_factory=dict)
+    pss_kb: dict[str, int] = field(default_factory=dict)
     pids: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def total_rss_kb(self) -> int:
         return sum(self.rss_kb.values())
 
+    @property
+    def total_pss_kb(self) -> int:
+        return sum(self.pss_kb.values())
+
     def cpu_since(self, earlier: Sample) -> dict[str, float]:
         """CPU seconds each stage used between ``earlier`` and this sample."""
         return {stage: max(cpu - earlier.cpu_s.get(stage, 0.0), 0.0) for stage, cpu in self.cpu_s.items()}
 
 
-def sample(root: int) -> Sample:
+def sample(root: int, pss: bool = False) -> Sample:
     out = Sample()
     for pid in processes(root):
         try:
             stage = stage_of(pid)
             cpu, rss = _stat(pid)
+            proportional = pss_kb(pid) if pss else 0
         except OSError:
             continue
         out.cpu_s[stage] = out.cpu_s.get(stage, 0.0) + cpu
         out.rss_kb[stage] = out.rss_kb.get(stage, 0) + rss
+        if pss:
+            out.pss_kb[stage] = out.pss_kb.get(stage, 0) + proportional
         out.pids.setdefault(stage, []).append(pid)
     return out
 
@@ -123,12 +145,14 @@ def wait_until_idle(root: int, limit_s: float = 120, busy_s: float = 0.05, every
 
 
 class PeakRss:
-    """Samples a process tree's RSS every ``interval`` seconds: the peak of the sum over all
-    its processes (at one instant), and each stage's own peak."""
+    """Samples a process tree's RSS and PSS every ``interval`` seconds: the peak of each sum
+    over all its processes (at one instant), and each stage's own peaks."""
 
     def __init__(self, root: int, interval: float = 0.1) -> None:
         self.total_kb = 0
         self.by_stage_kb: dict[str, int] = {}
+        self.total_pss_kb = 0
+        self.pss_by_stage_kb: dict[str, int] = {}
         self._root = root
         self._interval = interval
         self._stop = threading.Event()
@@ -136,10 +160,13 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            now = sample(self._root)
+            now = sample(self._root, pss=True)
             self.total_kb = max(self.total_kb, now.total_rss_kb)
+            self.total_pss_kb = max(self.total_pss_kb, now.total_pss_kb)
             for stage, kb in now.rss_kb.items():
                 self.by_stage_kb[stage] = max(self.by_stage_kb.get(stage, 0), kb)
+            for stage, kb in now.pss_kb.items():
+                self.pss_by_stage_kb[stage] = max(self.pss_by_stage_kb.get(stage, 0), kb)
 
     def stop(self) -> None:
         self._stop.set()

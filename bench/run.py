@@ -654,6 +654,8 @@ def main() -> int:
         targets = {}  # only the warehouse or delivery scenario: no server to start
     peak: dict[str, int] = {}
     peak_by_stage: dict[str, dict[str, int]] = {}
+    peak_pss: dict[str, int] = {}
+    peak_pss_by_stage: dict[str, dict[str, int]] = {}
     profiles: dict[str, Any] = {}
     catch_up_s = args.seconds * 12  # how long the consumers are waited for after each load
     stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"  # names this run's files
@@ -769,6 +771,8 @@ def main() -> int:
                 loader["lag_after_profiles_caught_up"] = warehouse_lag(data)
             peak[target] = server.peak_rss_kb
             peak_by_stage[target] = dict(server.rss.by_stage_kb)
+            peak_pss[target] = server.rss.total_pss_kb
+            peak_pss_by_stage[target] = dict(server.rss.pss_by_stage_kb)
         finally:
             if scraper is not None:
                 scrapes = scraper.stop()
@@ -799,6 +803,12 @@ def main() -> int:
     report["peak_rss_mb_by_stage"] = {
         target: {stage: round(kb / 1024, 1) for stage, kb in stages.items()}
         for target, stages in peak_by_stage.items()
+    }
+    # PSS splits the pages processes share (code, libraries) between them: see bench/cpu.py.
+    report["peak_pss_mb"] = {target: round(kb / 1024, 1) for target, kb in peak_pss.items()}
+    report["peak_pss_mb_by_stage"] = {
+        target: {stage: round(kb / 1024, 1) for stage, kb in stages.items()}
+        for target, stages in peak_pss_by_stage.items()
     }
     report["profile_files"] = [str(path.relative_to(REPO)) for path in profiler.files]
     for problem in profiler.problems:
@@ -901,6 +911,10 @@ def print_table(report: dict[str, Any]) -> None:
         )
         out_console.print(f"profile consumer: {report.get('profiles')}")
         out_console.print(f"peak RSS by stage (MB): {report.get('peak_rss_mb_by_stage')}")
+        out_console.print(
+            f"peak PSS (MB, shared pages split between processes): {report.get('peak_pss_mb')}; "
+            f"by stage: {report.get('peak_pss_mb_by_stage')}"
+        )
         for path in report.get("profile_files", []):
             out_console.print(f"flame graph: {path}")
         for when, figures in report.get("storage", {}).items():

@@ -31,7 +31,10 @@ def test_docs_cli_md_is_generated_from_the_current_help() -> None:
 
 def _commands(group: click.Group, path: str) -> list[tuple[str, click.Command]]:
     found = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the top group imports its commands on first use
+        command = group.get_command(ctx, name)
+        assert command is not None, f"{path} {name}"
         found.append((f"{path} {name}", command))
         if isinstance(command, click.Group):
             found += _commands(command, f"{path} {name}")

@@ -25,8 +25,8 @@ from tests.conftest import Server, cli
 from tests.console.conftest import TOKEN
 from tests.sdk._page import watched_page
 from tests.sdk.conftest import browser  # noqa: F401 (fixture)
-from trackyard.cli._snippets import README_SNIPPETS
 from trackyard.ingest.auth_failures import fingerprint
+from trackyard.snippets import README_SNIPPETS
 
 pytestmark = pytest.mark.browser
 

@@ -9,8 +9,8 @@ import msgspec
 
 from tests.conftest import Server
 from tests.console.conftest import TOKEN, signed_in
-from trackyard.cli._snippets import README_SNIPPETS, every_client
 from trackyard.console.live import SCAN_MAX, SEND_MAX
+from trackyard.snippets import README_SNIPPETS, every_client
 
 
 def first_batch(client: httpx.Client, query: str = "", resume: str | None = None) -> dict[str, Any]:

@@ -10,8 +10,10 @@ import msgspec
 import pytest
 
 from tests.warehouse.conftest import dump
+from trackyard.consumers.runner import Interrupted, StopFlag
 from trackyard.storage.base import StoredEvent
 from trackyard.warehouse import WarehouseSink
+from trackyard.warehouse.loader import MAX_TABLES_PER_TRANSACTION
 from trackyard.warehouse.schema import MAX_COLUMNS, Refused, coerce, infer_type
 
 SOURCE = {"id": 1, "name": "web", "format": "segment", "route": "/v1/batch"}
@@ -241,3 +243,35 @@ def test_a_log_entry_that_is_not_an_object_is_kept_in_discards(sink: WarehouseSi
         ("1", "[1,2]", "log entry is not a JSON object")
     ]
     assert sink.position() == 1
+
+
+def test_a_batch_of_many_tables_commits_in_parts_and_a_stop_ends_it_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = StopFlag()
+    sink = WarehouseSink.open(None, tmp_path, stop=stop)
+    events = Feed()(*(track({"n": i}, event=f"Event {i}") for i in range(250)))
+    commit = sink.backend.set_position
+
+    def commit_then_stop(name: str, seq: int) -> None:  # a SIGTERM right after the first part
+        commit(name, seq)
+        stop.set()
+
+    monkeypatch.setattr(sink.backend, "set_position", commit_then_stop)
+    with pytest.raises(Interrupted):
+        sink.apply(events)
+    sink.close()
+    # The first part: tracks and one table per event name, up to the cap; committed with its cursor.
+    part = MAX_TABLES_PER_TRANSACTION - 1
+    again = WarehouseSink.open(None, tmp_path)
+    try:
+        assert again.position() == part
+        assert rows(again, "SELECT count(*) FROM tracks") == [(part,)]
+        # Started again, it loads the rest from its cursor: every event once.
+        again.apply(events[part:])
+        assert again.position() == 250
+        assert rows(again, "SELECT count(*), count(DISTINCT id) FROM tracks") == [(250, 250)]
+        assert rows(again, "SELECT n FROM event_249") == [(249,)]
+        assert len(again.backend.schema()) == 251
+    finally:
+        again.close()

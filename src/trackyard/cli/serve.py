@@ -11,8 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from trackyard import __version__
-from trackyard.cli import _snippets
+from trackyard import __version__, snippets
 from trackyard.cli._options import backend_urls, data_dir_option, log_level_option
 from trackyard.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from trackyard.consumers.supervisor import Supervisor, log_to_stderr, run_in_foreground
@@ -318,6 +317,6 @@ def _listen(host: str, port: int) -> socket.socket:
 def _print_first_source(url: str, write_key: str) -> None:
     click.echo(f"Created a source named 'default'. Its write key:\n\n    {write_key}\n")
     click.echo("(Print it again at any time with: trackyard sources show default)\n")
-    click.echo(f"{_snippets.sdks(url, write_key)}\n")
+    click.echo(f"{snippets.sdks(url, write_key)}\n")
     # The curl example comes last, just above the "listening" line, where it is easiest to copy.
-    click.echo(f"Send a first event:\n\n{_snippets.curl(url, write_key)}\n")
+    click.echo(f"Send a first event:\n\n{snippets.curl(url, write_key)}\n")

@@ -11,7 +11,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from trackyard.cli import _snippets
+from trackyard import snippets
 from trackyard.cli._options import data_dir_option, url_option
 from trackyard.cli._store import opened
 from trackyard.storage.base import NoSuchSource, SourceExists
@@ -129,8 +129,8 @@ def sources_show(name: str, url: str, as_json: bool, data_dir: Path) -> None:
         f"name: {source.name}\nid: {source.id}\nwrite key: {source.write_key}\n"
         f"enabled: {'yes' if source.enabled else 'no'}\nrate limit: {rate}\ncreated: {source.created_at}\n"
     )
-    click.echo(f"Send a first event:\n\n{_snippets.curl(url, source.write_key)}\n")
-    click.echo(_snippets.sdks(url, source.write_key))
+    click.echo(f"Send a first event:\n\n{snippets.curl(url, source.write_key)}\n")
+    click.echo(snippets.sdks(url, source.write_key))
 
 
 _REMOVE_EFFECT = (

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from trackyard.cli import _snippets
+from trackyard import snippets
 from trackyard.config import Settings
 from trackyard.console.app import PREFIX, Form, Guard
 from trackyard.console.live import Filters, LiveTail
@@ -161,7 +161,7 @@ class Pages:
             session,
             status,
             source=source,
-            snippets=_snippets.every_client(url, source.write_key),
+            snippets=snippets.every_client(url, source.write_key),
             **extra,
         )
         # After a change (a POST htmx sent), the address bar shows the source's page, which reloads.

@@ -147,6 +147,11 @@ class _Stopped(Exception):
     """Raised inside the runner when it is asked to stop while waiting to retry."""
 
 
+class Interrupted(Exception):
+    """Raised by a sink that stopped partway through a batch at a stop request: what it had
+    committed stays committed (in its own cursor), the rest is read again on the next start."""
+
+
 class Runner:
     """One consumer's loop over the log. Runs in the consumer's process (or a test's thread)."""
 
@@ -223,6 +228,8 @@ class Runner:
         while True:
             try:
                 self.sink.deliver(events)
+            except Interrupted:
+                raise _Stopped from None
             except Exception as exc:
                 failures += 1
                 reason = f"{type(exc).__name__}: {exc}"

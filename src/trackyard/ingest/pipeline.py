@@ -106,7 +106,8 @@ async def _accept(collector: Collector, fmt: Format[Any], incoming: Incoming) ->
         if source is None:
             source = collector.sources.known(_credentials(fmt, incoming, tuple(refused.write_keys)).forms)
         if source is not None:
-            request_source.set(source.name)
+            if collector.settings.access_log:
+                request_source.set(source.name)
             await _keep(collector, fmt, source, incoming, received_at_us, refused)
         raise
     if source is None:
@@ -115,7 +116,8 @@ async def _accept(collector: Collector, fmt: Format[Any], incoming: Incoming) ->
             source = resolve_write_key(credentials, collector.sources)
         else:
             source = await _authenticate(collector, credentials)
-    request_source.set(source.name)
+    if collector.settings.access_log:  # a ContextVar.set costs on every request: only for its reader
+        request_source.set(source.name)
     collector.limiter.take(source, len(decoded.items) if decoded.cost is None else decoded.cost)
     receipt = Receipt(
         incoming.route,

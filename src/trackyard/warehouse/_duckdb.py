@@ -46,6 +46,13 @@ HOLD: Final = 1.0
 #: longer (a batch that fails to open the file is retried, and in the end split up).
 READ_WAIT: Final = 10.0
 WRITE_WAIT: Final = 60.0
+#: The loader's settings on its write connection. One thread: it merges one batch at a
+#: time, and DuckDB's parallelism on a few thousand rows gained nothing measurable, while
+#: each thread keeps allocator caches of its own. A memory limit well below DuckDB's
+#: default (80% of the machine's RAM) so that its cache of table blocks cannot grow with
+#: the warehouse; not lower, since a batch of wide rows (hundreds of columns) needs more
+#: than 128 MB to merge (docs/performance.md, "Memory").
+_LOADER_SETTINGS: Final = ("SET threads = 1", "SET memory_limit = '512MB'")
 
 
 def connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -74,6 +81,9 @@ def connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
             time.sleep(delay)  # a retry's backoff: the holder gives no signal to wait on
             delay = min(delay * 2, 0.05)
     conn.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        for setting in _LOADER_SETTINGS:
+            conn.execute(setting)
     return conn
 
 

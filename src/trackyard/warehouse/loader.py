@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
+from trackyard.consumers.runner import Interrupted, StopFlag
 from trackyard.event import format_timestamp, now_micros
 from trackyard.storage.base import EventLog, StoredEvent
 from trackyard.warehouse._backend import Backend, Schema
@@ -41,6 +42,11 @@ _IDLE: Final = 0.25
 
 #: Events read from the log per batch (and per warehouse transaction) by ``sync``.
 DEFAULT_BATCH: Final = 5000
+
+#: Tables one warehouse transaction writes at most: a batch with more (thousands of
+#: distinct event names, each a table of its own) commits in parts of about this many, so
+#: that a stop request waits for one part only (each table costs its DDL and a merge).
+MAX_TABLES_PER_TRANSACTION: Final = 100
 
 
 #: ``TRACKYARD_WAREHOUSE=off`` (``serve --no-warehouse``): no loader runs.
@@ -82,8 +88,12 @@ class WarehouseSink:
 
     name = "warehouse"
 
-    def __init__(self, backend: Backend, sources: Mapping[int, str] | None = None) -> None:
+    def __init__(
+        self, backend: Backend, sources: Mapping[int, str] | None = None, stop: StopFlag | None = None
+    ) -> None:
         self._backend = backend
+        #: Checked between tables: a stop abandons the part in hand (rolled back) and what follows.
+        self._stop = stop or StopFlag()
         #: source_id → name, for events whose canonical ``source`` tag lacks one.
         self._sources = dict(sources or {})
         #: What the warehouse has, as of this sink's last transaction (read on first need,
@@ -95,8 +105,14 @@ class WarehouseSink:
         self._applied_at = 0.0
 
     @classmethod
-    def open(cls, url: str | None, data_dir: Path, sources: Mapping[int, str] | None = None) -> WarehouseSink:
-        return cls(open_backend(url, data_dir), sources)
+    def open(
+        cls,
+        url: str | None,
+        data_dir: Path,
+        sources: Mapping[int, str] | None = None,
+        stop: StopFlag | None = None,
+    ) -> WarehouseSink:
+        return cls(open_backend(url, data_dir), sources, stop)
 
     @property
     def backend(self) -> Backend:
@@ -108,23 +124,39 @@ class WarehouseSink:
         return self._position
 
     def apply(self, events: Sequence[StoredEvent]) -> None:
-        if not events:
-            return
+        """Load ``events``: in one transaction, or in parts when they fill more than
+        ``MAX_TABLES_PER_TRANSACTION`` tables. :class:`Interrupted` at a stop request between
+        two tables: the parts committed before it stay, the part in hand rolls back."""
+        start = 0
+        while start < len(events):
+            if self._stop.is_set():
+                raise Interrupted(f"stopped before seq {events[start].seq}")
+            start = self._apply_part(events, start)
+
+    def _apply_part(self, events: Sequence[StoredEvent], start: int) -> int:
+        """Load ``events[start:end]`` in one transaction, ``end`` where the tables reach their
+        cap; return ``end``."""
         if self._schema is None:
             self._schema = self._backend.schema()
         read_after = self._position
         plan = _Plan(self._schema, format_timestamp(now_micros()))
-        for stored in events:
-            plan.add_event(stored, self._sources)
+        end = start
+        while end < len(events) and plan.tables < MAX_TABLES_PER_TRANSACTION:
+            plan.add_event(events[end], self._sources)
+            end += 1
+        last = events[end - 1].seq
         try:
             with self._backend.transaction():
                 current = self._backend.position(self.name)
                 # Skipped: another loader committed this batch first, or a rebuild moved the
                 # cursor back since this sink read the batch (the caller reads again from it).
-                skipped = current >= events[-1].seq or (read_after is not None and current < read_after)
+                skipped = current >= last or (read_after is not None and current < read_after)
                 if not skipped:
-                    plan.write(self._backend)
-                    self._backend.set_position(self.name, events[-1].seq)
+                    plan.write(self._backend, self._stop)
+                    self._backend.set_position(self.name, last)
+        except Interrupted:
+            self._schema = self._position = None  # rolled back, DDL included
+            raise
         except Exception as error:
             # The transaction rolled back, DDL included: re-read what the warehouse has.
             self._schema = self._position = None
@@ -132,9 +164,11 @@ class WarehouseSink:
             raise
         if skipped:
             self._schema, self._position = None, current
+            end = len(events)  # the caller reads again from the warehouse's cursor
         else:
-            self._schema, self._position = plan.schema, events[-1].seq
+            self._schema, self._position = plan.schema, last
         self._applied_at = time.monotonic()
+        return end
 
     # -- the consumer framework's Sink (trackyard.consumers.runner): the cursor is the warehouse's
 
@@ -174,6 +208,11 @@ class _Plan:
         #: table → row key → column values, in log order; a later row with the same key wins.
         self._rows: dict[str, dict[Any, dict[str, Any]]] = {}
         self._widened: list[tuple[str, str]] = []
+
+    @property
+    def tables(self) -> int:
+        """How many tables this batch writes rows to."""
+        return len(self._rows)
 
     def add_event(self, stored: StoredEvent, sources: Mapping[int, str]) -> None:
         discards: list[Discard] = []
@@ -276,8 +315,10 @@ class _Plan:
                 continue
             values[column] = converted
 
-    def write(self, backend: Backend) -> None:
+    def write(self, backend: Backend, stop: StopFlag) -> None:
         for table, columns in self.schema.items():
+            if stop.is_set():
+                raise Interrupted("stopped while creating the batch's tables")
             old = self._before.get(table)
             if old is None:
                 backend.create_table(table, columns)
@@ -290,6 +331,8 @@ class _Plan:
             if column in self._before.get(table, {}):
                 backend.widen_column(table, column)
         for table, bucket in self._rows.items():
+            if stop.is_set():
+                raise Interrupted("stopped while loading the batch's tables")
             columns = self.schema[table]
             rows = list(bucket.values())
             data = [[values.get(c) for values in rows] for c in columns]

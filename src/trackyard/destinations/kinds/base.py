@@ -14,15 +14,17 @@ import base64
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import msgspec
 
 from trackyard.errors import CallError
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire.base import Receipt
+
+if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx
+    import httpx
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,9 @@ for an event is the same each time, so a redelivered event is stored there once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
 import msgspec
 
 from trackyard.destinations.kinds.base import (
@@ -31,6 +30,9 @@ from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire import bloomreach as wire
 from trackyard.wire.base import Receipt
+
+if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx
+    import httpx
 
 #: Spec types with no Bloomreach command (it has customers and their events, no accounts).
 _NO_COMMAND = {

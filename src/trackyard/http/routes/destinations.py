@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from trackyard.destinations import replay
 from trackyard.destinations.status import iso, outstanding, status
 from trackyard.destinations.validation import InvalidDestination, check
 from trackyard.http.routes.admin import admin_error, admin_only
@@ -238,6 +237,9 @@ class DestinationsAPI:
     async def replay(self, request: Request) -> Response:
         """``POST /v1/destinations/NAME/replay`` with ``{"dead": true}``, ``{"since": TIME}`` or
         ``{"after": SEQ}``: answers with the summary once done."""
+        # Imported here: a replay sends (httpx), which an HTTP worker needs for nothing else.
+        from trackyard.destinations import replay
+
         name, body = request.path_params["name"], await request.body()
 
         def replayed(registry: DestinationRegistry) -> Response:
