@@ -46,6 +46,7 @@ def test_compaction_keeps_reads_the_same(backends: Backends, maintenance: LogMai
     # A JetStream stream compacts nothing of trackyard's (its own file store keeps it).
     assert moved > 0 or backends.settings.log_url
     assert extent.events == 6_000 and extent.head_seq == log.head_seq() == 6_000
+    assert maintenance.checkpoint() >= 0  # what ingest pausing allows: nothing read changes
     assert [
         log.read_events(after=0, limit=10_000),
         log.read_events(after=2_500, limit=333),
