@@ -131,3 +131,25 @@ def test_without_a_flush_age_keys_wait_for_memory_to_fill(tmp_path: Path) -> Non
     index.committed(3)
     clock.now = T0 + 3000
     assert not index.flush_due()
+
+
+def test_keys_another_writer_flushed_are_let_go_and_the_flushed_seq_never_goes_back(tmp_path: Path) -> None:
+    conn, clock = _database(tmp_path), Clock()
+    index = SQLiteDedup(conn, window_seconds=3600, flush_seconds=2, clock=clock)
+    index.sync(1, 1)
+    index.remember(int(T0 * 1000), [A, B])
+    index.committed(3)
+    # Another writer flushed through seq 10 (it had read this one's rows, and more).
+    conn.execute("INSERT INTO meta (key, value) VALUES ('dedup_flushed_seq', 10)")
+    clock.now = T0 + 5
+    index.sync(3, 10)
+    assert index.recent_keys == 0
+    assert not index.flush_due()  # nothing of its own left to flush
+    # A flush of a segment that ends before what is recorded leaves the record as it is.
+    index.remember(int(clock.now * 1000), [A2])
+    index.committed(4)
+    clock.now = T0 + 7
+    assert index.flush_due()
+    index.flush()
+    index.flushed()
+    assert _flushed_seq(conn) == 10

@@ -212,6 +212,11 @@ class SQLiteDedup:
             # Another process flushed: what it wrote to the tables need not stay in memory.
             while len(self._segments) > 1 and self._segments[0].end <= flushed:
                 self._forget(self._segments.popleft())
+            if self._segments[0].end <= flushed:
+                # The open segment too (a flush by age seals it): start a new one, or its
+                # age would make this writer flush those keys again.
+                self._forget(self._segments.popleft())
+                self._segments.append(_Segment(self._next_seq))
             self._flushed = flushed
             self._tables.relist()  # the flush may have made new tables
         if next_seq != self._next_seq:
@@ -266,7 +271,12 @@ class SQLiteDedup:
         segment = self._segments[0]
         for bucket, keys in segment.keys.items():
             self._tables.add(conn, bucket, keys)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, segment.end))
+        # Never backwards: another writer may have flushed further since this one's segments began.
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            (FLUSHED_KEY, segment.end),
+        )
 
     def flushed(self) -> None:
         """The flush transaction committed: the oldest segment is on disk now."""
