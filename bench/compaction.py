@@ -3,7 +3,9 @@
 Appends Segment-like batches of 100 events through the store's writer (in this process,
 real files, the default durable mode), once alone and once while a second process
 compacts the cold log as the ``retention`` consumer does, and prints the writer's wall
-time and this process's CPU per event for both, with the bytes on disk per event.
+time and this process's CPU per event for both, with the bytes on disk per event (the
+write-ahead log aside: it is read at the end of the load, before any pause lets the
+retention consumer truncate it; ``make bench`` counts it).
 
 The first ``--warm-up`` events are not measured: by then the writer flushes dedup keys
 as fast as they come, whatever sends them to disk (their age or a full memory). Measured

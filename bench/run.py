@@ -6,9 +6,10 @@ loopback (fresh ids in every request, so dedup never short-cuts), and prints one
 requests/s, events/s, p50/p99 latency and the ratio to each ceiling; then the CPU time
 per event of each stage (ingest, each consumer) beside the ceilings' (``bench/cpu.py``),
 the peak RSS of all of trackyard's processes, and the bytes on disk per stored event beside
-the canonical JSON's (as written and once the server's retention consumer has compacted the
-cold log). The tables are also written as JSON to ``bench/results/`` with the machine's
-facts; ``--profile`` adds py-spy flame graphs (``bench/profile.py``).
+the canonical JSON's (every file of the store, its write-ahead log included: as written and
+once the server's retention consumer has compacted the cold log). The tables are also
+written as JSON to ``bench/results/`` with the machine's facts; ``--profile`` adds py-spy
+flame graphs (``bench/profile.py``).
 """
 
 from __future__ import annotations
