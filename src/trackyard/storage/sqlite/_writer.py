@@ -24,6 +24,9 @@ from trackyard.storage.sqlite._dedup import SQLiteDedup
 
 log = logging.getLogger("trackyard.storage")
 
+#: Seconds without flushing after a flush failed (a full disk): not one logged error a second.
+_FLUSH_RETRY_SECONDS = 5.0
+
 
 @contextlib.contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
@@ -49,8 +52,11 @@ class Writer(GroupCommitWriter):
         if dedup.flush_seconds:
             # Keys due by age are flushed even when no request comes.
             self.idle_upkeep_seconds = min(1.0, dedup.flush_seconds)
+        self._flush_again_at = 0.0
 
     def _between_commits(self) -> None:
+        if time.monotonic() < self._flush_again_at:
+            return
         # One segment between two commits while requests wait; all that are due once none do.
         while self._dedup.flush_due() and self._flush() and not self.pending:
             pass
@@ -123,8 +129,9 @@ class Writer(GroupCommitWriter):
                     return False
                 self._dedup.flush()
         except Exception:  # nothing may stop the writer thread
-            # The keys stay in memory and the log still has them; the next commit retries.
-            log.exception("flushing dedup keys failed; will retry")
+            # The keys stay in memory and the log still has them: nothing is lost meanwhile.
+            log.exception("flushing dedup keys failed; will retry in %.0f s", _FLUSH_RETRY_SECONDS)
+            self._flush_again_at = time.monotonic() + _FLUSH_RETRY_SECONDS
             return False
         self._dedup.flushed()
         self.flushes += 1
