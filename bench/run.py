@@ -6,9 +6,10 @@ loopback (fresh ids in every request, so dedup never short-cuts), and prints one
 requests/s, events/s, p50/p99 latency and the ratio to each ceiling; then the CPU time
 per event of each stage (ingest, each consumer) beside the ceilings' (``bench/cpu.py``),
 the peak RSS of all of trackyard's processes, and the bytes on disk per stored event beside
-the canonical JSON's (as written and once the server's retention consumer has compacted the
-cold log). The tables are also written as JSON to ``bench/results/`` with the machine's
-facts; ``--profile`` adds py-spy flame graphs (``bench/profile.py``).
+the canonical JSON's (every file of the store, its write-ahead log included: as written and
+once the server's retention consumer has compacted the cold log). The tables are also
+written as JSON to ``bench/results/`` with the machine's facts; ``--profile`` adds py-spy
+flame graphs (``bench/profile.py``).
 """
 
 from __future__ import annotations
@@ -481,14 +482,19 @@ def store_status(data: Path) -> dict[str, Any]:
     return _json_from("trackyard", "store", "status", "--json", "--data-dir", str(data))
 
 
+#: The parts of ``store status``'s ``disk_bytes`` that hold the log and its dedup keys.
+_STORE_PARTS = ("log", "dedup", "rejects", "other", "free", "wal")
+
+
 def storage_figures(data: Path, limit_s: float) -> dict[str, Any]:
     """Bytes on disk per stored event beside the canonical JSON's, as written and once the
     retention consumer (running in the server) has compacted the cold log."""
 
     def figures(status: dict[str, Any]) -> dict[str, Any]:
         events = max(status["events"], 1)
-        # The write-ahead log is left out: bounded (64 MB after a checkpoint), not per event.
-        store = sum(status["disk_bytes"][part] for part in ("log", "dedup", "rejects", "other", "free"))
+        # Every file of the store, the write-ahead log included (the retention consumer cuts
+        # it back once ingest pauses). Not the consumers' own files (profiles, warehouse).
+        store = sum(status["disk_bytes"][part] for part in _STORE_PARTS)
         return {
             "events": status["events"],
             "compacted_events": status["compacted_events"],
@@ -503,10 +509,13 @@ def storage_figures(data: Path, limit_s: float) -> dict[str, Any]:
     t0 = time.monotonic()
     first = store_status(data)
     status, last_change, compacted = first, time.monotonic(), first["compacted_events"]
-    # Until the hot part is down to its tail (about 20,000 events), or compaction stalls.
-    # and the freed pages are back with the OS (the next round of the consumer, seconds).
+    # Until the hot part is down to its tail (about 20,000 events), the freed pages are back
+    # with the OS and the write-ahead log is cut back (the consumer's next rounds, seconds),
+    # or compaction stalls.
     while (
-        status["events"] - status["compacted_events"] > 25_000 or status["disk_bytes"]["free"] > 8 << 20
+        status["events"] - status["compacted_events"] > 25_000
+        or status["disk_bytes"]["free"] > 8 << 20
+        or status["disk_bytes"]["wal"] > 8 << 20
     ) and time.monotonic() - t0 < limit_s:
         time.sleep(1.0)
         status = store_status(data)

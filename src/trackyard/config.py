@@ -75,6 +75,9 @@ class Settings:
     dedup_window_seconds: int = 24 * 3600
     #: Recent dedup keys held in memory (about 100 bytes each) before they are written to disk.
     dedup_memory_keys: int = 262_144
+    #: ... and at most this many seconds (0: until memory is full): the log rows whose keys
+    #: are in memory only stay uncompacted, so the keys go to disk within seconds.
+    dedup_flush_seconds: int = 2
     #: Events waiting for the writer beyond which requests get 429 instead of queueing.
     max_pending_events: int = 50_000
     #: Largest number of events one group commit writes.

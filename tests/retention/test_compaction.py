@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 from tests.retention.conftest import compact_all, everything, write
 from trackyard.config import Settings
+from trackyard.consumers.registry import CONSUMERS
 from trackyard.storage.base import EventRecord, LogMaintenance
 from trackyard.storage.factory import Backends, open_backends, open_maintenance
 from trackyard.storage.sqlite._blocks import HOT_EVENTS
@@ -120,9 +122,10 @@ def test_a_store_made_without_auto_vacuum_is_converted_by_vacuum(
 
 
 def test_rows_whose_dedup_keys_are_only_in_memory_stay_hot(tmp_path: Path) -> None:
-    """With the default 262,144 keys in memory, 25,000 events are all unflushed: compaction
-    leaves them to the writer's flush, so a restart can rebuild its memory from them."""
-    settings = Settings(data_dir=tmp_path / "data")
+    """With the default 262,144 keys in memory and no flush by age, 25,000 events are all
+    unflushed: compaction leaves them to the writer's flush, so a restart can rebuild its
+    memory from them."""
+    settings = Settings(data_dir=tmp_path / "data", dedup_flush_seconds=0)
     backends = open_backends(settings, writer=True)
     maintenance = open_maintenance(settings)
     try:
@@ -132,3 +135,87 @@ def test_rows_whose_dedup_keys_are_only_in_memory_stay_hot(tmp_path: Path) -> No
     finally:
         maintenance.close()
         backends.close()
+
+
+def test_keys_flushed_by_age_let_compaction_take_all_but_the_tail(tmp_path: Path) -> None:
+    """By default the writer flushes keys once they are seconds old, even with no request
+    after them: then compaction takes every full block outside the hot tail, and the
+    window still holds after a restart."""
+    settings = Settings(data_dir=tmp_path / "data")
+    backends = open_backends(settings, writer=True)
+    maintenance = open_maintenance(settings)
+    try:
+        write(backends, 25_000)
+        moved, deadline = 0, time.monotonic() + 60
+        while moved < 25_000 - HOT_EVENTS - 4_096:
+            assert time.monotonic() < deadline, f"only {moved} events compacted"
+            moved += compact_all(maintenance)
+            time.sleep(0.05)
+        extent = maintenance.extent()
+        assert extent.events == 25_000
+        assert HOT_EVENTS <= extent.events - extent.compacted_events < HOT_EVENTS + 4_096 + 100
+    finally:
+        maintenance.close()
+        backends.close()
+    restarted = open_backends(settings, writer=True)
+    try:
+        now = int(time.time() * 1000)
+        again = [EventRecord(1, f"m-{i}", "track", now, b"{}") for i in range(0, 25_000, 9)]
+        result = asyncio.run(restarted.log.append(again, []))
+        assert (result.stored, result.duplicates) == (0, len(again))
+    finally:
+        restarted.close()
+
+
+def _wal_bytes(backends: Backends) -> int:
+    return (backends.settings.data_dir / "trackyard.db-wal").stat().st_size
+
+
+def test_a_checkpoint_cuts_the_write_ahead_log_back_once_no_reader_holds_it(
+    backends: Backends, maintenance: LogMaintenance
+) -> None:
+    # A reader on an old snapshot keeps SQLite's own checkpoints from going back to the
+    # start of the write-ahead log, so the writes grow it, as a burst with consumers reading does.
+    reader = sqlite3.connect(backends.settings.data_dir / "trackyard.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM log").fetchone()
+    write(backends, 20_000)
+    grown = _wal_bytes(backends)
+    assert grown > 4 << 20
+    before = everything(backends)
+    assert maintenance.checkpoint() == 0  # the reader still needs it: given up, not waited for
+    assert _wal_bytes(backends) == grown
+    reader.execute("COMMIT")
+    reader.close()
+    assert maintenance.checkpoint() == grown
+    assert _wal_bytes(backends) == 0
+    assert maintenance.checkpoint() == 0  # nothing left to cut
+    assert everything(backends) == before
+    write(backends, 100, start=20_000)  # the writer goes on with a new write-ahead log
+    assert [e.seq for e in everything(backends)][-1] == 20_100
+
+
+def test_the_retention_consumer_cuts_the_write_ahead_log_back_once_ingest_pauses(
+    backends: Backends,
+) -> None:
+    reader = sqlite3.connect(backends.settings.data_dir / "trackyard.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM log").fetchone()
+    write(backends, 20_000)
+    reader.execute("COMMIT")
+    reader.close()
+    assert _wal_bytes(backends) > 4 << 20
+    before = everything(backends)
+    runner = CONSUMERS["retention"].open_runner(backends)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while _wal_bytes(backends) > 4 << 20:  # compacted (more WAL), then nothing came in: cut
+            assert time.monotonic() < deadline, "the retention consumer left the write-ahead log as it was"
+            time.sleep(0.1)
+    finally:
+        runner.stop.set()
+        thread.join()
+        runner.sink.close()
+    assert everything(backends) == before

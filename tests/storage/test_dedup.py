@@ -90,3 +90,66 @@ def test_dedup_keys_hash_the_same_in_every_process_and_run() -> None:
 def test_the_sqlite_index_is_a_dedup_index(tmp_path: Path) -> None:
     index: DedupIndex = SQLiteDedup(_database(tmp_path), window_seconds=7200)
     assert index.window_seconds == 7200
+
+
+def _flushed_seq(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'dedup_flushed_seq'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def test_keys_are_flushed_by_age_long_before_memory_is_full(tmp_path: Path) -> None:
+    conn, clock = _database(tmp_path), Clock()
+    index = SQLiteDedup(conn, window_seconds=3600, flush_seconds=2, clock=clock)
+    index.sync(1, 1)
+    assert not index.flush_due()  # nothing in memory: nothing to flush, however long
+    clock.now = T0 + 60
+    assert not index.flush_due()
+    index.remember(int(clock.now * 1000), [A, B])
+    index.committed(3)  # one open segment of two keys, far from full
+    clock.now = T0 + 61.9
+    assert not index.flush_due()
+    clock.now = T0 + 62
+    assert index.flush_due()
+    index.flush()
+    index.flushed()
+    assert index.recent_keys == 0
+    assert _flushed_seq(conn) == 3
+    assert index.seen({A, B, A2}) == {A, B}  # from the table now
+    # The next keys make a segment of their own, due two seconds after its first key.
+    index.remember(int(clock.now * 1000), [A2])
+    index.committed(4)
+    assert not index.flush_due()
+    clock.now = T0 + 64
+    assert index.flush_due()
+
+
+def test_without_a_flush_age_keys_wait_for_memory_to_fill(tmp_path: Path) -> None:
+    conn, clock = _database(tmp_path), Clock()
+    index = SQLiteDedup(conn, window_seconds=3600, flush_seconds=0, clock=clock)
+    index.sync(1, 1)
+    index.remember(int(T0 * 1000), [A, B])
+    index.committed(3)
+    clock.now = T0 + 3000
+    assert not index.flush_due()
+
+
+def test_keys_another_writer_flushed_are_let_go_and_the_flushed_seq_never_goes_back(tmp_path: Path) -> None:
+    conn, clock = _database(tmp_path), Clock()
+    index = SQLiteDedup(conn, window_seconds=3600, flush_seconds=2, clock=clock)
+    index.sync(1, 1)
+    index.remember(int(T0 * 1000), [A, B])
+    index.committed(3)
+    # Another writer flushed through seq 10 (it had read this one's rows, and more).
+    conn.execute("INSERT INTO meta (key, value) VALUES ('dedup_flushed_seq', 10)")
+    clock.now = T0 + 5
+    index.sync(3, 10)
+    assert index.recent_keys == 0
+    assert not index.flush_due()  # nothing of its own left to flush
+    # A flush of a segment that ends before what is recorded leaves the record as it is.
+    index.remember(int(clock.now * 1000), [A2])
+    index.committed(4)
+    clock.now = T0 + 7
+    assert index.flush_due()
+    index.flush()
+    index.flushed()
+    assert _flushed_seq(conn) == 10

@@ -147,7 +147,7 @@ def test_reads_page_across_rows_and_filter_by_source_and_type(tmp_path: Path) ->
 
 
 def test_dedup_keys_in_memory_are_rebuilt_from_the_log_after_a_restart(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, dedup_flush_seconds=0)  # kept in memory: no flush by age
     store = SQLiteStore(settings)
     assert _append(store, ["x", "y"]) == (2, 0)
     store.close()
@@ -177,6 +177,22 @@ def test_flushed_dedup_keys_still_dedup_in_this_writer_another_and_after_a_resta
     assert _append(three, [*ids, "new"]) == (1, 20)
     assert three.count_events() == 21
     three.close()
+
+
+def test_an_idle_writer_flushes_its_dedup_keys_once_they_are_old_enough(tmp_path: Path) -> None:
+    # Far from the memory's limit: only their age sends the keys to disk, with no request after.
+    settings = Settings(data_dir=tmp_path, dedup_flush_seconds=1)
+    store = SQLiteStore(settings)
+    ids = [f"m{i}" for i in range(30)]
+    assert _append(store, ids[:10]) == (10, 0)
+    assert _append(store, ids[10:]) == (20, 0)
+    _wait_until_flushed_through(tmp_path, 31)
+    assert store.stats()["flushes"] >= 1
+    assert _append(store, ids) == (0, 30)  # from the tables now
+    store.close()
+    restarted = SQLiteStore(settings)
+    assert _append(restarted, [*ids, "new"]) == (1, 30)
+    restarted.close()
 
 
 _SCHEMA_2 = """

@@ -2,9 +2,11 @@
 
 It reads no events: it compacts the cold log a block at a time (each block one short
 transaction, so ingest waits at most one of them), and every ``interval`` runs a pass of
-the retention policy. It runs under ``serve`` (and ``consume``) like every consumer, in a
-process of its own, so it never competes with ingestion for the GIL; a SIGKILL at any
-point leaves the log whole, and the next start resumes where it stopped.
+the retention policy. When no event has come in for a round it cuts back the write-ahead
+log (:meth:`~trackyard.storage.base.LogMaintenance.checkpoint`). It runs under ``serve``
+(and ``consume``) like every consumer, in a process of its own, so it never competes with
+ingestion for the GIL; a SIGKILL at any point leaves the log whole, and the next start
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -48,9 +50,15 @@ class RetentionRunner(Runner):
             format_duration(policy.dead_letters_seconds),
         )
         next_pass = 0.0
+        last_head: int | None = None
         while not self.stop.is_set():
             try:
-                self.compact_round()
+                head = self._log.head_seq()
+                if not self.compact_round() and head == last_head:
+                    # Nothing came in since the last round: the write-ahead log the burst
+                    # (and compaction) grew can go, without holding up any request.
+                    self._maintenance.checkpoint()
+                last_head = head
                 if time.monotonic() >= next_pass:
                     self._pass()
                     next_pass = time.monotonic() + self._backends.settings.retention_interval_seconds

@@ -67,6 +67,8 @@ class GroupCommitWriter(threading.Thread):
         self.commits = 0
         self.written = 0
         self.flushes = 0
+        #: Seconds between rounds of upkeep while no request comes (``None``: none then).
+        self.idle_upkeep_seconds: float | None = None
 
     def submit(
         self, events: Sequence[EventRecord], rejects: Sequence[RejectRecord], probe: bool = False
@@ -97,17 +99,13 @@ class GroupCommitWriter(threading.Thread):
 
     def run(self) -> None:
         while True:
-            with self._cv:
-                while not self._jobs and not self._stopping:
-                    self._cv.wait()
-                if not self._jobs:
-                    return
-                jobs = [self._jobs.popleft()]
-                size = jobs[0].size
-                while self._jobs and size + self._jobs[0].size <= self._max_commit:
-                    job = self._jobs.popleft()
-                    jobs.append(job)
-                    size += job.size
+            jobs = self._take()
+            if jobs is None:
+                return
+            if not jobs:  # idle for ``idle_upkeep_seconds``
+                self._between_commits()
+                continue
+            size = sum(job.size for job in jobs)
             outcomes: list[AppendResult | BaseException]
             try:
                 outcomes = list(self._commit(jobs))
@@ -118,6 +116,23 @@ class GroupCommitWriter(threading.Thread):
             with self._cv:
                 self._pending -= size
             self._between_commits()
+
+    def _take(self) -> list[Job] | None:
+        """The jobs of the next commit; ``[]`` after ``idle_upkeep_seconds`` without any,
+        ``None`` once stopped with none left."""
+        with self._cv:
+            while not self._jobs and not self._stopping:
+                if not self._cv.wait(self.idle_upkeep_seconds) and not self._jobs:
+                    return []
+            if not self._jobs:
+                return None
+            jobs = [self._jobs.popleft()]
+            size = jobs[0].size
+            while self._jobs and size + self._jobs[0].size <= self._max_commit:
+                job = self._jobs.popleft()
+                jobs.append(job)
+                size += job.size
+            return jobs
 
     def _commit(self, jobs: list[Job]) -> list[AppendResult]:
         """Write ``jobs`` in one transaction and commit; one result per job, in order."""

@@ -200,6 +200,11 @@ class LogMaintenance(Protocol):
         """Give freed space back to the OS; the bytes returned."""
         ...
 
+    def checkpoint(self) -> int:
+        """Writes have paused: cut back what the backend keeps only for writing fast (SQLite:
+        the write-ahead log); the bytes returned. Cheap when there is nothing to cut."""
+        ...
+
     def returns_space(self) -> bool:
         """Whether :meth:`reclaim` can shrink the files (a SQLite store made before retention cannot)."""
         ...

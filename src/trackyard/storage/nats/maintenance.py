@@ -106,6 +106,9 @@ class JetStreamMaintenance:
         # JetStream removes purged message blocks itself; the state may have space to return.
         return 0 if self._state is None else self._state.reclaim()
 
+    def checkpoint(self) -> int:
+        return 0 if self._state is None else self._state.checkpoint()
+
     def returns_space(self) -> bool:
         return self._state is None or self._state.returns_space()
 

@@ -12,10 +12,12 @@ tiers, as in an LSM tree:
 - **Recent keys** sit in memory, in one set per time bucket. They are not written on
   their own: every log row carries the hashes of its events, so the log is their
   durable copy, and the sets are rebuilt from it at start-up.
-- **Flushed keys.** Once memory holds ``memory_keys`` keys, its oldest segment (the keys of
-  a run of log rows) is written, sorted, into one table per bucket (an integer primary
-  key) in one transaction. Sorted inserts touch each page of the table once per flush
-  instead of once per event. A row in ``meta`` records the seq the flushes reached.
+- **Flushed keys.** Once memory holds ``memory_keys`` keys, or its oldest key is
+  ``flush_seconds`` old, its oldest segment (the keys of a run of log rows) is written,
+  sorted, into one table per bucket (an integer primary key) in one transaction. Sorted
+  inserts touch each page of the table once per flush instead of once per event. A row in
+  ``meta`` records the seq the flushes reached. The flush by age bounds the log rows that
+  compaction must leave alone (their keys are only in memory) to seconds of traffic.
 
 Worker processes each have a writer, and each writer's memory holds every key the log has
 after the last flush: before each commit (under SQLite's write lock) a writer reads the
@@ -46,6 +48,8 @@ _RELIST_SECONDS = 30.0
 FLUSH_KEYS = 262_144  # the default of Settings.dedup_memory_keys
 #: Keys written per flush transaction: about 30 ms of SQLite work.
 SEGMENT_KEYS = 16_384
+#: ... and the age of its oldest key beyond which a segment is flushed however small.
+FLUSH_SECONDS = 2  # the default of Settings.dedup_flush_seconds
 FLUSHED_KEY = "dedup_flushed_seq"
 
 
@@ -138,11 +142,13 @@ class BucketTables:
 class _Segment:
     """The hashes of the log rows from the previous segment's end up to ``end``, by bucket."""
 
-    __slots__ = ("end", "keys")
+    __slots__ = ("end", "keys", "since")
 
     def __init__(self, end: int) -> None:
         self.end = end
         self.keys: dict[int, set[int]] = {}
+        #: When its first key came (the clock's time), ``None`` while it has none.
+        self.since: float | None = None
 
     @property
     def size(self) -> int:
@@ -165,6 +171,7 @@ class SQLiteDedup:
         window_seconds: int,
         memory_keys: int = FLUSH_KEYS,
         segment_keys: int = SEGMENT_KEYS,
+        flush_seconds: float = FLUSH_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._conn = conn
@@ -174,6 +181,8 @@ class SQLiteDedup:
         self.bucket_seconds = self._tables.bucket_seconds
         self.memory_keys = memory_keys
         self.segment_keys = max(1, min(segment_keys, memory_keys // 4))
+        #: 0: flushed only once memory is full.
+        self.flush_seconds = flush_seconds
         #: Hashes of the log rows at seqs >= ``_flushed``, oldest segment first, and all of
         #: them in one set too, so that a lookup is one set operation however many segments.
         self._segments: deque[_Segment] = deque()
@@ -203,6 +212,11 @@ class SQLiteDedup:
             # Another process flushed: what it wrote to the tables need not stay in memory.
             while len(self._segments) > 1 and self._segments[0].end <= flushed:
                 self._forget(self._segments.popleft())
+            if self._segments[0].end <= flushed:
+                # The open segment too (a flush by age seals it): start a new one, or its
+                # age would make this writer flush those keys again.
+                self._forget(self._segments.popleft())
+                self._segments.append(_Segment(self._next_seq))
             self._flushed = flushed
             self._tables.relist()  # the flush may have made new tables
         if next_seq != self._next_seq:
@@ -226,7 +240,10 @@ class SQLiteDedup:
 
     def remember(self, received_at_ms: int, keys: Collection[int]) -> None:
         """Remember the keys of one committed log row (call :meth:`committed` after its rows)."""
-        self._segments[-1].keys.setdefault(self.bucket(received_at_ms), set()).update(keys)
+        segment = self._segments[-1]
+        if segment.since is None and keys:
+            segment.since = self._clock()
+        segment.keys.setdefault(self.bucket(received_at_ms), set()).update(keys)
         self._recent.update(keys)
 
     def committed(self, next_seq: int) -> None:
@@ -237,16 +254,29 @@ class SQLiteDedup:
             self._segments.append(_Segment(next_seq))
 
     def flush_due(self) -> bool:
-        return self.recent_keys >= self.memory_keys and len(self._segments) > 1
+        """Whether the oldest segment should go to the tables: memory is full (and a segment
+        is sealed), or its oldest key is ``flush_seconds`` old."""
+        if self.recent_keys >= self.memory_keys and len(self._segments) > 1:
+            return True
+        since = self._segments[0].since if self._segments else None
+        return bool(self.flush_seconds) and since is not None and self._clock() - since >= self.flush_seconds
 
     def flush(self) -> None:
-        """Write the oldest sealed segment into its bucket tables, sorted, and record how far the
-        log is flushed (inside a write transaction, after :meth:`sync`)."""
+        """Write the oldest segment into its bucket tables, sorted, and record how far the log
+        is flushed (inside a write transaction, after :meth:`sync`). The open segment is
+        sealed first if it is the oldest (a flush by age)."""
         conn = self._conn
+        if len(self._segments) == 1:
+            self._segments.append(_Segment(self._next_seq))
         segment = self._segments[0]
         for bucket, keys in segment.keys.items():
             self._tables.add(conn, bucket, keys)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FLUSHED_KEY, segment.end))
+        # Never backwards: another writer may have flushed further since this one's segments began.
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            (FLUSHED_KEY, segment.end),
+        )
 
     def flushed(self) -> None:
         """The flush transaction committed: the oldest segment is on disk now."""

@@ -24,6 +24,9 @@ from trackyard.storage.sqlite._dedup import SQLiteDedup
 
 log = logging.getLogger("trackyard.storage")
 
+#: Seconds without flushing after a flush failed (a full disk): not one logged error a second.
+_FLUSH_RETRY_SECONDS = 5.0
+
 
 @contextlib.contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
@@ -46,10 +49,17 @@ class Writer(GroupCommitWriter):
         self._conn = conn
         #: Bound to ``conn``: its checks and inserts run inside this writer's transactions.
         self._dedup = dedup
+        if dedup.flush_seconds:
+            # Keys due by age are flushed even when no request comes.
+            self.idle_upkeep_seconds = min(1.0, dedup.flush_seconds)
+        self._flush_again_at = 0.0
 
     def _between_commits(self) -> None:
-        if self._dedup.flush_due():
-            self._flush()
+        if time.monotonic() < self._flush_again_at:
+            return
+        # One segment between two commits while requests wait; all that are due once none do.
+        while self._dedup.flush_due() and self._flush() and not self.pending:
+            pass
 
     def _commit(self, jobs: list[Job]) -> list[AppendResult]:
         conn = self._conn
@@ -107,22 +117,25 @@ class Writer(GroupCommitWriter):
         self._dedup.sync(next_seq, flushed)
         return int(next_seq)
 
-    def _flush(self) -> None:
-        """Move the oldest segment of dedup keys held in memory into its tables (``_dedup.py``)."""
+    def _flush(self) -> bool:
+        """Move the oldest segment of dedup keys held in memory into its tables (``_dedup.py``);
+        whether one moved."""
         try:
             with write_transaction(self._conn):
                 self._catch_up()
                 # Catching up may have let go of segments another process just flushed:
-                # then only the open segment may be left, which must not be flushed.
+                # then what is left may not be due.
                 if not self._dedup.flush_due():
-                    return
+                    return False
                 self._dedup.flush()
         except Exception:  # nothing may stop the writer thread
-            # The keys stay in memory and the log still has them; the next commit retries.
-            log.exception("flushing dedup keys failed; will retry")
-            return
+            # The keys stay in memory and the log still has them: nothing is lost meanwhile.
+            log.exception("flushing dedup keys failed; will retry in %.0f s", _FLUSH_RETRY_SECONDS)
+            self._flush_again_at = time.monotonic() + _FLUSH_RETRY_SECONDS
+            return False
         self._dedup.flushed()
         self.flushes += 1
+        return True
 
 
 def _by_receipt(

@@ -23,6 +23,11 @@ from trackyard.storage.sqlite.store import connect, database_path, store_directo
 _KEEP_FREE_BYTES = 4 * 1024 * 1024
 #: Pages returned per transaction: short, so the writer never waits long.
 _VACUUM_STEP_PAGES = 2048
+#: A write-ahead log beyond this is cut to nothing once writes pause; below it, it is what
+#: SQLite's own checkpoints (every 1,000 pages) reuse from its start.
+_KEEP_WAL_BYTES = 4 * 1024 * 1024
+#: How long that checkpoint waits for readers (it holds the write lock meanwhile).
+_CHECKPOINT_WAIT_MS = 100
 #: Files of the data dir by part of ``disk_usage`` (a name and its ``-wal``/``-shm``/``.wal``).
 _FILES = {
     "profiles": ("profiles.db",),
@@ -119,6 +124,22 @@ class SQLiteMaintenance:
             if left >= free:
                 return returned  # nothing moved: never loop on it
             returned += (free - left) * page_size
+
+    def checkpoint(self) -> int:
+        """Truncate the write-ahead log (after copying it into the database) if it is larger than
+        SQLite's own checkpoints keep it: a burst of writes, or compaction, grew it. Called when
+        ingest is idle: the checkpoint holds the write lock. A reader still on the log makes it
+        give up (0) until the next call."""
+        wal = self._path.with_name(self._path.name + "-wal")
+        before = _size(wal)
+        if before <= _KEEP_WAL_BYTES:
+            return 0
+        self._conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+        try:
+            (busy, _, _) = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self._conn.execute("PRAGMA busy_timeout=30000")
+        return 0 if busy else max(before - _size(wal), 0)
 
     def returns_space(self) -> bool:
         # A read first: the pragma answers from the header this connection read last, which

@@ -155,7 +155,12 @@ class SQLiteStore(SourceChanges):
         self._writer: Writer | None = None
         if writer:
             conn = connect(path, settings.durability)
-            dedup = SQLiteDedup(conn, settings.dedup_window_seconds, settings.dedup_memory_keys)
+            dedup = SQLiteDedup(
+                conn,
+                settings.dedup_window_seconds,
+                settings.dedup_memory_keys,
+                flush_seconds=settings.dedup_flush_seconds,
+            )
             self._writer = Writer(conn, dedup, settings)
             self._writer.start()
 
