@@ -132,6 +132,9 @@ class PGMaintenance:
         # autovacuum makes reusable (VACUUM does not shrink a table).
         return 0
 
+    def checkpoint(self) -> int:
+        return 0  # PostgreSQL checkpoints and recycles its WAL itself (max_wal_size)
+
     def returns_space(self) -> bool:
         return True
 
