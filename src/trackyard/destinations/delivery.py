@@ -36,6 +36,7 @@ from trackyard.destinations.kinds import kind_of
 from trackyard.destinations.kinds.base import OutgoingRequest, Skipped, Unsendable
 from trackyard.destinations.parking import Parking, give_up_reason
 from trackyard.destinations.routing import Router
+from trackyard.destinations.transport import Answer, Transport
 from trackyard.storage.base import DeadLetters, StoredEvent
 from trackyard.storage.destinations import Destination, DestinationRegistry, RequestCounts
 
@@ -132,7 +133,7 @@ class DestinationSink:
         self.kind = kind_of(destination.kind)
         self._stop = stop
         self.policy = policy
-        self._client = httpx.Client(timeout=policy.timeout)
+        self._client = Transport(policy.timeout)
         # True at first: a retry that a killed process left recorded is cleared by the first answer.
         self._in_retry = True
         self._parking = Parking(self, registry) if not destination.ordered else None
@@ -198,7 +199,7 @@ class DestinationSink:
             return 0
         return len(request.events) - len(self.bury_refused(request, outcome))
 
-    def bury_refused(self, request: OutgoingRequest, response: httpx.Response) -> set[int]:
+    def bury_refused(self, request: OutgoingRequest, response: Answer) -> set[int]:
         """Dead-letter the events a 2xx answer refused (the kind reads it); their indexes."""
         refused = self.kind.refused(request, response)
         if refused:
@@ -217,7 +218,7 @@ class DestinationSink:
 
     def send(
         self, request: OutgoingRequest, *, keep_trying: bool = True, retry: bool = False
-    ) -> httpx.Response | Failure:
+    ) -> Answer | Failure:
         """Send until a 2xx (its response), a permanent answer, or ``retry_for`` has passed;
         without ``keep_trying``, the first retryable failure is returned too (not final).
         ``retry``: the first attempt here is already a retry (of a parked request)."""
@@ -227,7 +228,7 @@ class DestinationSink:
         while True:
             retry_after: float | None = None
             try:
-                response = self._client.post(request.url, content=request.body, headers=request.headers)
+                response = self._client.post(request.url, request.body, request.headers)
             except httpx.HTTPError as error:
                 outcome = f"{type(error).__name__}: {error or 'no detail'}"
                 permanent = not isinstance(error, httpx.TransportError)

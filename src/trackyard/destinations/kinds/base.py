@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
 import msgspec
 
+from trackyard.destinations.transport import Answer
 from trackyard.errors import CallError
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
@@ -64,7 +64,7 @@ class Kind:
     def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
         raise NotImplementedError
 
-    def refused(self, request: OutgoingRequest, response: httpx.Response) -> dict[int, str]:
+    def refused(self, request: OutgoingRequest, response: Answer) -> dict[int, str]:
         """For a 2xx answer: the events of ``request`` (by index) the answer says failed, with why."""
         return {}
 
