@@ -131,7 +131,12 @@ class _Connection:
         return bool(poller.poll(0))
 
     def exchange(self, head: bytes, body: bytes) -> tuple[Answer, bool]:
-        """Send one request, read its answer; and whether the connection may be used again."""
+        """Send one request, read its answer; and whether the connection may be used again.
+
+        A receiver may answer before it has read the whole body (a 413) and close: a failed
+        write still reads what it answered, as httpx does, and only without one is it a
+        ``WriteError``."""
+        unsent: OSError | None = None
         try:
             self.sock.sendall(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:
@@ -139,13 +144,18 @@ class _Connection:
         except TimeoutError:
             raise httpx.WriteTimeout("timed out") from None
         except OSError as error:
-            raise httpx.WriteError(str(error)) from None
+            unsent = error
         try:
-            return self._answer()
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
-        except OSError as error:
-            raise httpx.ReadError(str(error)) from None
+            answer, reusable = self._answer()
+        except (OSError, httpx.RemoteProtocolError) as error:
+            if unsent is not None:
+                raise httpx.WriteError(str(unsent)) from None
+            if isinstance(error, TimeoutError):
+                raise httpx.ReadTimeout("timed out") from None
+            if isinstance(error, OSError):
+                raise httpx.ReadError(str(error)) from None
+            raise
+        return answer, reusable and unsent is None
 
     def _answer(self) -> tuple[Answer, bool]:
         while True:
