@@ -31,6 +31,9 @@ class OutgoingRequest:
     body: bytes
     headers: dict[str, str]
     events: Sequence[StoredEvent] = field(repr=False)
+    #: The people the request is for, when it is for a few (``trackyard.destinations.inflight``):
+    #: requests of different people may be in flight at once. Empty: one at a time, in order.
+    people: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
