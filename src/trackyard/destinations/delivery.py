@@ -59,8 +59,9 @@ class DeliveryPolicy:
     backoff_cap: float = 300.0
     #: Seconds to connect, or to wait for the answer, before the attempt counts as failed.
     timeout: float = 10.0
-    #: Requests in flight at once, of different people (``trackyard.destinations.inflight``).
-    in_flight: int = 8
+    #: Requests in flight at once, of different people (``trackyard.destinations.inflight``):
+    #: 1, one at a time, unless set (then requests of different people arrive in any order).
+    in_flight: int = 1
 
     @classmethod
     def from_env(cls) -> DeliveryPolicy:
