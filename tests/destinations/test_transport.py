@@ -5,33 +5,41 @@ while idle, httpx's error classes, and a proxy from the environment."""
 from __future__ import annotations
 
 import gzip
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from trackyard.destinations.transport import Transport
+from trackyard.destinations.transport import Transport, _tls_context
 
 #: Answers a request's raw bytes (head and body) with raw bytes; ``None`` closes without answering.
 Script = Callable[[bytes], bytes | None]
 
 
 class RawServer:
-    """A real TCP server: reads each request whole (its Content-Length body) and writes what
-    the script answers; keeps a connection open unless the answer says ``Connection: close``
-    or ``close_idle`` (then it closes once the answer is written)."""
+    """A real TCP server (TLS with ``tls``): reads each request whole (its Content-Length
+    body) and writes what the script answers; keeps a connection open unless the answer says
+    ``Connection: close`` or ``close_idle`` (then it closes once the answer is written)."""
 
-    def __init__(self, script: Script, *, close_idle: bool = False) -> None:
+    def __init__(
+        self, script: Script, *, close_idle: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.script = script
+        self.tls = tls
         self.close_idle = close_idle
         self.connections = 0
         self.closed = 0
         self.requests: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -45,7 +53,11 @@ class RawServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             self._exchange(conn)
+        except OSError:
+            pass  # a client that refused the certificate
         finally:
             self.closed += 1
 
@@ -185,3 +197,35 @@ def test_a_proxy_in_the_environment_is_honoured_through_httpx(monkeypatch: pytes
     assert proxy.requests[0].startswith(b"POST http://receiver.example:8080/batch HTTP/1.1")
     proxied.close()
     proxy.close()
+
+
+def test_https_verifies_the_receivers_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate with")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    server = RawServer(_ok(b"over tls"), tls=served)
+    _tls_context.cache_clear()  # the certificates are found once a process
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            Transport(timeout=2.0).post(server.url, b"{}", {})  # not in certifi's bundle
+        _tls_context.cache_clear()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusting = Transport(timeout=2.0)
+        assert trusting.post(server.url, b"{}", {}).content == b"over tls"
+        assert trusting.post(server.url, b"{}", {}).content == b"over tls"
+        assert server.connections == 2  # the refused one, then one kept alive for both
+        trusting.close()
+    finally:
+        _tls_context.cache_clear()
+        server.close()
