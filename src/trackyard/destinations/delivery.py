@@ -32,10 +32,12 @@ from datetime import UTC, datetime
 import httpx
 
 from trackyard.consumers.runner import StopFlag
+from trackyard.destinations.inflight import Attempt, Senders
 from trackyard.destinations.kinds import kind_of
 from trackyard.destinations.kinds.base import OutgoingRequest, Skipped, Unsendable
 from trackyard.destinations.parking import Parking, give_up_reason
 from trackyard.destinations.routing import Router
+from trackyard.destinations.transport import Answer
 from trackyard.storage.base import DeadLetters, StoredEvent
 from trackyard.storage.destinations import Destination, DestinationRegistry, RequestCounts
 
@@ -57,11 +59,14 @@ class DeliveryPolicy:
     backoff_cap: float = 300.0
     #: Seconds to connect, or to wait for the answer, before the attempt counts as failed.
     timeout: float = 10.0
+    #: Requests in flight at once, of different people (``trackyard.destinations.inflight``):
+    #: 1, one at a time, unless set (then requests of different people arrive in any order).
+    in_flight: int = 1
 
     @classmethod
     def from_env(cls) -> DeliveryPolicy:
         """``TRACKYARD_DESTINATION_RETRY_SECONDS``, ``_BACKOFF_SECONDS``, ``_BACKOFF_CAP_SECONDS``,
-        ``_TIMEOUT_SECONDS``: the defaults above when unset."""
+        ``_TIMEOUT_SECONDS``, ``_IN_FLIGHT``: the defaults above when unset."""
         default = cls()
 
         def number(name: str, value: float) -> float:
@@ -73,6 +78,7 @@ class DeliveryPolicy:
             backoff_base=number("BACKOFF", default.backoff_base),
             backoff_cap=number("BACKOFF_CAP", default.backoff_cap),
             timeout=number("TIMEOUT", default.timeout),
+            in_flight=int(os.environ.get("TRACKYARD_DESTINATION_IN_FLIGHT") or default.in_flight),
         )
 
     def wait(self, failures: int, retry_after: float | None) -> float:
@@ -132,7 +138,7 @@ class DestinationSink:
         self.kind = kind_of(destination.kind)
         self._stop = stop
         self.policy = policy
-        self._client = httpx.Client(timeout=policy.timeout)
+        self._senders = Senders(policy.timeout, policy.in_flight)
         # True at first: a retry that a killed process left recorded is cleared by the first answer.
         self._in_retry = True
         self._parking = Parking(self, registry) if not destination.ordered else None
@@ -162,13 +168,20 @@ class DestinationSink:
         wanted = [event for event in events if self._router.wants(event)]
         delivered = 0
         skipped: list[Skipped] = []
+        requests: list[OutgoingRequest] = []
         for item in self.kind.requests(self.destination, wanted):
             if isinstance(item, Skipped):
                 skipped.append(item)
             elif isinstance(item, Unsendable):
                 self.bury(item.event, item.reason, 0)
             else:
-                delivered += self._deliver(item)
+                requests.append(item)
+
+        def settle(request: OutgoingRequest, first: Attempt) -> None:
+            nonlocal delivered
+            delivered += self._deliver(request, first)
+
+        self._senders.run(requests, settle)
         if skipped:
             self._registry.skip(
                 self.destination.name, [(s.event.seq, s.event.type, s.reason) for s in skipped]
@@ -186,9 +199,10 @@ class DestinationSink:
         counts = self._tally.setdefault(status_class, RequestCounts())
         counts.add(RequestCounts(1, events, int(retry)))
 
-    def _deliver(self, request: OutgoingRequest) -> int:
-        """Send one request; park or dead-letter what failed. How many of its events were delivered."""
-        outcome = self.send(request, keep_trying=self._parking is None)
+    def _deliver(self, request: OutgoingRequest, first: Attempt) -> int:
+        """Settle one request from its ``first`` attempt (retried as the rules say); park or
+        dead-letter what failed. How many of its events were delivered."""
+        outcome = self.send(request, keep_trying=self._parking is None, first=first)
         if isinstance(outcome, Failure):
             if not outcome.final and self._parking is not None:
                 self._parking.park(request.events, outcome)
@@ -198,7 +212,7 @@ class DestinationSink:
             return 0
         return len(request.events) - len(self.bury_refused(request, outcome))
 
-    def bury_refused(self, request: OutgoingRequest, response: httpx.Response) -> set[int]:
+    def bury_refused(self, request: OutgoingRequest, response: Answer) -> set[int]:
         """Dead-letter the events a 2xx answer refused (the kind reads it); their indexes."""
         refused = self.kind.refused(request, response)
         if refused:
@@ -216,19 +230,26 @@ class DestinationSink:
         return delivered, self._buried - buried
 
     def send(
-        self, request: OutgoingRequest, *, keep_trying: bool = True, retry: bool = False
-    ) -> httpx.Response | Failure:
+        self,
+        request: OutgoingRequest,
+        *,
+        keep_trying: bool = True,
+        retry: bool = False,
+        first: Attempt | None = None,
+    ) -> Answer | Failure:
         """Send until a 2xx (its response), a permanent answer, or ``retry_for`` has passed;
         without ``keep_trying``, the first retryable failure is returned too (not final).
-        ``retry``: the first attempt here is already a retry (of a parked request)."""
+        ``retry``: the first attempt here is already a retry (of a parked request); ``first``:
+        the first attempt's outcome, when it was sent already (in flight with others)."""
         started = time.monotonic()
         failures = 0
         events = len(request.events)
         while True:
             retry_after: float | None = None
-            try:
-                response = self._client.post(request.url, content=request.body, headers=request.headers)
-            except httpx.HTTPError as error:
+            response = self._senders.attempt(request) if first is None else first
+            first = None
+            if isinstance(response, httpx.HTTPError):
+                error = response
                 outcome = f"{type(error).__name__}: {error or 'no detail'}"
                 permanent = not isinstance(error, httpx.TransportError)
                 self._count(error_class(error), events, retry or failures > 0)
@@ -278,7 +299,7 @@ class DestinationSink:
 
     def close(self) -> None:
         self._retry_over()
-        self._client.close()
+        self._senders.close()
         if self._close_registry:
             self._registry.close()
 

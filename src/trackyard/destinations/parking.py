@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import httpx
-
 from trackyard.destinations.kinds.base import Skipped, Unsendable
+from trackyard.destinations.transport import Answer
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import DestinationRegistry, Parked
 
@@ -73,7 +72,7 @@ class Parking:
                 continue
             outcome = self._sink.send(item, keep_trying=False, retry=True)
             parked = [by_seq[e.seq] for e in item.events]
-            if isinstance(outcome, httpx.Response):
+            if isinstance(outcome, Answer):
                 refused = self._sink.bury_refused(item, outcome)
                 self._registry.unpark([p.id for i, p in enumerate(parked) if i in refused])
                 delivered += [p.id for i, p in enumerate(parked) if i not in refused]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from trackyard.destinations.transport import Answer
 from trackyard.errors import CallError
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
@@ -33,6 +34,9 @@ class OutgoingRequest:
     body: bytes
     headers: dict[str, str]
     events: Sequence[StoredEvent] = field(repr=False)
+    #: The people the request is for, when it is for a few (``trackyard.destinations.inflight``):
+    #: requests of different people may be in flight at once. Empty: one at a time, in order.
+    people: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ class Kind:
     def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
         raise NotImplementedError
 
-    def refused(self, request: OutgoingRequest, response: httpx.Response) -> dict[int, str]:
+    def refused(self, request: OutgoingRequest, response: Answer) -> dict[int, str]:
         """For a 2xx answer: the events of ``request`` (by index) the answer says failed, with why."""
         return {}
 

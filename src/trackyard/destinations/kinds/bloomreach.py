@@ -26,6 +26,7 @@ from trackyard.destinations.kinds.base import (
     json_headers,
     url_under,
 )
+from trackyard.destinations.transport import Answer
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire import bloomreach as wire
@@ -69,7 +70,7 @@ class Bloomreach(MessageKind):
     def join(self, messages: list[bytes]) -> bytes:
         return b'{"commands":[' + b",".join(messages) + b"]}"
 
-    def refused(self, request: OutgoingRequest, response: httpx.Response) -> dict[int, str]:
+    def refused(self, request: OutgoingRequest, response: Answer) -> dict[int, str]:
         """The commands whose result says ``success: false``, with their errors."""
         try:
             results: Any = msgspec.json.decode(response.content).get("results")

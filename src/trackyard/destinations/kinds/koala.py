@@ -5,8 +5,10 @@ Requests go to ``--url`` + ``/web/projects/{key}/batch`` (a person) or
 it, with no auth header and no compression (Koala documents none). The events of one person
 in a batch read from the log share a request (in their order), up to Koala's 30 entries a
 list; a request over 500 KB is split in halves, and an event over 500 KB alone is
-dead-lettered. Every entry carries the event's ``messageId`` as ``message_id``, so a receiver
-that dedups (Koala, trackyard) stores a redelivered event once.
+dead-lettered. Requests of different people may be in flight at once
+(``trackyard.destinations.inflight``), never two that share a person's name. Every entry
+carries the event's ``messageId`` as ``message_id``, so a receiver that dedups (Koala,
+trackyard) stores a redelivered event once.
 """
 
 from __future__ import annotations
@@ -62,4 +64,15 @@ class Koala(Kind):
         self, destination: Destination, request: wire.KoalaRequest, body: bytes, events: list[StoredEvent]
     ) -> OutgoingRequest:
         path = f"/web/projects/{quote(destination.key or '', safe='')}{request.path}"
-        return OutgoingRequest(url_under(destination, path), body, json_headers(destination), events)
+        url, headers = url_under(destination, path), json_headers(destination)
+        return OutgoingRequest(url, body, headers, events, _people(request))
+
+
+#: The fields of a request's head that name its person (or account).
+_NAMES = ("profile_id", "email", "account_id", "domain")
+
+
+def _people(request: wire.KoalaRequest) -> frozenset[str]:
+    """Who a request is for, by each of its names: two requests that share a name (a person's
+    email with and without a profile_id) are never in flight at once."""
+    return frozenset(f"{name}:{request.body[name]}" for name in _NAMES if name in request.body)
