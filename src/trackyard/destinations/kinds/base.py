@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from trackyard.destinations.transport import Answer
 from trackyard.errors import CallError
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire.base import Receipt
 
 if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx
-    import httpx
+    from trackyard.destinations.transport import Answer
 
 
 @dataclass(frozen=True, slots=True)

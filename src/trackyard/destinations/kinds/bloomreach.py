@@ -26,14 +26,13 @@ from trackyard.destinations.kinds.base import (
     json_headers,
     url_under,
 )
-from trackyard.destinations.transport import Answer
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire import bloomreach as wire
 from trackyard.wire.base import Receipt
 
 if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx
-    import httpx
+    from trackyard.destinations.transport import Answer
 
 #: Spec types with no Bloomreach command (it has customers and their events, no accounts).
 _NO_COMMAND = {
