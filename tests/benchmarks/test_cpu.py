@@ -70,6 +70,10 @@ def test_a_grandchild_s_cpu_and_memory_are_counted_under_its_stage(
     assert peak.by_stage_kb["busy"] > 1000
 
 
+#: Batches of 100 sent: enough work that each consumer's CPU time passes a clock tick (10 ms).
+_BATCHES = 20
+
+
 def test_serve_with_two_workers_is_split_into_ingest_and_each_consumer(tmp_path: Path) -> None:
     server: Server = start_server(tmp_path / "data", "--workers", "2")
     try:
@@ -89,18 +93,22 @@ def test_serve_with_two_workers_is_split_into_ingest_and_each_consumer(tmp_path:
 
         def load() -> dict[str, Any]:
             with httpx.Client(base_url=server.url, auth=(server.write_key, "")) as client:
-                codes = [client.post("/v1/batch", json=_renumbered(batch, k)).status_code for k in range(3)]
+                codes = [
+                    client.post("/v1/batch", json=_renumbered(batch, k)).status_code for k in range(_BATCHES)
+                ]
             return {"requests": len(codes), "non_2xx": sum(code != 200 for code in codes)}
 
         figures, cost = cpu.measure(root, load, server.data_dir, catch_up_s=60)
-        assert figures == {"requests": 3, "non_2xx": 0}
+        assert figures == {"requests": _BATCHES, "non_2xx": 0}
         assert cost.caught_up
-        assert cost.applied["profiles"] == 300 and cost.applied["warehouse"] == 300
+        assert cost.applied["profiles"] == _BATCHES * 100 and cost.applied["warehouse"] == _BATCHES * 100
         assert set(cost.applied) == set(stages.pids) - {"ingest"}  # every consumer serve runs
         assert cost.ingest_cpu_s > 0
         assert cost.consumer_cpu_s["profiles"] > 0 and cost.consumer_cpu_s["warehouse"] > 0
-        fields = cost.fields(requests=3, events=300)
-        assert fields["ingest_cpu_us_per_event"] == pytest.approx(cost.ingest_cpu_s * 1e6 / 300, abs=0.01)
+        fields = cost.fields(requests=_BATCHES, events=_BATCHES * 100)
+        assert fields["ingest_cpu_us_per_event"] == pytest.approx(
+            cost.ingest_cpu_s * 1e6 / (_BATCHES * 100), abs=0.01
+        )
         assert fields["consumer_cpu_us_per_event"]["profiles"] > 0
         assert fields["consumers_caught_up"] is True
     finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -13,6 +14,7 @@ import pytest
 
 from tests.storage.conformance.test_maintenance import maintenance  # noqa: F401 (a fixture)
 from trackyard.config import Settings
+from trackyard.consumers.registry import CONSUMERS
 from trackyard.storage.base import EventRecord, LogMaintenance, StoredEvent
 from trackyard.storage.factory import Backends, open_backends
 
@@ -79,3 +81,32 @@ def backends(settings: Settings) -> Iterator[Backends]:
         yield opened
     finally:
         opened.close()
+
+
+def profiles_read(backends: Backends, batches: int | None = None) -> int:
+    """Run the real profile consumer ``batches`` batches (of 1,000), or until caught up; its position."""
+    runner = CONSUMERS["profiles"].open_runner(backends)
+    try:
+        if batches is None:
+            runner.catch_up()
+        for _ in range(batches or 0):
+            runner.step()
+        return runner.position()
+    finally:
+        runner.sink.close()
+
+
+def run_retention_consumer(backends: Backends, done: Callable[[], bool], failure: str) -> None:
+    """Run the real retention consumer in a thread until ``done()``; fail with ``failure`` after 60 s."""
+    runner = CONSUMERS["retention"].open_runner(backends)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not done():
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.1)
+    finally:
+        runner.stop.set()
+        thread.join()
+        runner.sink.close()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
-from tests.retention.conftest import compact_all, everything, write
+from tests.retention.conftest import compact_all, everything, run_retention_consumer, write
 from trackyard.config import Settings
-from trackyard.consumers.registry import CONSUMERS
 from trackyard.storage.base import EventRecord, LogMaintenance
 from trackyard.storage.factory import Backends, open_backends, open_maintenance
 from trackyard.storage.sqlite._blocks import HOT_EVENTS
@@ -206,16 +204,10 @@ def test_the_retention_consumer_cuts_the_write_ahead_log_back_once_ingest_pauses
     reader.close()
     assert _wal_bytes(backends) > 4 << 20
     before = everything(backends)
-    runner = CONSUMERS["retention"].open_runner(backends)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while _wal_bytes(backends) > 4 << 20:  # compacted (more WAL), then nothing came in: cut
-            assert time.monotonic() < deadline, "the retention consumer left the write-ahead log as it was"
-            time.sleep(0.1)
-    finally:
-        runner.stop.set()
-        thread.join()
-        runner.sink.close()
+    # compacted (more WAL), then nothing came in: cut
+    run_retention_consumer(
+        backends,
+        lambda: _wal_bytes(backends) <= 4 << 20,
+        "the retention consumer left the write-ahead log as it was",
+    )
     assert everything(backends) == before

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,10 @@ import msgspec
 import pytest
 
 from tests.conftest import cli
-from tests.retention.conftest import DAY_MS, everything, write
+from tests.retention.conftest import DAY_MS, everything, profiles_read, run_retention_consumer, write
 from tests.storage.nats_servers import NatsServers, nats_servers
 from trackyard.config import Settings
-from trackyard.consumers.registry import CONSUMERS, wanted
+from trackyard.consumers.registry import wanted
 from trackyard.retention.policy import Policy, run_pass
 from trackyard.storage.base import LogMaintenance
 from trackyard.storage.factory import Backends, maintenance_available, open_backends, open_maintenance
@@ -55,19 +54,6 @@ def maintenance(backends: Backends) -> Iterator[LogMaintenance]:
         opened.close()
 
 
-def _profiles_read(backends: Backends, batches: int | None) -> int:
-    """Run the real profile consumer ``batches`` batches (of 1,000), or until caught up; its position."""
-    runner = CONSUMERS["profiles"].open_runner(backends)
-    try:
-        if batches is None:
-            runner.catch_up()
-        for _ in range(batches or 0):
-            runner.step()
-        return runner.position()
-    finally:
-        runner.sink.close()
-
-
 def test_a_lagging_consumer_holds_the_purge_back_until_it_has_read(
     backends: Backends, maintenance: LogMaintenance
 ) -> None:
@@ -82,13 +68,13 @@ def test_a_lagging_consumer_holds_the_purge_back_until_it_has_read(
     assert everything(backends) == before
 
     # Part way (12,000 read): the first range of 10,000 goes, the next one is kept for it.
-    assert _profiles_read(backends, 12) == 12_000
+    assert profiles_read(backends, 12) == 12_000
     part_way = run_pass(backends, maintenance, policy, now_ms=later)
     assert part_way.dropped_events == 10_000
     assert [hold.consumer for hold in part_way.held_by] == ["profiles"]
     assert everything(backends) == before[10_000:]
 
-    assert _profiles_read(backends, None) == 25_000
+    assert profiles_read(backends, None) == 25_000
     done = run_pass(backends, maintenance, policy, now_ms=later)
     assert done.held_by == []
     # Everything but the newest event (kept, as on SQLite): its seq stays the head.
@@ -138,17 +124,12 @@ def test_the_retention_consumer_runs_on_a_jetstream_log(settings: Settings, back
     settings = dataclasses.replace(settings, retention_bytes=1, retention_ignore_consumers=True)
     assert "retention" in [spec.name for spec in wanted((), settings)]
     opened = open_backends(settings)
-    runner = CONSUMERS["retention"].open_runner(opened)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(everything(backends)) > 1:
-            assert time.monotonic() < deadline, "the retention consumer did not purge the stream"
-            time.sleep(0.1)
+        run_retention_consumer(
+            opened,
+            lambda: len(everything(backends)) <= 1,
+            "the retention consumer did not purge the stream",
+        )
     finally:
-        runner.stop.set()
-        thread.join()
-        runner.sink.close()
         opened.close()
     assert [event.seq for event in everything(backends)] == [15_000]

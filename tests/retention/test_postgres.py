@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,11 @@ import pytest
 
 from tests.conftest import cli
 from tests.pg_databases import fresh_database
-from tests.retention.conftest import DAY_MS, everything, write
+from tests.retention.conftest import DAY_MS, everything, profiles_read, run_retention_consumer, write
 from tests.retention.test_sigkill import append_recorded, check_kept, maintaining_child
 from tests.storage.nats_servers import nats_servers
 from trackyard.config import Settings
-from trackyard.consumers.registry import CONSUMERS, wanted
+from trackyard.consumers.registry import wanted
 from trackyard.errors import StoreUnavailable
 from trackyard.retention.policy import Policy, retention_status, run_pass
 from trackyard.storage.base import EventRecord, LogMaintenance, RejectRecord
@@ -82,19 +81,6 @@ def _partitions(dsn: str) -> list[tuple[str, int, int]]:
     return sorted(found, key=lambda part: part[1])
 
 
-def _profiles_read(backends: Backends, batches: int | None) -> int:
-    """Run the real profile consumer ``batches`` batches (of 1,000), or until caught up; its position."""
-    runner = CONSUMERS["profiles"].open_runner(backends)
-    try:
-        if batches is None:
-            runner.catch_up()
-        for _ in range(batches or 0):
-            runner.step()
-        return runner.position()
-    finally:
-        runner.sink.close()
-
-
 def _again(backends: Backends, ids: range) -> tuple[int, int]:
     now = int(time.time() * 1000)
     events = [EventRecord(1, f"m-{i}", "track", now, b'{"again":%d}' % i) for i in ids]
@@ -133,13 +119,13 @@ def test_a_lagging_consumer_holds_the_drop_back_until_it_has_read(
     assert everything(backends) == before
 
     # Part way (7,000 read): the first partition goes, the second is kept for it.
-    assert _profiles_read(backends, 7) == 7_000
+    assert profiles_read(backends, 7) == 7_000
     part_way = run_pass(backends, maintenance, policy, now_ms=later)
     assert (part_way.dropped_parts, part_way.dropped_events) == (1, 5_000)
     assert [hold.consumer for hold in part_way.held_by] == ["profiles"]
     assert everything(backends) == before[5_000:]
 
-    assert _profiles_read(backends, None) == 12_000
+    assert profiles_read(backends, None) == 12_000
     done = run_pass(backends, maintenance, policy, now_ms=later)
     assert done.held_by == []
     # Every full partition; the one holding the newest event stays.
@@ -172,7 +158,7 @@ def test_size_retention_drops_the_oldest_partitions_and_the_dedup_window_holds(
         assert _again(restarted, range(20_000, 20_010)) == (10, 0)
         assert restarted.log.head_seq() == 20_010
         # A consumer behind the oldest kept event goes on from there.
-        assert _profiles_read(restarted, None) == 20_010
+        assert profiles_read(restarted, None) == 20_010
     finally:
         restarted.close()
 
@@ -224,18 +210,13 @@ def test_the_retention_consumer_runs_on_a_postgresql_log(settings: Settings, bac
     settings = dataclasses.replace(settings, retention_bytes=1, retention_ignore_consumers=True)
     assert "retention" in [spec.name for spec in wanted((), settings)]
     opened = open_backends(settings)
-    runner = CONSUMERS["retention"].open_runner(opened)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(everything(backends)) > 1_000:
-            assert time.monotonic() < deadline, "the retention consumer did not drop the partitions"
-            time.sleep(0.1)
+        run_retention_consumer(
+            opened,
+            lambda: len(everything(backends)) <= 1_000,
+            "the retention consumer did not drop the partitions",
+        )
     finally:
-        runner.stop.set()
-        thread.join()
-        runner.sink.close()
         opened.close()
     assert [event.seq for event in everything(backends)] == list(range(15_001, 16_001))
 
@@ -378,7 +359,7 @@ def test_a_postgresql_log_beside_sqlite_state(tmp_path: Path) -> None:
         backends = open_backends(settings, writer=True)
         try:
             write(backends, 11_000)
-            _profiles_read(backends, None)  # its store is SQLite's profiles.db, in the data dir
+            profiles_read(backends, None)  # its store is SQLite's profiles.db, in the data dir
             maintenance = open_maintenance(settings)
             try:
                 report = run_pass(backends, maintenance, Policy(max_bytes=1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.retention.conftest import DAY_MS, compact_all, everything, write
+from tests.retention.conftest import DAY_MS, compact_all, everything, profiles_read, write
 from trackyard.consumers.registry import CONSUMERS
 from trackyard.retention.policy import Policy, run_pass
 from trackyard.storage.base import EventRecord, LogMaintenance, RejectRecord, StoredEvent
@@ -19,16 +19,6 @@ def _old_then_new(backends: Backends, old: int, new: int) -> None:
     """``old`` events received 40 days ago, then ``new`` received now."""
     write(backends, old, received_ms=int(time.time() * 1000) - 40 * DAY_MS)
     write(backends, new, start=old)
-
-
-def _read_by_profiles(backends: Backends) -> int:
-    """Run the real profile consumer until it has read the whole log; its position."""
-    runner = CONSUMERS["profiles"].open_runner(backends)
-    try:
-        runner.catch_up()
-        return runner.position()
-    finally:
-        runner.sink.close()
 
 
 def test_age_retention_drops_old_events_once_the_consumers_have_read_them(
@@ -46,7 +36,7 @@ def test_age_retention_drops_old_events_once_the_consumers_have_read_them(
     assert held.held_by[0].position == 0
     assert everything(backends) == before  # the old events were compacted, not dropped
 
-    assert _read_by_profiles(backends) == 20_000
+    assert profiles_read(backends) == 20_000
     report = run_pass(backends, maintenance, policy)
     assert report.held_by == []
     assert report.dropped_events == 10_000
