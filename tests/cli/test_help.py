@@ -10,8 +10,12 @@ from trackyard.cli import main
 
 
 def _paths(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    # list_commands/get_command, not .commands: the top-level group loads its commands lazily.
     found = [path]
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             found += _paths(command, (*path, name))
         else:
