@@ -4,18 +4,15 @@ later requests among those in flight, and a SIGKILL in the middle loses nothing.
 
 from __future__ import annotations
 
-import os
 import signal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import cli, start_server
-from tests.destinations.conftest import Answer, Receiver, append, poll
-from tests.destinations.test_sigkill import _delivery_pid, _more_than
+from tests.destinations.conftest import Answer, Receiver, append
+from tests.destinations.test_sigkill import send_and_kill_delivery
 from tests.faults._group import Group
 from trackyard.consumers.runner import Runner
 from trackyard.destinations.consumer import open_runner_for
@@ -92,25 +89,7 @@ def test_sigkilled_delivery_with_requests_in_flight_loses_nothing(tmp_path: Path
     )
     sent = _events(200, 3)  # 200 people: a request each, four at a time
     try:
-        for start in range(0, len(sent), 100):
-            response = httpx.post(
-                f"{a.url}/v1/batch", json={"batch": sent[start : start + 100]}, auth=(a_key, "")
-            )
-            assert response.status_code == 200, response.text
-        pid: int | None = None
-        kills = 0
-        for _ in range(3):
-            pid = _delivery_pid(a, not_this=pid)
-            seen = len(b.events())
-            if seen >= len(sent):
-                break
-            poll(partial(_more_than, b, seen), timeout=30)  # it is delivering: kill it mid-way
-            os.kill(pid, signal.SIGKILL)
-            kills += 1
-        poll(lambda: len(b.events()) >= len(sent), timeout=90)
-        stored = [e["messageId"] for e in b.events()]
-        assert sorted(stored) == sorted(e["messageId"] for e in sent)  # all there, none twice
-        assert kills >= 1, "delivery finished before a kill: the test proved nothing"
+        send_and_kill_delivery(a, a_key, b, sent)
     finally:
         a.signal_group(signal.SIGTERM)
         a.wait_gone(60)

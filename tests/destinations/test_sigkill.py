@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import os
 import signal
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,6 +45,37 @@ def _more_than(server: Server, count: int) -> bool:
     return len(server.events()) > count
 
 
+def send_and_kill_delivery(
+    a: Group,
+    a_key: str,
+    b: Server,
+    sent: list[dict[str, Any]],
+    between_kills: Callable[[], None] = lambda: None,
+) -> None:
+    """Send ``sent`` to A in batches of 100, SIGKILL the process delivering to B (``to-b``) up to
+    three times while it delivers, then check B stored every event exactly once."""
+    for start in range(0, len(sent), 100):
+        response = httpx.post(
+            f"{a.url}/v1/batch", json={"batch": sent[start : start + 100]}, auth=(a_key, "")
+        )
+        assert response.status_code == 200, response.text
+    pid: int | None = None
+    kills = 0
+    for _ in range(3):
+        pid = _delivery_pid(a, not_this=pid)
+        seen = len(b.events())
+        if seen >= len(sent):
+            break
+        poll(partial(_more_than, b, seen), timeout=30)  # it is delivering: kill it mid-way
+        os.kill(pid, signal.SIGKILL)
+        kills += 1
+        between_kills()
+    poll(lambda: len(b.events()) >= len(sent), timeout=90)
+    stored = [e["messageId"] for e in b.events()]
+    assert sorted(stored) == sorted(e["messageId"] for e in sent)  # all there, none twice
+    assert kills >= 1, "delivery finished before a kill: the test proved nothing"
+
+
 @pytest.mark.usefixtures("fast_retries")
 def test_sigkilled_delivery_loses_nothing_and_the_receiver_stores_each_event_once(tmp_path: Path) -> None:
     b = start_server(tmp_path / "b")
@@ -73,27 +106,10 @@ def test_sigkilled_delivery_loses_nothing_and_the_receiver_stores_each_event_onc
             {"type": "track", "event": "Tick", "messageId": f"k{i}", "userId": f"u{i % 5}"}
             for i in range(_EVENTS)
         ]
-        for start in range(0, _EVENTS, 100):
-            response = httpx.post(
-                f"{a.url}/v1/batch", json={"batch": sent[start : start + 100]}, auth=(a_key, "")
-            )
-            assert response.status_code == 200, response.text
-        pid: int | None = None
-        kills = 0
-        for _ in range(3):
-            pid = _delivery_pid(a, not_this=pid)
-            seen = len(b.events())
-            if seen >= _EVENTS:
-                break
-            poll(partial(_more_than, b, seen), timeout=30)  # it is delivering: kill it mid-way
-            os.kill(pid, signal.SIGKILL)
-            kills += 1
-            # The other destination's process is not touched: it has everything already.
-            poll(lambda: _steady_count(steady) == _EVENTS, timeout=30)
-        poll(lambda: len(b.events()) >= _EVENTS, timeout=90)
-        stored = [e["messageId"] for e in b.events()]
-        assert sorted(stored) == sorted(e["messageId"] for e in sent)  # all there, none twice
-        assert kills >= 1, "delivery finished before a kill: the test proved nothing"
+        # The other destination's process is not touched: it has everything already.
+        send_and_kill_delivery(
+            a, a_key, b, sent, lambda: poll(lambda: _steady_count(steady) == _EVENTS, timeout=30)
+        )
     finally:
         a.signal_group(signal.SIGTERM)
         a.wait_gone(60)
