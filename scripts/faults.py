@@ -422,6 +422,15 @@ class Summary:
         return "\n".join(lines)
 
 
+async def _acknowledged_at_least(tally: Tally, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(tally.acknowledged) < count:
+        if time.monotonic() > deadline:
+            got = len(tally.acknowledged)
+            raise TimeoutError(f"{got:,} acknowledged in {timeout:.0f} s, waiting for {count:,}")
+        await asyncio.sleep(0.01)
+
+
 async def crash_loop(
     workdir: Path, summary: Summary, crashes: int, clients: int, seed: int, *, log: Callable[[str], None]
 ) -> None:
@@ -437,8 +446,10 @@ async def crash_loop(
     db = server.data_dir / "trackyard.db"
     try:
         for crash in range(crashes):
-            # Up at least long enough to take some load, then killed at a random moment.
-            await asyncio.sleep(rng.uniform(0.3, 1.5))
+            # Up until it has taken some load (a count of acknowledgements, not a time: a busy
+            # machine is slower), then killed at a random moment.
+            await _acknowledged_at_least(tally, len(tally.acknowledged) + rng.randint(150, 400))
+            await asyncio.sleep(rng.uniform(0, 0.5))
             summary.watch(server)
             pool.up.clear()
             server.stop(signal.SIGKILL)

@@ -24,6 +24,10 @@ def _send_all(client: Any) -> None:
     client.alias("anon-7", "user-1")
 
 
+def _instant(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _check(events: list[dict[str, Any]], library: str) -> None:
     by_type = {e["type"]: e for e in events}
     assert set(by_type) == {"identify", "track", "page", "screen", "group", "alias"}
@@ -35,8 +39,12 @@ def _check(events: list[dict[str, Any]], library: str) -> None:
     assert track["event"] == "Order Completed"
     assert track["properties"] == {"revenue": 42.5, "products": [{"sku": "a-1"}]}
     assert track["originalTimestamp"].startswith("2024-05-01T12:00:00.123")
-    # The SDK's clock is this machine's: the skew correction keeps the time it gave.
-    assert track["timestamp"].startswith("2024-05-01T12:00:00.1")
+    # Segment's skew correction: timestamp = receivedAt - (sentAt - originalTimestamp). The
+    # SDK's clock is this machine's, so it moves the time the SDK gave by the transit only.
+    moved = _instant(track["timestamp"]) - _instant(track["originalTimestamp"])
+    transit = _instant(track["receivedAt"]) - _instant(track["sentAt"])
+    assert abs(moved - transit) <= dt.timedelta(milliseconds=1)
+    assert dt.timedelta(0) <= moved < dt.timedelta(seconds=30)
     assert by_type["page"]["name"] == "Install" and by_type["page"]["category"] == "Docs"
     assert by_type["screen"]["name"] == "Home"
     assert by_type["group"]["groupId"] == "acme" and by_type["group"]["traits"]["employees"] == 50
