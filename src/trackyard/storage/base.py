@@ -256,6 +256,10 @@ class DedupIndex(Protocol):
         """The events with ``keys``, received at ``received_at_ms``, are stored durably now."""
         ...
 
+    def remember_many(self, parts: Collection[tuple[int, Collection[int]]]) -> None:
+        """Several :meth:`remember` calls (``(received_at_ms, keys)`` each) in one write."""
+        ...
+
 
 class RejectStore(Protocol):
     """Refused events and requests, kept with their reasons (written by ``EventLog.append``)."""

@@ -214,7 +214,8 @@ class JetStreamLog:
             for event, key in fresh:
                 by_receipt[event.received_at_ms].append(key)
             try:
-                await asyncio.to_thread(self._remember, list(by_receipt.items()))
+                # One write for the whole request.
+                await asyncio.to_thread(self._dedup.remember_many, list(by_receipt.items()))
             except Exception as exc:
                 # The events are in the stream: the client's retry is dropped there, by its ids.
                 raise StoreUnavailable(f"the dedup index cannot write ({type(exc).__name__})") from None
@@ -223,14 +224,6 @@ class JetStreamLog:
         self._commits += 1
         self._written += stored
         return AppendResult(stored=stored, duplicates=len(events) - stored)
-
-    def _remember(self, parts: list[tuple[int, list[int]]]) -> None:
-        remember_many = getattr(self._dedup, "remember_many", None)
-        if remember_many is not None:  # one transaction for the whole request
-            remember_many(parts)
-            return
-        for received_at_ms, keys in parts:
-            self._dedup.remember(received_at_ms, keys)
 
     async def _publish_all(self, events: list[EventRecord]) -> int:
         """On the bridge's loop: publish every event and wait for all acks; how many were new."""
@@ -318,7 +311,7 @@ class JetStreamLog:
         if not events:
             return
         self._call(self._copy(events), self.options.ack_timeout + _RETRY_SECONDS)
-        self._remember([(int(time.time() * 1000), list(dict.fromkeys(keys)))])
+        self._dedup.remember_many([(int(time.time() * 1000), list(dict.fromkeys(keys)))])
 
     async def _copy(self, events: Sequence[StoredEvent]) -> None:
         header = api.Header.EXPECTED_LAST_SEQUENCE.value

@@ -246,6 +246,10 @@ class SQLiteDedup:
         segment.keys.setdefault(self.bucket(received_at_ms), set()).update(keys)
         self._recent.update(keys)
 
+    def remember_many(self, parts: Collection[tuple[int, Collection[int]]]) -> None:
+        for received_at_ms, keys in parts:
+            self.remember(received_at_ms, keys)
+
     def committed(self, next_seq: int) -> None:
         """The log rows added so far end before ``next_seq``; seal the segment once it is full."""
         self._next_seq = next_seq
