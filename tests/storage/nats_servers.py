@@ -107,9 +107,11 @@ class NatsServers:
             ]  # fmt: skip
         return command
 
-    def start(self, index: int | None = None) -> None:
-        """Start every node (or one, after :meth:`kill`) and wait until it serves JetStream."""
-        nodes = self.nodes if index is None else [self.nodes[index]]
+    def start(self, *indices: int) -> None:
+        """Start every node (or those given, after :meth:`kill`) and wait until they serve
+        JetStream. Several restarted at once wait together: one alone may need the others
+        to elect a leader before it is healthy."""
+        nodes = self.nodes if not indices else [self.nodes[i] for i in indices]
         for node in nodes:
             node.store_dir.mkdir(parents=True, exist_ok=True)
             with node.log.open("ab") as log:

@@ -183,8 +183,7 @@ def test_without_a_quorum_a_collector_answers_503_and_takes_the_retry_once_it_is
         refused = _segment_batch(collector, key, "m2", "m3")
         assert refused.status_code in (429, 503), refused.text
         assert refused.headers["Retry-After"]
-        cluster.start(1)
-        cluster.start(2)
+        cluster.start(1, 2)
         wait_until(
             lambda: _segment_batch(collector, key, "m2", "m3").status_code == 200, "the quorum back", 60
         )
