@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "nats-servers and a fresh PostgreSQL database, or the database alone), beside the embedded "
         "default (bench/cluster.py)",
     )
+    parser.add_argument(
+        "--nats-gomaxprocs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GOMAXPROCS of each of the three nats-servers of --backend nats (default 1: they share this "
+        "machine's cores; 0: Go's default, one a core)",
+    )
 
 
 def _add_source(env: dict[str, str], data_dir: Path) -> None:
@@ -130,7 +138,9 @@ def run(args: argparse.Namespace, chosen: list[Scenario], tmp: Path, run_id: str
         dsn = stack.enter_context(fresh_database())
         cluster_env = {"TRACKYARD_STATE": dsn}
         if backend == "nats":
-            servers = NatsServers(tmp / "nats", 3)
+            # Three servers on this machine's cores: each Go runtime would run a thread a core
+            # and the three contend; one each spent 15-25% less CPU a message (docs/performance.md).
+            servers = NatsServers(tmp / "nats", 3, env={"GOMAXPROCS": str(args.nats_gomaxprocs)})
             stack.callback(servers.stop)
             servers.start()
             cluster_env["TRACKYARD_LOG"] = servers.url

@@ -65,7 +65,7 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-class _Webhook:
+class WebhookReceiver:
     """The trivial receiver: answers 200, notes when each messageId arrived."""
 
     def __init__(self) -> None:
@@ -98,7 +98,7 @@ class _Webhook:
         self._server.server_close()
 
 
-def _event(n: int, run: str) -> dict[str, Any]:
+def bench_event(n: int, run: str) -> dict[str, Any]:
     return {
         "type": "track",
         "event": "Product Viewed",
@@ -156,7 +156,7 @@ def _received(url: str, after_run: str) -> dict[str, float]:
             after = page["next"]
 
 
-def _arrived(hook: _Webhook | None, b: Process | None) -> dict[str, float]:
+def _arrived(hook: WebhookReceiver | None, b: Process | None) -> dict[str, float]:
     if hook is not None:
         return {k: v for k, v in list(hook.arrived.items()) if k.startswith("pace")}
     assert b is not None
@@ -185,9 +185,9 @@ def run_format(kind: str, events: int, seconds: float, tmp: Path) -> dict[str, A
     a_dir, b_dir = tmp / f"{kind}-a", tmp / f"{kind}-b"
     _trackyard("sources", "add", "bench", "--write-key", KEY_A, "--data-dir", str(a_dir))
     b: Process | None = None
-    hook: _Webhook | None = None
+    hook: WebhookReceiver | None = None
     if kind == "webhook":
-        hook = _Webhook()
+        hook = WebhookReceiver()
         target = ["--url", hook.url]
     else:
         _trackyard("sources", "add", "bench", "--write-key", KEY_B, "--data-dir", str(b_dir))
@@ -206,7 +206,7 @@ def run_format(kind: str, events: int, seconds: float, tmp: Path) -> dict[str, A
         cpu_a, cpu_d = _cpu_seconds(a.proc.pid), _cpu_seconds(pid)
         started = time.monotonic()
         for start in range(0, events, 100):
-            _send(client, a.url, [_event(n, "fill") for n in range(start, min(start + 100, events))])
+            _send(client, a.url, [bench_event(n, "fill") for n in range(start, min(start + 100, events))])
         ingest_s = time.monotonic() - started
         ingest_cpu = _cpu_seconds(a.proc.pid) - cpu_a
         behind = _lag(client, a, "to-b")
@@ -218,7 +218,7 @@ def run_format(kind: str, events: int, seconds: float, tmp: Path) -> dict[str, A
         sent = 0
         ends = time.monotonic() + seconds
         while time.monotonic() < ends:
-            _send(client, a.url, [_event(n, "pace") for n in range(sent, sent + 10)])
+            _send(client, a.url, [bench_event(n, "pace") for n in range(sent, sent + 10)])
             sent += 10
             time.sleep(0.01)  # the pace of the load, not a synchronisation
         deadline = time.monotonic() + 60

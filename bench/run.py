@@ -559,7 +559,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         help=f"run only scenarios whose name contains this text (e.g. 'batch', '{WAREHOUSE}'; "
-        "'delivery': that scenario alone)",
+        "'delivery' or 'end-to-end': that scenario alone)",
     )
     parser.add_argument(
         "--delivery-events",
@@ -830,6 +830,12 @@ def main() -> int:
 
         console.print("[dim]delivery: from trackyard A's log to a receiver, per format[/dim]")
         report["delivery"] = delivery.run_all(args.delivery_events, args.seconds)
+    if not args.only or args.only in "end-to-end":
+        sys.path.insert(0, str(REPO))
+        from bench import endtoend
+
+        console.print("[dim]end-to-end: the events/s at which every stage keeps up[/dim]")
+        report["end_to_end"] = endtoend.run(args.seconds)
     if loader:
         report["warehouse_loader_under_serve"] = loader
     if with_warehouse:
@@ -942,6 +948,10 @@ def print_table(report: dict[str, Any]) -> None:
         from bench import delivery  # importable: main put the repo on the path
 
         delivery.print_table(report["delivery"])
+    if "end_to_end" in report:
+        from bench.endtoend import describe as describe_end_to_end
+
+        out_console.print(describe_end_to_end(report["end_to_end"]))
     if "warehouse_loader_under_serve" in report:
         out_console.print(f"warehouse loader under serve: {report['warehouse_loader_under_serve']}")
     if "warehouse" in report:

@@ -9,6 +9,7 @@ JetStream meta leader for a cluster), never slept for.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -75,10 +76,14 @@ class Node:
 class NatsServers:
     """``size`` JetStream servers (1, or 3 clustered). Use :func:`nats_servers` to get one."""
 
-    def __init__(self, base: Path, size: int, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, base: Path, size: int, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         assert size in (1, 3)
         self.size = size
         self.extra = extra
+        #: Environment of the servers beside this process's (the bench's ``GOMAXPROCS``).
+        self.env = {**os.environ, **env} if env else None
         self.nodes = [Node(f"n{i + 1}", base / f"n{i + 1}", base / f"n{i + 1}.log") for i in range(size)]
 
     @property
@@ -115,7 +120,7 @@ class NatsServers:
         for node in nodes:
             node.store_dir.mkdir(parents=True, exist_ok=True)
             with node.log.open("ab") as log:
-                node.process = subprocess.Popen(self._command(node), stdout=log, stderr=log)
+                node.process = subprocess.Popen(self._command(node), stdout=log, stderr=log, env=self.env)
         for node in nodes:
             wait_until(node.healthy, f"nats-server {node.name} to be healthy (see {node.log})")
         if self.size > 1:
