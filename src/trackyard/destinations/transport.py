@@ -3,8 +3,8 @@ kept-alive connection, a host.
 
 Why libcurl: a Koala request carries one person's events, so with many people most
 requests carry a few events and the client's own work for a request is much of a delivered
-event's CPU: httpx spent about 400-600 µs of CPU a request here, ``http.client`` 240-280,
-libcurl 80-95 (docs/performance.md). libcurl frames the request, reads the answer
+event's CPU: httpx spent about 400-600 µs of CPU a request here, ``http.client`` 240-320,
+libcurl 105-140 (docs/performance.md). libcurl frames the request, reads the answer
 (``Content-Length``, chunked, or until the connection closes, 1xx answers skipped), keeps
 the connection, verifies TLS and goes through a proxy; what stays here is choosing the
 options, the answer's headers and body, and naming errors.
@@ -13,8 +13,12 @@ A kept-alive connection that the server closed while idle (readable before a req
 replaced before it is used: libcurl checks it, as the ``http.client`` client did. One case
 differs: when a reused connection dies after the request was sent and before any byte of
 an answer, libcurl sends the request once more on a new connection. The receiver may then
-have had it twice; delivery is at least once anyway (the sink's retries, a crash) and every
-kind carries each event's ``messageId`` for the receiver's dedup.
+have had it twice; delivery is at least once anyway (the sink's retries, a crash), and a
+receiver that dedups stores it once (docs/destinations.md, "The messageId").
+
+The destination's timeout bounds connecting and the attempt as a whole (libcurl's
+``TIMEOUT_MS``: it has no timeout for each wait on the socket, as ``http.client`` had); a
+receiver that does not answer is a ``ReadTimeout`` after that long.
 
 Errors are raised as httpx's exception classes (``ConnectError``, ``ReadTimeout``, …), so
 the status classes and the last errors of ``destinations show`` read as before. A proxy
