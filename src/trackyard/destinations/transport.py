@@ -136,6 +136,9 @@ class _Handle:
     def __init__(self, target: _Target, timeout: float) -> None:
         self.body: list[bytes] = []
         self.head: list[bytes] = []
+        #: The header lines and URL last set on the handle (libcurl keeps them between requests).
+        self._lines: list[bytes] | None = None
+        self._url = ""
         curl = self.curl = pycurl.Curl()
         milliseconds = max(int(timeout * 1000), 1)
         # Connecting (TLS included) within the timeout; the whole exchange too, so a receiver
@@ -164,8 +167,13 @@ class _Handle:
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         curl = self.curl
-        curl.setopt(pycurl.HTTPHEADER, _header_lines(tuple(headers.items())))
-        curl.setopt(pycurl.URL, url)
+        lines = _header_lines(tuple(headers.items()))
+        if lines is not self._lines:  # a destination's requests mostly share their headers
+            curl.setopt(pycurl.HTTPHEADER, lines)
+            self._lines = lines
+        if url != self._url:
+            curl.setopt(pycurl.URL, url)
+            self._url = url
         curl.setopt(pycurl.POSTFIELDS, body)
         try:
             curl.perform()
