@@ -304,8 +304,11 @@ def _event(
 
 
 #: One event as Koala takes it: the level, the request's head (its person or account), the
-#: list its entry goes in (``None``: a request with no entries) and the entry.
-Entry = tuple[Level, dict[str, Any], str | None, dict[str, Any]]
+#: list its entry goes in (``None``: a request with no entries) and the entry (a dict, or a
+#: struct that encodes as that dict would: ``trackyard.wire._koala_typed``).
+Entry = tuple[Level, dict[str, Any], str | None, dict[str, Any] | msgspec.Struct]
+#: An entry as this module builds it (a dict).
+_DictEntry = tuple[Level, dict[str, Any], str | None, dict[str, Any]]
 
 
 def encode(events: Iterable[dict[str, Any]]) -> list[KoalaRequest]:
@@ -336,23 +339,20 @@ def group(
     the requests are in the order of each one's first entry), which takes a stream of
     interleaved people in far fewer requests."""
     requests: list[tuple[KoalaRequest, list[T]]] = []
-    open_requests: dict[bytes, int] = {}
+    #: The open request of each head (by its sorted JSON): its body, and its entries' tags.
+    open_requests: dict[bytes, tuple[dict[str, Any], list[T]]] = {}
     for tag, (level, head, list_name, entry) in entries:
         key = _sorted_encoder.encode([level, head])
-        index = open_requests.get(key)
-        full = (
-            index is not None and len(requests[index][0].body.get(list_name or "", ())) >= MAX_PROFILE_ENTRIES
-        )
-        if full:
-            index = None
-        if index is None:
+        current = open_requests.get(key)
+        if current is None or len(current[0].get(list_name or "", ())) >= MAX_PROFILE_ENTRIES:
             if not by_person:
                 open_requests.clear()
-            requests.append((KoalaRequest(level, dict(head)), []))
-            index = open_requests[key] = len(requests) - 1
-        request, tags = requests[index]
+            request = KoalaRequest(level, dict(head))
+            current = open_requests[key] = (request.body, [])
+            requests.append((request, current[1]))
+        body, tags = current
         if list_name is not None:
-            request.body.setdefault(list_name, []).append(entry)
+            body.setdefault(list_name, []).append(entry)
         tags.append(tag)
     return requests
 
@@ -377,7 +377,7 @@ def entry_of(event: dict[str, Any], *, carry_message_id: bool = False) -> Entry:
     return level, head, list_name, entry
 
 
-def _exact(event: dict[str, Any], koala: dict[str, Any]) -> Entry:
+def _exact(event: dict[str, Any], koala: dict[str, Any]) -> _DictEntry:
     level: Level = koala["level"]
     context = event["context"]
     head: dict[str, Any] = {}
@@ -407,7 +407,7 @@ def _exact(event: dict[str, Any], koala: dict[str, Any]) -> Entry:
 _BEST_EFFORT_LISTS: Final = {"track": "events", "identify": "identifies", "page": "page_views"}
 
 
-def _best_effort(event: dict[str, Any]) -> Entry:
+def _best_effort(event: dict[str, Any]) -> _DictEntry:
     """Any other canonical event (Segment's, another vendor's) as Koala would best take it;
     a ``ValueError`` when it cannot."""
     kind = "page" if event.get("type") == "screen" else event.get("type")

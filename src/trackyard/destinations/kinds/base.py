@@ -23,7 +23,7 @@ from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire.base import Receipt
 
-if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx
+if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx, no pycurl
     from trackyard.destinations.transport import Answer
 
 

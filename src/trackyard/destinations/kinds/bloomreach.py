@@ -31,7 +31,7 @@ from trackyard.storage.destinations import Destination
 from trackyard.wire import bloomreach as wire
 from trackyard.wire.base import Receipt
 
-if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx
+if TYPE_CHECKING:  # an HTTP worker checks destinations without sending: no httpx, no pycurl
     from trackyard.destinations.transport import Answer
 
 #: Spec types with no Bloomreach command (it has customers and their events, no accounts).

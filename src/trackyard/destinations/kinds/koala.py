@@ -32,6 +32,7 @@ from trackyard.destinations.kinds.base import (
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.destinations import Destination
 from trackyard.wire import koala as wire
+from trackyard.wire._koala_typed import entry_of_stored
 
 _encoder = msgspec.json.Encoder()
 
@@ -45,14 +46,21 @@ class Koala(Kind):
     def requests(self, destination: Destination, events: Sequence[StoredEvent]) -> Iterator[Outgoing]:
         entries: list[tuple[StoredEvent, wire.Entry]] = []
         for event in events:
-            try:
-                entries.append((event, wire.entry_of(decoded(event), carry_message_id=True)))
-            except ValueError as why:
-                yield Skipped(event, str(why))
+            entry = entry_of_stored(event.body)  # most events; the others by the reference path
+            if entry is None:
+                try:
+                    entry = wire.entry_of(decoded(event), carry_message_id=True)
+                except ValueError as why:
+                    yield Skipped(event, str(why))
+                    continue
+            entries.append((event, entry))
+        # The batch's requests share a URL per level and one headers dict (never changed).
+        urls = {path: _url(destination, path) for path in ("/batch", "/accounts/batch")}
+        headers = json_headers(destination)
         for request, tagged in wire.group(entries, by_person=True):
             body = _encoder.encode(request.body)
             if len(body) <= MAX_REQUEST_BYTES:
-                yield self._request(destination, request, body, tagged)
+                yield OutgoingRequest(urls[request.path], body, headers, tagged, _people(request))
             elif len(tagged) == 1:
                 yield Unsendable(tagged[0], f"a Koala request of {len(body)} bytes, over 500 KB")
             else:  # in halves, until each part fits or is one event
@@ -60,12 +68,10 @@ class Koala(Kind):
                 yield from self.requests(destination, tagged[:half])
                 yield from self.requests(destination, tagged[half:])
 
-    def _request(
-        self, destination: Destination, request: wire.KoalaRequest, body: bytes, events: list[StoredEvent]
-    ) -> OutgoingRequest:
-        path = f"/web/projects/{quote(destination.key or '', safe='')}{request.path}"
-        url, headers = url_under(destination, path), json_headers(destination)
-        return OutgoingRequest(url, body, headers, events, _people(request))
+
+def _url(destination: Destination, path: str) -> str:
+    """Where a request of ``path`` (``KoalaRequest.path``) goes: the key in the path, as Koala's SDK."""
+    return url_under(destination, f"/web/projects/{quote(destination.key or '', safe='')}{path}")
 
 
 #: The fields of a request's head that name its person (or account).
