@@ -5,14 +5,16 @@ from a new user, the consumer's dearest case: each creates a profile, an identit
 event link), then times `catch_up`, the consumer's loop, over the whole log and prints
 CPU microseconds per event (``time.process_time``: steadier than wall time on a shared
 machine), split into reading the log, the builder's Python work and the profile store's
-SQL. `python bench/consumer.py [--events N] [--users N]`; figures are quoted in
-docs/performance.md.
+SQL, and the process's peak RSS while it runs (the profile store's page cache,
+``TRACKYARD_PROFILES_CACHE_SIZE``, is most of what grows). `python bench/consumer.py
+[--events N] [--users N]`; figures are quoted in docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -84,7 +86,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="trackyard-consumer-"))
-    settings = Settings(data_dir=data)
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data)
     asyncio.run(fill(settings, args.events, args.users))
 
     totals: dict[str, float] = {}
@@ -93,6 +95,7 @@ def main() -> None:
     timing(backends.log, "read_events", totals, "read the log")
     for name in ("owners", "load", "commit"):
         timing(profiles, name, totals, "profile store SQL")
+    rest_kb = _reset_peak_rss()
     try:
         start, wall = time.process_time(), time.perf_counter()
         # The consumer types its log as a whole Store but only reads the log.
@@ -109,6 +112,20 @@ def main() -> None:
     for label, seconds in totals.items():
         print(f"  {label:42s} {seconds / applied * 1e6:6.1f} µs/event")
     print(f"  {'total':42s} {elapsed / applied * 1e6:6.1f} µs/event")
+    print(f"peak RSS while it ran {_status_kb('VmHWM') / 1024:.1f} MB (before it: {rest_kb / 1024:.1f} MB)")
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> int:
+    """Start the peak RSS again from now (Linux: ``clear_refs`` 5); the RSS now, in KiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kb("VmRSS")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ _ENV_NAMES: Final = {
     "state_url": "TRACKYARD_STATE",
     "retention_seconds": "TRACKYARD_RETENTION",
     "retention_bytes": "TRACKYARD_RETENTION_SIZE",
+    "profiles_cache_bytes": "TRACKYARD_PROFILES_CACHE_SIZE",
     "rejects_retention_seconds": "TRACKYARD_REJECTS_RETENTION",
     "dead_letters_retention_seconds": "TRACKYARD_DEAD_LETTERS_RETENTION",
 }
@@ -43,7 +44,7 @@ _ENV_NAMES: Final = {
 _OPTIONAL_TEXT: Final = ("admin_token", "metrics_token", "store_url", "warehouse_url", "log_url", "state_url")
 #: Settings written as durations (``30d``) or sizes (``50GB``) in the environment (units.py).
 _DURATIONS: Final = ("retention_seconds", "rejects_retention_seconds", "dead_letters_retention_seconds")
-_SIZES: Final = ("retention_bytes",)
+_SIZES: Final = ("retention_bytes", "profiles_cache_bytes")
 
 
 def env_name(field: str) -> str:
@@ -115,6 +116,10 @@ class Settings:
     #: Seqs per partition of a PostgreSQL log: the unit retention drops there (each new
     #: partition takes the value of the node that creates it).
     log_partition_events: int = 1_000_000
+    #: SQLite's page cache of the embedded profile store (``profiles.db``), in the profile
+    #: consumer's process. 8 MiB: 64 MiB took 63 MB more memory and was no faster per
+    #: event (the pages it misses come from the OS's cache; docs/performance.md, memory).
+    profiles_cache_bytes: int = 8 * 1024 * 1024
     #: Bearer token for the read and admin API (profiles, accounts); ``None`` turns that API off.
     admin_token: str | None = None
     #: ``GET /metrics`` and the counting behind it (docs/metrics.md); off, requests count nothing.

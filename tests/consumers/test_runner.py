@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from tests.consumers.conftest import RecordingSink, append
-from trackyard.consumers.runner import Backoff, Runner, RunPolicy
+from trackyard.consumers.runner import Backoff, Runner, RunPolicy, mirror_name
 from trackyard.storage.base import StoredEvent
 from trackyard.storage.factory import Backends, open_backends
 
@@ -128,3 +128,20 @@ def test_a_stop_during_backoff_ends_the_run_without_moving_the_cursor(backends: 
         runner.stop.set()
         thread.join()
     assert backends.cursors().get("test") == 0 and sink.delivered == []
+
+
+def test_the_position_of_a_sink_with_its_own_cursor_is_mirrored_wherever_it_moves(
+    backends: Backends,
+) -> None:
+    """The mirror is what the metrics reader takes for a running consumer's position: it
+    follows the batches, and a move the sink made itself (a rebuild) before the next read."""
+    append(backends, [b"{}"] * 6)
+    sink = RecordingSink(own_cursor=True)
+    runner = _runner(backends, sink)
+    mirror = mirror_name("test")
+    assert runner.catch_up() == 6
+    assert backends.cursors().get(mirror) == 6 and backends.cursors().get("test") == 0
+    sink._position = 2  # the sink went back by itself, as a profile rebuild does
+    assert runner.step(until=2) == 0  # nothing to read up to seq 2: the read mirrored it all the same
+    assert backends.cursors().get(mirror) == 2
+    assert runner.catch_up() == 4 and backends.cursors().get(mirror) == 6

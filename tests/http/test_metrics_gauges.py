@@ -135,3 +135,38 @@ def test_on_a_jetstream_log_the_served_node_reads_its_own_gauges(tmp_path: Path)
             assert value(samples, "trackyard_consumer_running", consumer="metrics") == 1
         finally:
             server.stop()
+
+
+def _child_of(parent: int, consumer: str) -> int:
+    """The pid of ``consumer``'s process under ``serve`` (``trackyard.consumers._child NAME``)."""
+    # The supervisor's thread starts them: the children of every thread of ``serve``.
+    tasks = Path(f"/proc/{parent}/task").glob("*/children")
+    children = [pid for task in tasks for pid in task.read_text().split()]
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"trackyard.consumers._child" in argv and consumer.encode() in argv:
+            return int(pid)
+    raise AssertionError(f"no {consumer} process under {parent}")
+
+
+def test_the_metrics_consumer_reads_the_running_loaders_position_without_duckdb(tmp_path: Path) -> None:
+    """Its lag comes from the runner's mirror: the reader never loads DuckDB (nor pyarrow),
+    which would take it from about 40 MB to over 110, nor opens the loader's file."""
+    data = tmp_path / "data"
+    server = start_server(data, env=FAST_GAUGES)
+    try:
+        assert server.process is not None
+        _track(server.url, server.write_key, 3)
+        caught_up = scrape_until(
+            server.url,
+            lambda s: (
+                value(s, "trackyard_log_head_seq") == 3
+                and value(s, "trackyard_consumer_lag_events", consumer="warehouse") == 0
+            ),
+        )
+        assert value(caught_up, "trackyard_consumer_running", consumer="warehouse") == 1
+        for consumer, loads in (("warehouse", True), ("metrics", False)):
+            maps = Path(f"/proc/{_child_of(server.process.pid, consumer)}/maps").read_text()
+            assert ("duckdb" in maps) is loads, consumer
+    finally:
+        server.stop()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from trackyard.config import Settings
 from trackyard.errors import IngestError
 from trackyard.ingest.collector import Collector
 from trackyard.ingest.pipeline import MAX_KEPT_BYTES, Accepted, Incoming, accept
+from trackyard.storage.base import AppendResult, EventRecord, RejectRecord
 from trackyard.storage.sqlite.store import SQLiteStore
 from trackyard.wire.base import Format
 from trackyard.wire.koala import PROFILE_ROUTE, KoalaBatch
@@ -112,3 +114,24 @@ def test_a_refusal_for_no_known_key_is_not_kept(store: SQLiteStore) -> None:
     error = refused(store, SEGMENT, Incoming("/v1/batch", b"{not json", "Basic c3RyYW5nZXI6"))
     assert error.code == "invalid_json"
     assert store.read_rejects() == []
+
+
+def test_the_request_lets_go_of_its_body_while_it_waits_for_the_commit(store: SQLiteStore) -> None:
+    """Under overload the requests waiting for the writer are most of a worker's memory:
+    what they need then is their events, not the body (nor its items, views of it)."""
+    items = [{"type": "track", "userId": "u", "event": "A", "messageId": f"m-{i}"} for i in range(100)]
+    body = json.dumps({"writeKey": "key-1", "batch": items}).encode()
+    incoming = Incoming("/v1/batch", body)
+    collector = Collector(store, store, Settings(data_dir=Path(".")))
+    store_commit = collector.commit
+    held: list[tuple[bytes, int]] = []
+
+    async def commit(events: Sequence[EventRecord], rejects: Sequence[RejectRecord]) -> AppendResult:
+        held.append((incoming.body, sys.getrefcount(body)))
+        return await store_commit(events, rejects)
+
+    collector.commit = commit  # type: ignore[method-assign]
+    unshared = sys.getrefcount(body) - 1  # this test's own reference, and the call's
+    accepted = asyncio.run(accept(collector, SEGMENT, incoming))
+    assert held == [(b"", unshared)]
+    assert accepted.rejected == [] and store.head_seq() == 100

@@ -164,3 +164,17 @@ def test_the_start_up_description_of_a_postgresql_store_hides_the_password(tmp_p
     assert "postgresql://trackyard:***@db.internal:5433/state" in described
     assert "log: PostgreSQL at postgresql://trackyard:***@log.internal/log" in described
     assert describe_store(Settings(data_dir=tmp_path)) == f"SQLite in {tmp_path}"
+
+
+def test_the_profile_stores_page_cache_is_the_size_its_variable_says(tmp_path: Path) -> None:
+    env = {"TRACKYARD_DATA_DIR": str(tmp_path), "TRACKYARD_PROFILES_CACHE_SIZE": "8MiB"}
+    settings = Settings.from_env(env)
+    assert settings.profiles_cache_bytes == 8 * 1024 * 1024
+    assert Settings.from_env(settings.to_env()) == settings  # as it travels to the consumers
+    backends = open_backends(settings, writer=True)
+    try:
+        profiles = backends.profiles()
+        # SQLite's own reading of the setting: a negative cache_size is KiB.
+        assert profiles._conn.execute("PRAGMA cache_size").fetchone() == (-8192,)  # type: ignore[attr-defined]
+    finally:
+        backends.close()

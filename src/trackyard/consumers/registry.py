@@ -28,6 +28,9 @@ class ConsumerSpec:
     revision: str = ""
     #: Whether it follows the log (retention and the metrics reader do not: they hold nothing back).
     reads_log: bool = True
+    #: Whether its sink keeps its own cursor, which the runner mirrors into the cursor store:
+    #: a reader may take a running consumer's position there instead of opening its store.
+    mirrored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +109,15 @@ def _destination_member(name: str) -> ConsumerSpec:
 CONSUMERS: dict[str, ConsumerSpec] = {
     spec.name: spec
     for spec in (
-        ConsumerSpec("profiles", "builds people and accounts from the log (docs/profiles.md)", _profiles),
+        ConsumerSpec(
+            "profiles", "builds people and accounts from the log (docs/profiles.md)", _profiles, mirrored=True
+        ),
         ConsumerSpec(
             "warehouse",
             "loads Segment's warehouse tables (docs/warehouse.md); off with TRACKYARD_WAREHOUSE=off",
             _warehouse,
             enabled=_warehouse_enabled,
+            mirrored=True,
         ),
         ConsumerSpec(
             "retention",

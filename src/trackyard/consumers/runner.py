@@ -173,6 +173,8 @@ class Runner:
         self.policy = policy
         self.stop = stop or StopFlag()
         self._sink_keeps_cursor = False
+        #: The position last written to the mirror (``None``: not yet, in this process).
+        self._mirrored: int | None = None
 
     def position(self) -> int:
         """The seq of the last event handled (delivered or dead-lettered)."""
@@ -194,6 +196,7 @@ class Runner:
         """Read one batch after the cursor and deliver it; return how many events it held."""
         self.sink.before_read()
         cursor = self.position()
+        self._mirror(cursor)
         if until is not None and cursor >= until:
             return 0
         events = self._log.read_events(after=cursor, limit=self.policy.batch_size)
@@ -264,11 +267,21 @@ class Runner:
                 continue
             if not self._sink_keeps_cursor:
                 self._cursor_store().commit(self.name, events[-1].seq)
-            elif self._cursors is not None:
-                # A mirror of the sink's own position, behind it at worst: retention reads
-                # it when the sink's store is held by the running consumer (DuckDB).
-                self._cursors.commit(mirror_name(self.name), events[-1].seq)
+            else:
+                self._mirror(events[-1].seq)
             return
+
+    def _mirror(self, seq: int) -> None:
+        """Copy the position of a sink that keeps its own into the cursor store, when it moved.
+
+        Written after each batch, and before each read when something else moved it (the
+        start, a rebuild, a dead letter): readers of a running consumer's position (the
+        metrics reader; retention, when the sink's store is held: DuckDB's file) take it
+        there without opening the sink's store. Behind the real position at worst.
+        """
+        if self._sink_keeps_cursor and self._cursors is not None and seq != self._mirrored:
+            self._cursors.commit(mirror_name(self.name), seq)
+            self._mirrored = seq
 
     def _bury(self, event: StoredEvent, reason: str, attempts: int) -> None:
         if self._dead_letters is None:  # a one-off run (an offline rebuild): stop and say why

@@ -58,6 +58,7 @@ class Incoming:
 class Accepted:
     """A committed request: what it decoded to, which items were rejected alone, and when."""
 
+    #: Its ``items`` only for a format that answers from them (``Format.answers_from_items``).
     decoded: Decoded
     rejected: list[tuple[int, CallError]]
     received_at_us: int
@@ -155,9 +156,18 @@ async def _accept(collector: Collector, fmt: Format[Any], incoming: Incoming) ->
             _reject(source, route, received_at_us, error.code, error.message, i, fmt.item_bytes(items[i]))
             for i, error in rejected
         ]
+        del items
+    received = len(decoded.items)
+    if not fmt.answers_from_items:
+        # Under overload the requests waiting for the writer are most of a worker's memory:
+        # their events are needed, not the body they came in (which the items, msgspec.Raw
+        # views, keep alive), about a third of what each request holds.
+        incoming.body = b""
+        decoded.items = ()
+        item = None
     result = await collector.commit(events, rejects) if events or rejects else None
     if collector.metrics is not None:
-        collector.metrics.committed(source, fmt.name, len(decoded.items), result, rejects)
+        collector.metrics.committed(source, fmt.name, received, result, rejects)
     return Accepted(decoded, rejected, received_at_us)
 
 

@@ -123,7 +123,9 @@ class StoreCollector(Collector):
         size = GaugeMetricFamily("trackyard_store_size_bytes", "The event store's size on disk.")
         size.add_metric([], store_bytes(self._settings))
         yield size
-        positions = Positions(self._backends)  # asked twice: for the lag and for retention's holds
+        # Asked twice (for the lag and for retention's holds); running consumers from their
+        # mirrors, so that this process never opens the loader's DuckDB file.
+        positions = Positions(self._backends, mirrors_while_running=True)
         yield from self._consumers(self._backends, positions)
         if maintenance_available(self._settings):
             yield from self._retention(self._backends, positions)

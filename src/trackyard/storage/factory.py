@@ -358,7 +358,7 @@ def _compose(
             sqlite_dedup = SQLiteDedupIndex(directory, settings.dedup_window_seconds, settings.durability)
             closers.append(sqlite_dedup.close)
             dedup, reject_writer = sqlite_dedup, store
-        open_profiles = lambda: SQLiteProfiles(directory)  # noqa: E731
+        open_profiles = lambda: SQLiteProfiles(directory, settings.profiles_cache_bytes)  # noqa: E731
         open_consumer_stores = lambda: open_sqlite_consumer_stores(settings.data_dir)  # noqa: E731
     if layout.jetstream is not None:
         from trackyard.storage.nats.log import JetStreamLog

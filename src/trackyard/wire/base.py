@@ -100,6 +100,10 @@ class Format(Generic[Item]):
     policy: ClassVar[Policy] = "whole"
     #: Whether the body may carry the write key: then it is decoded before authorizing.
     keys_in_body: ClassVar[bool] = False
+    #: Whether the answer is built from the decoded items (Bloomreach's, a result per
+    #: command). Otherwise the pipeline lets go of the body and its items once the events
+    #: are built, before it waits for the commit.
+    answers_from_items: ClassVar[bool] = False
 
     def credentials(
         self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]

@@ -303,6 +303,7 @@ def credentials(authorization: str | None, project: str | None, access_token: st
 
 class _Bloomreach(Format[Any]):
     name = FORMAT
+    answers_from_items = True  # a result per command, its command_id echoed
 
     def credentials(
         self, authorization: str | None, path_key: str | None, query_key: str | None, body_keys: Sequence[str]
