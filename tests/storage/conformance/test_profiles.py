@@ -96,3 +96,27 @@ def test_reset_forgets_everything_and_a_rebuild_request_is_seen(backends: Backen
     assert profiles.resolve_key("p:user_id:u-1") is None
     assert profiles.counts()["people"] == 0
     assert not profiles.rebuild_requested()
+
+
+def test_each_row_shape_reads_back_as_it_was_written(backends: Backends) -> None:
+    """A new profile with nothing but counters, a whole row and a counters-only update
+    (three statements, ``_profile_queries.profile_rows``) all read back as the state written."""
+    profiles = backends.profiles()
+    visitor = ProfileState(id=2, kind="p", created_seq=3, first_seen=1_500, last_seen=1_500, event_count=1)
+    changes = _changes(cursor=3)
+    changes.profiles.append(visitor)
+    profiles.begin()
+    profiles.commit(changes)
+    rows = {row[0]: row for row in profiles.snapshot()["profiles"]}
+    assert rows[2] == (2, "p", None, 3, 1_500, 1_500, 1, b"{}", b"{}")
+    assert rows[1][7:] == (b'{"user_id":"u-1"}', b'{"plan":["pro",1000,1]}')
+    # A batch that loads them and counts an event of each.
+    profiles.begin()
+    loaded = profiles.load([1, 2])
+    for state in loaded.values():
+        state.last_seen, state.event_count = 3_000, state.event_count + 1
+    profiles.commit(Changes(Progress(cursor=4, processed=4, next_id=3), profiles=list(loaded.values())))
+    assert profiles.profiles([1, 2]) == loaded
+    assert loaded[2] == ProfileState(
+        id=2, kind="p", created_seq=3, first_seen=1_500, last_seen=3_000, event_count=2
+    )
