@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from trackyard.profiles.facts import ACCOUNT, PERSON, SEP, FactReader, Facts, decode_event, make_key
+from trackyard.profiles.recent import DEFAULT_LIMIT, RecentProfiles
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import (
     Changes,
@@ -42,10 +43,12 @@ _encode = msgspec.json.Encoder().encode
 class ProfileBuilder:
     """Applies log events to a :class:`ProfileWriter`, one transaction per batch."""
 
-    def __init__(self, writer: ProfileWriter, settings: ProfileSettings) -> None:
+    def __init__(self, writer: ProfileWriter, settings: ProfileSettings, recent: int = DEFAULT_LIMIT) -> None:
+        """``recent``: how many profiles to keep across batches (0: none, each batch loads all)."""
         self.writer = writer
         self.settings = settings
         self.reader = FactReader(settings)
+        self.recent = RecentProfiles(recent)
 
     def apply(self, events: Sequence[StoredEvent]) -> Progress:
         """Apply ``events`` (in log order) after the committed cursor; return the new progress.
@@ -53,6 +56,7 @@ class ProfileBuilder:
         Events at or before the cursor are skipped, so applying a batch twice is harmless.
         """
         progress = self.writer.begin()
+        self.recent.begin(progress)
         # No cyclic collections during a batch: it allocates a few objects per event, all
         # freed by reference counting, and the collections that many allocations set off
         # cost about 1.5 µs per event (docs/performance.md). Restored after the batch.
@@ -69,11 +73,14 @@ class ProfileBuilder:
             changes = batch.changes()
             self.writer.commit(changes)
         except BaseException:
+            # The batch may have changed kept profiles in place before it failed.
+            self.recent.clear()
             self.writer.rollback()
             raise
         finally:
             if collecting:
                 gc.enable()
+        batch.remember(changes.progress)
         return changes.progress
 
 
@@ -82,6 +89,7 @@ class _Batch:
 
     def __init__(self, builder: ProfileBuilder, progress: Progress) -> None:
         self.writer = builder.writer
+        self.recent = builder.recent
         self.reader = builder.reader
         self.settings = builder.settings
         self.unique_types = frozenset(builder.settings.unique_id_types)
@@ -116,9 +124,15 @@ class _Batch:
                 keys |= facts.keys()
             else:  # a plain event names only its person: no set to build
                 keys.update(facts.person)
-        found = self.writer.owners(keys)
-        self.owners.update(found)
-        self.profiles.update(self.writer.load(set(found.values())))
+        found, missing = self.recent.owners(keys)
+        if missing:
+            found.update(self.writer.owners(missing))
+        self.owners = found
+        ids = set(found.values())
+        kept = self.recent.profiles(ids)
+        self.profiles.update(kept)
+        if len(kept) < len(ids):
+            self.profiles.update(self.writer.load(ids - kept.keys()))
         for facts in pending:
             self._event(facts)
 
@@ -138,6 +152,17 @@ class _Batch:
             ],
             merges=self.merges,
         )
+
+    def remember(self, progress: Progress) -> None:
+        """Once committed: keep the batch's ids and profiles for the next batches."""
+        owners = self.owners
+        owners.update({key: identity.profile_id for key, identity in self.identities.items()})
+        states, dropped = self.profiles, []
+        if self.merges:  # ids may name merged profiles: settle them, and drop the merged
+            owners = {key: self._find(pid) for key, pid in owners.items()}
+            dropped = [pid for pid, state in states.items() if state.merged_into is not None]
+            states = {pid: state for pid, state in states.items() if state.merged_into is None}
+        self.recent.remember(owners, states, dropped, progress)
 
     def _settled(self, state: ProfileState) -> ProfileState:
         if state.merged_into is not None:
