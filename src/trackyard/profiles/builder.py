@@ -105,6 +105,8 @@ class _Batch:
         self.merges: list[MergeRecord] = []
         self.joined: set[tuple[int, int]] = set()
         self.pending: list[Facts] = []
+        #: The profiles loaded from the store (not kept from an earlier batch).
+        self.loaded: dict[int, ProfileState] = {}
 
     # -- loading ---------------------------------------------------------------------
 
@@ -132,7 +134,8 @@ class _Batch:
         kept = self.recent.profiles(ids)
         self.profiles.update(kept)
         if len(kept) < len(ids):
-            self.profiles.update(self.writer.load(ids - kept.keys()))
+            self.loaded = self.writer.load(ids - kept.keys())
+            self.profiles.update(self.loaded)
         for facts in pending:
             self._event(facts)
 
@@ -154,15 +157,20 @@ class _Batch:
         )
 
     def remember(self, progress: Progress) -> None:
-        """Once committed: keep the batch's ids and profiles for the next batches."""
+        """Once committed: keep the profiles the batch loaded, with their ids, for the next
+        batches (those it kept are kept already: it changed them in place).
+
+        A profile the batch created is not kept: most visitors are seen once, and keeping
+        each of them cost more than it saved. Their next batch loads them.
+        """
         owners = self.owners
         owners.update({key: identity.profile_id for key, identity in self.identities.items()})
-        states, dropped = self.profiles, []
+        loaded, dropped = self.loaded, []
         if self.merges:  # ids may name merged profiles: settle them, and drop the merged
             owners = {key: self._find(pid) for key, pid in owners.items()}
-            dropped = [pid for pid, state in states.items() if state.merged_into is not None]
-            states = {pid: state for pid, state in states.items() if state.merged_into is None}
-        self.recent.remember(owners, states, dropped, progress)
+            dropped = [pid for pid, state in self.profiles.items() if state.merged_into is not None]
+            loaded = {pid: state for pid, state in loaded.items() if state.merged_into is None}
+        self.recent.remember(owners, loaded, dropped, progress)
 
     def _settled(self, state: ProfileState) -> ProfileState:
         if state.merged_into is not None:

@@ -1,9 +1,11 @@
 """The profiles and ids of recent batches, kept by the builder for the next ones.
 
 The consumer is the profile store's only writer while it holds the lease, so what its last
-commit wrote is what the store holds: a person seen in a recent batch costs the next batch
-no lookup of their ids and no load of their profile. What is kept is only used while that
-is sure:
+commit wrote is what the store holds: a person whose profile a recent batch loaded costs
+the next batches no lookup of their ids and no load of their profile. Profiles a batch
+creates are not kept (most visitors are seen once; keeping them all cost the consumer about
+2 µs an event, docs/performance.md): their second batch loads them. What is kept is only
+used while it is sure to be what the store holds:
 
 - Everything is forgotten when a batch fails (the batch changed the kept states in place)
   and when a batch begins from another progress than the last commit left: a reset or a
@@ -65,22 +67,22 @@ class RecentProfiles:
     def remember(
         self,
         owners: Mapping[str, int],
-        states: Mapping[int, ProfileState],
+        loaded: Mapping[int, ProfileState],
         dropped: Iterable[int],
         progress: Progress,
     ) -> None:
-        """After a commit, what the store holds at ``progress``: ``owners`` (each key's current
-        profile), ``states`` (profiles, ``stored`` as committed), and ``dropped``, profiles that
-        were merged into others."""
+        """After a commit, what the store holds at ``progress``: keep ``loaded`` (profiles read
+        from the store, ``stored`` as committed), forget ``dropped`` (profiles merged into
+        others), and keep each of ``owners`` (a key's current profile) whose profile is kept."""
         if self.limit <= 0:
             return
         # Updated in place, so the least recently *added* go first: a profile still in use
         # that is dropped is loaded again by the next batch that names it.
         profiles = self._profiles
-        profiles.update(states)
+        profiles.update(loaded)
         for pid in dropped:
             profiles.pop(pid, None)
-        self._owners.update(owners)
+        self._owners.update({key: pid for key, pid in owners.items() if pid in profiles})
         _trim(profiles, self.limit)
         _trim(self._owners, 2 * self.limit)
         self._progress = progress
