@@ -17,12 +17,12 @@ the same profiles, whatever the batch sizes were (the property test checks this)
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from trackyard.consumers.batches import no_cyclic_gc
 from trackyard.profiles.facts import ACCOUNT, PERSON, SEP, FactReader, Facts, decode_event, make_key
 from trackyard.profiles.recent import DEFAULT_LIMIT, RecentProfiles
 from trackyard.profiles.settings import ProfileSettings
@@ -57,11 +57,12 @@ class ProfileBuilder:
         """
         progress = self.writer.begin()
         self.recent.begin(progress)
-        # No cyclic collections during a batch: it allocates a few objects per event, all
-        # freed by reference counting, and the collections that many allocations set off
-        # cost about 1.5 µs per event (docs/performance.md). Restored after the batch.
-        collecting = gc.isenabled()
-        gc.disable()
+        with no_cyclic_gc():
+            # A call of its own, so that the batch is freed before collections resume:
+            # otherwise the first collection would examine all of it, for nothing.
+            return self._apply(events, progress)
+
+    def _apply(self, events: Sequence[StoredEvent], progress: Progress) -> Progress:
         try:
             fresh = [stored for stored in events if stored.seq > progress.cursor]
             if not fresh:
@@ -77,9 +78,6 @@ class ProfileBuilder:
             self.recent.clear()
             self.writer.rollback()
             raise
-        finally:
-            if collecting:
-                gc.enable()
         batch.remember(changes.progress)
         return changes.progress
 
