@@ -42,8 +42,8 @@ def profile_from_row(row: tuple[Any, ...]) -> ProfileState:
 class ProfileRows(NamedTuple):
     """What a commit writes of its profiles, by statement (see :func:`profile_rows`)."""
 
-    #: ``(id, kind, created_seq, first_seen, last_seen, event_count)`` of new profiles with
-    #: no unique ids, no traits and no merge (a new visitor, the common case).
+    #: ``(id, kind, created_seq, first_seen, last_seen, event_count, uniq)`` of new profiles
+    #: with no traits and no merge (a new visitor, the common case).
     fresh: list[tuple[Any, ...]]
     #: Whole rows, :data:`PROFILE_COLUMNS` order.
     whole: list[tuple[Any, ...]]
@@ -57,8 +57,8 @@ def profile_rows(profiles: Sequence[ProfileState]) -> ProfileRows:
     A profile whose row is as it was loaded is not written at all, and one where only its
     times and count changed (an event of a known person, the common case) is updated in
     those columns alone: a third of the bound parameters and no rewrite of its JSON. A new
-    profile with nothing but its counters leaves its empty columns to the statement (6
-    parameters instead of 9: binding them is most of what a row costs).
+    profile without traits leaves ``merged_into`` and ``traits`` to the statement (7
+    parameters instead of 9: binding them is much of what a row costs).
 
     Each profile's ``stored`` becomes the row it is written as: what the store holds once
     the commit succeeds, so a builder that keeps the profile for its next batch writes only
@@ -81,8 +81,8 @@ def profile_rows(profiles: Sequence[ProfileState]) -> ProfileRows:
         )
         stored = p.stored
         if stored is None:
-            if p.merged_into is None and row[7] is _EMPTY and row[8] is _EMPTY:
-                fresh.append((p.id, p.kind, p.created_seq, p.first_seen, p.last_seen, p.event_count))
+            if p.merged_into is None and row[8] is _EMPTY:
+                fresh.append(row[:2] + row[3:8])
             else:
                 whole.append(row)
         elif row[:4] != stored[:4] or row[7] != stored[7] or row[8] != stored[8]:
@@ -117,7 +117,7 @@ def commit_statements(
         ),
         (
             "INSERT INTO profiles (id, kind, created_seq, first_seen, last_seen, event_count, uniq, traits)"
-            f" VALUES (?, ?, ?, ?, ?, ?, {empty_blob}, {empty_blob})" + _UPSERT_PROFILE,
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, {empty_blob})" + _UPSERT_PROFILE,
             rows.fresh,
         ),
         (

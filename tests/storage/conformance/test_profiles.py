@@ -103,12 +103,14 @@ def test_each_row_shape_reads_back_as_it_was_written(backends: Backends) -> None
     (three statements, ``_profile_queries.profile_rows``) all read back as the state written."""
     profiles = backends.profiles()
     visitor = ProfileState(id=2, kind="p", created_seq=3, first_seen=1_500, last_seen=1_500, event_count=1)
+    user = ProfileState(id=3, kind="p", created_seq=4, unique={"user_id": "u-3"}, event_count=0)
     changes = _changes(cursor=3)
-    changes.profiles.append(visitor)
+    changes.profiles += [visitor, user]
     profiles.begin()
     profiles.commit(changes)
     rows = {row[0]: row for row in profiles.snapshot()["profiles"]}
     assert rows[2] == (2, "p", None, 3, 1_500, 1_500, 1, b"{}", b"{}")
+    assert rows[3] == (3, "p", None, 4, None, None, 0, b'{"user_id":"u-3"}', b"{}")
     assert rows[1][7:] == (b'{"user_id":"u-1"}', b'{"plan":["pro",1000,1]}')
     # A batch that loads them and counts an event of each.
     profiles.begin()

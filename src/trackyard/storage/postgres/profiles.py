@@ -30,7 +30,7 @@ from trackyard.storage.postgres._db import connect
 
 _BUILDER_LOCK = 0x7472_6B79_0003
 
-#: ``{}`` as a blob, for a new profile's empty columns.
+#: ``{}`` as a blob, for the traits of a new profile without any.
 _EMPTY_BLOB = "'{}'::bytea"
 
 

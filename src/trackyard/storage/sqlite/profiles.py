@@ -110,7 +110,7 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-#: ``{}`` as a blob, for a new profile's empty columns.
+#: ``{}`` as a blob, for the traits of a new profile without any.
 _EMPTY_BLOB = "x'7b7d'"
 
 
