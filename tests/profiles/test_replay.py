@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.profiles.conftest import at, build, stored
-from trackyard.profiles.builder import ProfileBuilder
+from trackyard.profiles.builder import ProfileBuilder, _Batch
 from trackyard.profiles.facts import split_key
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import Changes, ProfileState
@@ -269,3 +269,17 @@ def test_an_id_a_merge_moved_is_looked_up_again(tmp_path: Path, limit: int) -> N
     assert kept.snapshot() == reference.snapshot()
     assert kept.resolve_key("p\x1fanonymous_id\x1fa2") == 1
     assert kept.event_seqs(1, None, 10) == [5, 4, 3, 2, 1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_lists, batch=st.integers(1, 30))
+def test_the_short_paths_give_the_profiles_of_the_full_rules(
+    events: list[dict[str, Any]], batch: int
+) -> None:
+    """``_Batch._plain`` and the unmerged batch's ``changes`` against ``_event`` and the
+    settling of every id, over the same generated logs (a new builder reads the switch)."""
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        short = build(Path(tmp) / "short", events, batch=batch)
+        patch.setattr(_Batch, "short_paths", False)
+        reference = build(Path(tmp) / "reference", events, batch=batch)
+        assert short.snapshot() == reference.snapshot()

@@ -18,7 +18,7 @@ the same profiles, whatever the batch sizes were (the property test checks this)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -85,6 +85,10 @@ class ProfileBuilder:
 class _Batch:
     """The working set of one transaction: the profiles and ids its events touch."""
 
+    #: Whether events that only name a person take :meth:`_plain` (checked against
+    #: :meth:`_event` by a differential property test, ``tests/profiles/test_replay.py``).
+    short_paths: ClassVar[bool] = True
+
     def __init__(self, builder: ProfileBuilder, progress: Progress) -> None:
         self.writer = builder.writer
         self.recent = builder.recent
@@ -103,6 +107,8 @@ class _Batch:
         self.merges: list[MergeRecord] = []
         self.joined: set[tuple[int, int]] = set()
         self.pending: list[Facts] = []
+        #: Whether a profile was merged into another (ids recorded before must be settled).
+        self.merged = False
         #: The profiles loaded from the store (not kept from an earlier batch).
         self.loaded: dict[int, ProfileState] = {}
 
@@ -134,18 +140,31 @@ class _Batch:
         if len(kept) < len(ids):
             self.loaded = self.writer.load(ids - kept.keys())
             self.profiles.update(self.loaded)
+        short = self.short_paths
         for facts in pending:
-            self._event(facts)
+            if not short or (
+                facts.subject or facts.refs or facts.unlink or facts.previous is not None or facts.traits
+            ):
+                self._event(facts)
+            else:
+                self._plain(facts)
 
     def changes(self) -> Changes:
         self._drain()
+        progress = Progress(cursor=self.cursor, processed=self.processed, next_id=self.next_id)
+        profiles = [self.profiles[pid] for pid in sorted(self.dirty)]
+        if self.short_paths and not self.merged:
+            # Every profile id the batch recorded is a current profile's: nothing to settle.
+            # (An event is recorded once per profile, so its links need no set either.)
+            identities = list(self.identities.values())
+            return Changes(progress, identities, profiles, sorted(self.events), self.history, self.merges)
         return Changes(
-            progress=Progress(cursor=self.cursor, processed=self.processed, next_id=self.next_id),
+            progress=progress,
             identities=[
                 i if (pid := self._find(i.profile_id)) == i.profile_id else i._replace(profile_id=pid)
                 for i in self.identities.values()
             ],
-            profiles=[self._settled(self.profiles[pid]) for pid in sorted(self.dirty)],
+            profiles=[self._settled(state) for state in profiles],
             events=sorted({(self._find(pid), seq) for pid, seq in self.events}),
             history=[
                 w if (pid := self._find(w.profile_id)) == w.profile_id else w._replace(profile_id=pid)
@@ -210,6 +229,28 @@ class _Batch:
             return
         for pid in {p for p in (person, subject, *refs) if p is not None}:
             self._seen(self._find(pid), facts)
+
+    def _plain(self, facts: Facts) -> None:
+        """:meth:`_event` for an event that names only its person (no accounts, traits,
+        alias or unlink): most of the log. A person named by one id, the commonest case,
+        takes :meth:`_one`."""
+        keys = facts.person
+        if len(keys) == 1:
+            self._seen(self._one(keys[0], facts), facts)
+        elif (person := self._resolve(PERSON, keys, facts)) is not None:
+            self._seen(person, facts)
+
+    def _one(self, key: str, facts: Facts) -> int:
+        """:meth:`_resolve` for a person named by one id: its owner, or a new profile holding it."""
+        if (owner := self._owner(key)) is not None:
+            return owner
+        target = self._create(PERSON, facts)
+        _, id_type, value = key.split(SEP, 2)
+        if id_type in self.unique_types:
+            self.profiles[target].unique[id_type] = value
+        # Nobody holds it, so it is not among the batch's identities yet: first seen now.
+        self.identities[key] = Identity(key, target, facts.ts, facts.seq)
+        return target
 
     def _previous_key(self, previous: str) -> str:
         user = make_key(PERSON, "user_id", previous)
@@ -305,6 +346,7 @@ class _Batch:
         survivor, loser = min(a, b), max(a, b)
         keep, gone = self.profiles[survivor], self.profiles[loser]
         gone.merged_into = survivor
+        self.merged = True
         keep.unique.update(gone.unique)
         for name, (value, ts, seq) in gone.traits.items():
             current = keep.traits.get(name)
