@@ -20,6 +20,7 @@ from trackyard.config import Settings
 from trackyard.event import format_timestamp
 from trackyard.profiles.builder import ProfileBuilder
 from trackyard.profiles.facts import PERSON, split_key
+from trackyard.profiles.recent import DEFAULT_LIMIT
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.views import ProfileViews
 from trackyard.storage.base import StoredEvent
@@ -110,10 +111,12 @@ def build(
     settings: ProfileSettings | None = None,
     batch: int = 500,
     store: Callable[[Path], SQLiteProfiles] = SQLiteProfiles,
+    recent: int = DEFAULT_LIMIT,
 ) -> SQLiteProfiles:
-    """Apply ``events`` to a fresh profile store under ``path``, ``batch`` events per transaction."""
+    """Apply ``events`` to a fresh profile store under ``path``, ``batch`` events per transaction
+    (``recent``: profiles the builder keeps across batches)."""
     profiles = store(path)
-    builder = ProfileBuilder(profiles, settings or ProfileSettings())
+    builder = ProfileBuilder(profiles, settings or ProfileSettings(), recent)
     log = stored(events)
     for start in range(0, len(log), batch):
         builder.apply(log[start : start + batch])

@@ -7,20 +7,22 @@ with out-of-order times.
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from collections import defaultdict
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.profiles.conftest import at, build, stored
-from trackyard.profiles.builder import ProfileBuilder
+from trackyard.profiles.builder import ProfileBuilder, _Batch
 from trackyard.profiles.facts import split_key
 from trackyard.profiles.settings import ProfileSettings
-from trackyard.profiles.storage import ProfileState
+from trackyard.profiles.storage import Changes, ProfileState
 from trackyard.storage.sqlite.profiles import SQLiteProfiles
 
 user_ids = st.sampled_from(["u1", "u2", "u3", "null"])
@@ -183,6 +185,101 @@ def test_writing_only_changed_profile_columns_gives_the_profiles_of_whole_rewrit
 ) -> None:
     """Small batches, so that most profiles are loaded by a later batch: unchanged, counters only, or more."""
     with tempfile.TemporaryDirectory() as tmp:
-        reference = build(Path(tmp) / "reference", events, batch=batch, store=_RewritingProfiles)
+        reference = build(Path(tmp) / "reference", events, batch=batch, store=_RewritingProfiles, recent=0)
         partial = build(Path(tmp) / "partial", events, batch=batch)
         assert partial.snapshot() == reference.snapshot()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_lists, batch=st.integers(1, 5), limit=st.sampled_from([1, 2, 3, 10_000]))
+def test_profiles_kept_across_batches_give_the_profiles_of_loading_every_batch(
+    events: list[dict[str, Any]], batch: int, limit: int
+) -> None:
+    """Small batches, so that most profiles come from an earlier batch's kept states; small
+    limits, so that profiles are dropped while ids naming them are kept."""
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = build(Path(tmp) / "reference", events, batch=batch, recent=0)
+        kept = build(Path(tmp) / "kept", events, batch=batch, recent=limit)
+        assert kept.snapshot() == reference.snapshot()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_lists, turns=st.lists(st.booleans(), min_size=1, max_size=12))
+def test_builders_taking_turns_on_one_store_give_the_profiles_of_one(
+    events: list[dict[str, Any]], turns: list[bool]
+) -> None:
+    """As when the lease passes from one consumer to another and back: each builder must see
+    that the store moved on without it and load again what it kept."""
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = build(Path(tmp) / "reference", events, batch=3, recent=0)
+        first, second = SQLiteProfiles(Path(tmp) / "shared"), SQLiteProfiles(Path(tmp) / "shared")
+        builders = (ProfileBuilder(first, ProfileSettings()), ProfileBuilder(second, ProfileSettings()))
+        log = stored(events)
+        for n, start in enumerate(range(0, len(log), 3)):
+            builders[turns[n % len(turns)]].apply(log[start : start + 3])
+        assert first.snapshot() == reference.snapshot()
+
+
+class _FailingCommit(SQLiteProfiles):
+    """Fails the commits it is told to, after the batch has changed its profiles."""
+
+    failures = 0
+
+    def commit(self, changes: Changes) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        super().commit(changes)
+
+
+def test_a_failed_batch_forgets_the_profiles_it_changed(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "identify", "userId": "u1", "traits": {"plan": 1}},
+        {"type": "track", "event": "E", "userId": "u1"},
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"plan": 2}},
+    ]
+    reference = build(tmp_path / "reference", events, batch=1, recent=0)
+    profiles = _FailingCommit(tmp_path / "failing")
+    builder = ProfileBuilder(profiles, ProfileSettings())
+    log = stored(events)
+    builder.apply(log[:1])
+    for batch in (log[1:2], log[2:]):
+        profiles.failures = 1
+        with pytest.raises(sqlite3.OperationalError):
+            builder.apply(batch)
+        builder.apply(batch)  # the consumer's retry
+    assert profiles.snapshot() == reference.snapshot()
+    assert profiles.profile(1) == reference.profile(1)
+    assert profiles.profile(1).event_count == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("limit", [1, 10_000])
+def test_an_id_a_merge_moved_is_looked_up_again(tmp_path: Path, limit: int) -> None:
+    """``a2`` is kept as the second profile's, which a later batch merges into the first
+    without naming ``a2``; an event of ``a2`` after it is about the first profile."""
+    events: list[dict[str, Any]] = [
+        {"type": "page", "anonymousId": "a1"},
+        {"type": "identify", "anonymousId": "a2", "traits": {"email": "e2@x.com"}},
+        {"type": "identify", "userId": "u1", "anonymousId": "a1"},
+        {"type": "identify", "userId": "u1", "traits": {"email": "e2@x.com"}},
+        {"type": "page", "anonymousId": "a2"},
+    ]
+    reference = build(tmp_path / "reference", events, batch=5, recent=0)
+    kept = build(tmp_path / "kept", events, batch=1, recent=limit)
+    assert kept.snapshot() == reference.snapshot()
+    assert kept.resolve_key("p\x1fanonymous_id\x1fa2") == 1
+    assert kept.event_seqs(1, None, 10) == [5, 4, 3, 2, 1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_lists, batch=st.integers(1, 30))
+def test_the_short_paths_give_the_profiles_of_the_full_rules(
+    events: list[dict[str, Any]], batch: int
+) -> None:
+    """``_Batch._plain`` and the unmerged batch's ``changes`` against ``_event`` and the
+    settling of every id, over the same generated logs (a new builder reads the switch)."""
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        short = build(Path(tmp) / "short", events, batch=batch)
+        patch.setattr(_Batch, "short_paths", False)
+        reference = build(Path(tmp) / "reference", events, batch=batch)
+        assert short.snapshot() == reference.snapshot()

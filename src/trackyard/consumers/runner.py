@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from trackyard.consumers.batches import no_cyclic_gc
 from trackyard.storage.base import CursorStore, DeadLetters, EventLog, StoredEvent
 
 log = logging.getLogger("trackyard.consumers")
@@ -102,6 +103,10 @@ class RunPolicy:
     #: Failures of one batch (or one event) before it is split (or dead-lettered).
     max_attempts: int = 5
     retry: Backoff = Backoff()
+    #: No cyclic garbage collection while a batch is read and delivered
+    #: (:func:`~trackyard.consumers.batches.no_cyclic_gc`): for a sink whose batches are
+    #: quick and CPU-bound, not one that may retry a delivery for minutes.
+    pause_gc: bool = False
 
 
 class StopFlag:
@@ -194,6 +199,12 @@ class Runner:
 
     def step(self, until: int | None = None) -> int:
         """Read one batch after the cursor and deliver it; return how many events it held."""
+        if not self.policy.pause_gc:
+            return self._step(until)
+        with no_cyclic_gc():
+            return self._step(until)
+
+    def _step(self, until: int | None) -> int:
         self.sink.before_read()
         cursor = self.position()
         self._mirror(cursor)

@@ -17,13 +17,14 @@ the same profiles, whatever the batch sizes were (the property test checks this)
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
+from trackyard.consumers.batches import no_cyclic_gc
 from trackyard.profiles.facts import ACCOUNT, PERSON, SEP, FactReader, Facts, decode_event, make_key
+from trackyard.profiles.recent import DEFAULT_LIMIT, RecentProfiles
 from trackyard.profiles.settings import ProfileSettings
 from trackyard.profiles.storage import (
     Changes,
@@ -42,10 +43,12 @@ _encode = msgspec.json.Encoder().encode
 class ProfileBuilder:
     """Applies log events to a :class:`ProfileWriter`, one transaction per batch."""
 
-    def __init__(self, writer: ProfileWriter, settings: ProfileSettings) -> None:
+    def __init__(self, writer: ProfileWriter, settings: ProfileSettings, recent: int = DEFAULT_LIMIT) -> None:
+        """``recent``: how many profiles to keep across batches (0: none, each batch loads all)."""
         self.writer = writer
         self.settings = settings
         self.reader = FactReader(settings)
+        self.recent = RecentProfiles(recent)
 
     def apply(self, events: Sequence[StoredEvent]) -> Progress:
         """Apply ``events`` (in log order) after the committed cursor; return the new progress.
@@ -53,11 +56,13 @@ class ProfileBuilder:
         Events at or before the cursor are skipped, so applying a batch twice is harmless.
         """
         progress = self.writer.begin()
-        # No cyclic collections during a batch: it allocates a few objects per event, all
-        # freed by reference counting, and the collections that many allocations set off
-        # cost about 1.5 µs per event (docs/performance.md). Restored after the batch.
-        collecting = gc.isenabled()
-        gc.disable()
+        self.recent.begin(progress)
+        with no_cyclic_gc():
+            # A call of its own, so that the batch is freed before collections resume:
+            # otherwise the first collection would examine all of it, for nothing.
+            return self._apply(events, progress)
+
+    def _apply(self, events: Sequence[StoredEvent], progress: Progress) -> Progress:
         try:
             fresh = [stored for stored in events if stored.seq > progress.cursor]
             if not fresh:
@@ -69,19 +74,24 @@ class ProfileBuilder:
             changes = batch.changes()
             self.writer.commit(changes)
         except BaseException:
+            # The batch may have changed kept profiles in place before it failed.
+            self.recent.clear()
             self.writer.rollback()
             raise
-        finally:
-            if collecting:
-                gc.enable()
+        batch.remember(changes.progress)
         return changes.progress
 
 
 class _Batch:
     """The working set of one transaction: the profiles and ids its events touch."""
 
+    #: Whether events that only name a person take :meth:`_plain` (checked against
+    #: :meth:`_event` by a differential property test, ``tests/profiles/test_replay.py``).
+    short_paths: ClassVar[bool] = True
+
     def __init__(self, builder: ProfileBuilder, progress: Progress) -> None:
         self.writer = builder.writer
+        self.recent = builder.recent
         self.reader = builder.reader
         self.settings = builder.settings
         self.unique_types = frozenset(builder.settings.unique_id_types)
@@ -97,6 +107,10 @@ class _Batch:
         self.merges: list[MergeRecord] = []
         self.joined: set[tuple[int, int]] = set()
         self.pending: list[Facts] = []
+        #: Whether a profile was merged into another (ids recorded before must be settled).
+        self.merged = False
+        #: The profiles loaded from the store (not kept from an earlier batch).
+        self.loaded: dict[int, ProfileState] = {}
 
     # -- loading ---------------------------------------------------------------------
 
@@ -116,21 +130,41 @@ class _Batch:
                 keys |= facts.keys()
             else:  # a plain event names only its person: no set to build
                 keys.update(facts.person)
-        found = self.writer.owners(keys)
-        self.owners.update(found)
-        self.profiles.update(self.writer.load(set(found.values())))
+        found, missing = self.recent.owners(keys)
+        if missing:
+            found.update(self.writer.owners(missing))
+        self.owners = found
+        ids = set(found.values())
+        kept = self.recent.profiles(ids)
+        self.profiles.update(kept)
+        if len(kept) < len(ids):
+            self.loaded = self.writer.load(ids - kept.keys())
+            self.profiles.update(self.loaded)
+        short = self.short_paths
         for facts in pending:
-            self._event(facts)
+            if not short or (
+                facts.subject or facts.refs or facts.unlink or facts.previous is not None or facts.traits
+            ):
+                self._event(facts)
+            else:
+                self._plain(facts)
 
     def changes(self) -> Changes:
         self._drain()
+        progress = Progress(cursor=self.cursor, processed=self.processed, next_id=self.next_id)
+        profiles = [self.profiles[pid] for pid in sorted(self.dirty)]
+        if self.short_paths and not self.merged:
+            # Every profile id the batch recorded is a current profile's: nothing to settle.
+            # (An event is recorded once per profile, so its links need no set either.)
+            identities = list(self.identities.values())
+            return Changes(progress, identities, profiles, sorted(self.events), self.history, self.merges)
         return Changes(
-            progress=Progress(cursor=self.cursor, processed=self.processed, next_id=self.next_id),
+            progress=progress,
             identities=[
                 i if (pid := self._find(i.profile_id)) == i.profile_id else i._replace(profile_id=pid)
                 for i in self.identities.values()
             ],
-            profiles=[self._settled(self.profiles[pid]) for pid in sorted(self.dirty)],
+            profiles=[self._settled(state) for state in profiles],
             events=sorted({(self._find(pid), seq) for pid, seq in self.events}),
             history=[
                 w if (pid := self._find(w.profile_id)) == w.profile_id else w._replace(profile_id=pid)
@@ -138,6 +172,22 @@ class _Batch:
             ],
             merges=self.merges,
         )
+
+    def remember(self, progress: Progress) -> None:
+        """Once committed: keep the profiles the batch loaded, with their ids, for the next
+        batches (those it kept are kept already: it changed them in place).
+
+        A profile the batch created is not kept: most visitors are seen once, and keeping
+        each of them cost more than it saved. Their next batch loads them.
+        """
+        owners = self.owners
+        owners.update({key: identity.profile_id for key, identity in self.identities.items()})
+        loaded, dropped = self.loaded, []
+        if self.merges:  # ids may name merged profiles: settle them, and drop the merged
+            owners = {key: self._find(pid) for key, pid in owners.items()}
+            dropped = [pid for pid, state in self.profiles.items() if state.merged_into is not None]
+            loaded = {pid: state for pid, state in loaded.items() if state.merged_into is None}
+        self.recent.remember(owners, loaded, dropped, progress)
 
     def _settled(self, state: ProfileState) -> ProfileState:
         if state.merged_into is not None:
@@ -179,6 +229,28 @@ class _Batch:
             return
         for pid in {p for p in (person, subject, *refs) if p is not None}:
             self._seen(self._find(pid), facts)
+
+    def _plain(self, facts: Facts) -> None:
+        """:meth:`_event` for an event that names only its person (no accounts, traits,
+        alias or unlink): most of the log. A person named by one id, the commonest case,
+        takes :meth:`_one`."""
+        keys = facts.person
+        if len(keys) == 1:
+            self._seen(self._one(keys[0], facts), facts)
+        elif (person := self._resolve(PERSON, keys, facts)) is not None:
+            self._seen(person, facts)
+
+    def _one(self, key: str, facts: Facts) -> int:
+        """:meth:`_resolve` for a person named by one id: its owner, or a new profile holding it."""
+        if (owner := self._owner(key)) is not None:
+            return owner
+        target = self._create(PERSON, facts)
+        _, id_type, value = key.split(SEP, 2)
+        if id_type in self.unique_types:
+            self.profiles[target].unique[id_type] = value
+        # Nobody holds it, so it is not among the batch's identities yet: first seen now.
+        self.identities[key] = Identity(key, target, facts.ts, facts.seq)
+        return target
 
     def _previous_key(self, previous: str) -> str:
         user = make_key(PERSON, "user_id", previous)
@@ -274,6 +346,7 @@ class _Batch:
         survivor, loser = min(a, b), max(a, b)
         keep, gone = self.profiles[survivor], self.profiles[loser]
         gone.merged_into = survivor
+        self.merged = True
         keep.unique.update(gone.unique)
         for name, (value, ts, seq) in gone.traits.items():
             current = keep.traits.get(name)

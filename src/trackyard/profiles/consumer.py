@@ -57,7 +57,7 @@ class ProfileSink:
 
 
 def policy(settings: ProfileSettings) -> RunPolicy:
-    return RunPolicy(batch_size=settings.batch_size, poll_interval=settings.poll_interval)
+    return RunPolicy(batch_size=settings.batch_size, poll_interval=settings.poll_interval, pause_gc=True)
 
 
 def open_runner(backends: Backends) -> Runner:
@@ -90,7 +90,8 @@ def catch_up(
     stops it with an error instead of going to the dead letters. Returns the events applied.
     """
     sink = ProfileSink(profiles, settings)
-    runner = Runner(NAME, store, sink, None, None, RunPolicy(settings.batch_size, max_attempts=1))
+    once = RunPolicy(settings.batch_size, max_attempts=1, pause_gc=True)
+    runner = Runner(NAME, store, sink, None, None, once)
     return runner.catch_up(until)
 
 

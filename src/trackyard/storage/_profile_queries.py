@@ -8,7 +8,7 @@ ids is bound) stays in each backend's module.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -19,6 +19,8 @@ TABLES = ("profiles", "identities", "profile_events", "trait_history", "membersh
 PROFILE_COLUMNS = "id, kind, merged_into, created_seq, first_seen, last_seen, event_count, uniq, traits"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+#: An empty object's encoding, for ``uniq`` and ``traits``.
+_EMPTY = b"{}"
 
 
 def profile_from_row(row: tuple[Any, ...]) -> ProfileState:
@@ -37,14 +39,33 @@ def profile_from_row(row: tuple[Any, ...]) -> ProfileState:
     )
 
 
-def profile_rows(profiles: Sequence[ProfileState]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """What to write of ``profiles``: whole rows, and ``(first_seen, last_seen, event_count, id)``.
+class ProfileRows(NamedTuple):
+    """What a commit writes of its profiles, by statement (see :func:`profile_rows`)."""
+
+    #: ``(id, kind, created_seq, first_seen, last_seen, event_count, uniq)`` of new profiles
+    #: with no traits and no merge (a new visitor, the common case).
+    fresh: list[tuple[Any, ...]]
+    #: Whole rows, :data:`PROFILE_COLUMNS` order.
+    whole: list[tuple[Any, ...]]
+    #: ``(first_seen, last_seen, event_count, id)``.
+    counters: list[tuple[Any, ...]]
+
+
+def profile_rows(profiles: Sequence[ProfileState]) -> ProfileRows:
+    """What to write of ``profiles``, each in as few bound parameters as it can.
 
     A profile whose row is as it was loaded is not written at all, and one where only its
     times and count changed (an event of a known person, the common case) is updated in
-    those columns alone: a third of the bound parameters and no rewrite of its JSON.
+    those columns alone: a third of the bound parameters and no rewrite of its JSON. A new
+    profile without traits leaves ``merged_into`` and ``traits`` to the statement (7
+    parameters instead of 9: binding them is much of what a row costs).
+
+    Each profile's ``stored`` becomes the row it is written as: what the store holds once
+    the commit succeeds, so a builder that keeps the profile for its next batch writes only
+    what that batch changes.
     """
-    rows: list[tuple[Any, ...]] = []
+    fresh: list[tuple[Any, ...]] = []
+    whole: list[tuple[Any, ...]] = []
     counters: list[tuple[Any, ...]] = []
     for p in profiles:
         row = (
@@ -55,21 +76,39 @@ def profile_rows(profiles: Sequence[ProfileState]) -> tuple[list[tuple[Any, ...]
             p.first_seen,
             p.last_seen,
             p.event_count,
-            _encode(p.unique) if p.unique else b"{}",
-            _encode(p.traits) if p.traits else b"{}",
+            _encode(p.unique) if p.unique else _EMPTY,
+            _encode(p.traits) if p.traits else _EMPTY,
         )
         stored = p.stored
-        if stored is None or row[:4] != stored[:4] or row[7] != stored[7] or row[8] != stored[8]:
-            rows.append(row)
+        if stored is None:
+            if p.merged_into is None and row[8] is _EMPTY:
+                fresh.append(row[:2] + row[3:8])
+            else:
+                whole.append(row)
+        elif row[:4] != stored[:4] or row[7] != stored[7] or row[8] != stored[8]:
+            whole.append(row)
         elif row[4:7] != stored[4:7]:
             counters.append((row[4], row[5], row[6], row[0]))
-    return rows, counters
+        p.stored = row
+    return ProfileRows(fresh, whole, counters)
 
 
-def commit_statements(changes: Changes, meta_table: str) -> list[tuple[str, Sequence[Sequence[Any]]]]:
-    """What a builder's commit writes: each statement (``?`` placeholders) with its rows."""
+_UPSERT_PROFILE = (
+    " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merged_into = excluded.merged_into,"
+    " created_seq = excluded.created_seq, first_seen = excluded.first_seen,"
+    " last_seen = excluded.last_seen, event_count = excluded.event_count,"
+    " uniq = excluded.uniq, traits = excluded.traits"
+)
+
+
+def commit_statements(
+    changes: Changes, meta_table: str, empty_blob: str
+) -> list[tuple[str, Sequence[Sequence[Any]]]]:
+    """What a builder's commit writes: each statement (``?`` placeholders) with its rows.
+
+    ``empty_blob`` is the backend's literal for :data:`_EMPTY` (``{}`` as a blob)."""
     progress = changes.progress
-    rows, counters = profile_rows(changes.profiles)
+    rows = profile_rows(changes.profiles)
     return [
         (
             "INSERT INTO identities (key, profile_id, first_seen, seq) VALUES (?, ?, ?, ?)"
@@ -77,14 +116,15 @@ def commit_statements(changes: Changes, meta_table: str) -> list[tuple[str, Sequ
             changes.identities,
         ),
         (
-            f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, merged_into = excluded.merged_into,"
-            " created_seq = excluded.created_seq, first_seen = excluded.first_seen,"
-            " last_seen = excluded.last_seen, event_count = excluded.event_count,"
-            " uniq = excluded.uniq, traits = excluded.traits",
-            rows,
+            "INSERT INTO profiles (id, kind, created_seq, first_seen, last_seen, event_count, uniq, traits)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, {empty_blob})" + _UPSERT_PROFILE,
+            rows.fresh,
         ),
-        ("UPDATE profiles SET first_seen = ?, last_seen = ?, event_count = ? WHERE id = ?", counters),
+        (
+            f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _UPSERT_PROFILE,
+            rows.whole,
+        ),
+        ("UPDATE profiles SET first_seen = ?, last_seen = ?, event_count = ? WHERE id = ?", rows.counters),
         ("INSERT INTO profile_events (profile_id, seq) VALUES (?, ?) ON CONFLICT DO NOTHING", changes.events),
         (
             "INSERT INTO trait_history (profile_id, name, ts, seq, value, applied) VALUES (?, ?, ?, ?, ?, ?)",

@@ -30,6 +30,9 @@ from trackyard.storage.postgres._db import connect
 
 _BUILDER_LOCK = 0x7472_6B79_0003
 
+#: ``{}`` as a blob, for the traits of a new profile without any.
+_EMPTY_BLOB = "'{}'::bytea"
+
 
 class PGProfiles(ProfileQueries):
     """Both protocols over one connection: the writer's transactions and the readers' queries."""
@@ -86,7 +89,7 @@ class PGProfiles(ProfileQueries):
 
     def commit(self, changes: Changes) -> None:
         with self._conn.cursor() as cur:
-            for sql, rows in commit_statements(changes, "profile_meta"):
+            for sql, rows in commit_statements(changes, "profile_meta", _EMPTY_BLOB):
                 if rows:
                     cur.executemany(sql.replace("?", "%s"), rows)
         self._conn.execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)

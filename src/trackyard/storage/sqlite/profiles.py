@@ -111,6 +111,10 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
+#: ``{}`` as a blob, for the traits of a new profile without any.
+_EMPTY_BLOB = "x'7b7d'"
+
+
 class SQLiteProfiles(ProfileQueries):
     """Both protocols over one connection: the writer's transactions and the readers' queries."""
 
@@ -173,7 +177,7 @@ class SQLiteProfiles(ProfileQueries):
         return int(self._conn.execute(sql, params).rowcount)
 
     def commit(self, changes: Changes) -> None:
-        for sql, rows in commit_statements(changes, "meta"):
+        for sql, rows in commit_statements(changes, "meta", _EMPTY_BLOB):
             if rows:
                 self._conn.executemany(sql, rows)
         self._conn.execute("COMMIT")  # when it fails, the builder rolls back (and releases the lock)
