@@ -29,6 +29,9 @@ from trackyard.storage.sqlite.store import SQLiteStore
 
 TOKEN = "profiles-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+#: httpx's default of 5 s is too short for a request to a server on a loaded 2-core machine
+#: (an HTTP worker still importing, or busy with a batch): the tests wait for answers, not speed.
+HTTP_TIMEOUT = 60.0
 
 
 @pytest.fixture
@@ -42,7 +45,9 @@ def caught_up(server: Server, timeout: float = 20.0) -> dict[str, Any]:
     """Poll ``GET /v1/profiles-status`` until the consumer has applied the whole log."""
     deadline = time.monotonic() + timeout
     while True:
-        current: dict[str, Any] = httpx.get(f"{server.url}/v1/profiles-status", headers=ADMIN).json()
+        current: dict[str, Any] = httpx.get(
+            f"{server.url}/v1/profiles-status", headers=ADMIN, timeout=HTTP_TIMEOUT
+        ).json()
         if current["lag"] == 0 and current["running"] and not current["rebuild_pending"]:
             return current
         assert time.monotonic() < deadline, f"the consumer did not catch up: {current}"
@@ -50,11 +55,16 @@ def caught_up(server: Server, timeout: float = 20.0) -> dict[str, Any]:
 
 
 def get(server: Server, path: str, **params: Any) -> httpx.Response:
-    return httpx.get(f"{server.url}{path}", headers=ADMIN, params=params)
+    return httpx.get(f"{server.url}{path}", headers=ADMIN, params=params, timeout=HTTP_TIMEOUT)
 
 
 def segment(server: Server, *calls: dict[str, Any]) -> None:
-    response = httpx.post(f"{server.url}/v1/batch", json={"batch": list(calls)}, auth=(server.write_key, ""))
+    response = httpx.post(
+        f"{server.url}/v1/batch",
+        json={"batch": list(calls)},
+        auth=(server.write_key, ""),
+        timeout=HTTP_TIMEOUT,
+    )
     assert response.json() == {"success": True}, response.text
 
 
@@ -63,6 +73,7 @@ def bloomreach(server: Server, *commands: dict[str, Any]) -> None:
         f"{server.url}/track/v2/projects/{server.write_key}/batch",
         json={"commands": list(commands)},
         headers={"Authorization": f"Token {server.write_key}"},
+        timeout=HTTP_TIMEOUT,
     )
     assert all(r["success"] for r in response.json()["results"]), response.text
 
@@ -72,13 +83,16 @@ def vitally(server: Server, *messages: dict[str, Any]) -> None:
         f"{server.url}/analytics/v1/batch",
         json=list(messages),
         headers={"Authorization": f"Basic {server.write_key}"},
+        timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 200, response.text
 
 
 def koala(server: Server, body: dict[str, Any], level: str = "") -> None:
     path = "accounts/batch" if level == "account" else "batch"
-    response = httpx.post(f"{server.url}/web/projects/{server.write_key}/{path}", json=body)
+    response = httpx.post(
+        f"{server.url}/web/projects/{server.write_key}/{path}", json=body, timeout=HTTP_TIMEOUT
+    )
     assert response.status_code == 200, response.text
 
 
