@@ -114,6 +114,24 @@ def _poll(condition: Callable[[], bool]) -> None:
         time.sleep(0.01)
 
 
+def self_signed(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 made by openssl (skips without it), and a server's TLS
+    context serving it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate with")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    return cert, served
+
+
 def test_requests_share_one_kept_alive_connection(transport: Transport) -> None:
     server = RawServer(_ok())
     for n in range(3):
@@ -200,18 +218,7 @@ def test_a_proxy_in_the_environment_is_honoured_through_httpx(monkeypatch: pytes
 
 
 def test_https_verifies_the_receivers_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl to make a certificate with")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
-        + ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )
-    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    served.load_cert_chain(cert, key)
+    cert, served = self_signed(tmp_path)
     server = RawServer(_ok(b"over tls"), tls=served)
     _tls_context.cache_clear()  # the certificates are found once a process
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)

@@ -5,17 +5,14 @@ a receiver that stops answering on a kept-alive connection, and HTTPS through a 
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
-import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.destinations.test_transport import RawServer, _answer
+from tests.destinations.test_transport import RawServer, _answer, self_signed
 from trackyard import __version__
 from trackyard.destinations.transport import Transport, _target, _tls_context
 
@@ -106,18 +103,7 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
 def test_https_goes_through_a_proxy_from_the_environment_unless_no_proxy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl to make a certificate with")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
-        + ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )
-    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    served.load_cert_chain(cert, key)
+    cert, served = self_signed(tmp_path)
     server = RawServer(lambda request: _answer(b"over tls", b"X-Receiver: b\r\n"), tls=served)
     proxy = ConnectProxy()
     port = server.url.rpartition(":")[2]
