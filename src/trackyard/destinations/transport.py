@@ -256,7 +256,7 @@ def _named(curl: pycurl.Curl, error: pycurl.error, body_size: int) -> httpx.Tran
     if code == pycurl.E_OPERATION_TIMEDOUT:
         if message.startswith(_CONNECT_TIMEOUT):
             return httpx.ConnectTimeout(message)
-        if curl.getinfo(pycurl.SIZE_UPLOAD) < body_size:
+        if curl.getinfo(pycurl.SIZE_UPLOAD_T) < body_size:
             return httpx.WriteTimeout(message)
         return httpx.ReadTimeout(message)
     if code == pycurl.E_GOT_NOTHING:
